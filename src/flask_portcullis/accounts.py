@@ -1,0 +1,222 @@
+"""Account rules: register, authenticate, change password, deactivate, delete, export.
+
+No request, no flash, no forms: the HTML views, the CLI and (later) the JSON
+API call these methods and map the typed errors they raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from .clock import Clock
+from .exceptions import (
+    AccountInactive,
+    EmailTaken,
+    InvalidCredentials,
+    NotFound,
+    UsernameTaken,
+)
+from .identity import clean_email, clean_username, identity_key
+from .models import DbSession, Models, UserMixin
+from .password_policy import PasswordPolicy
+from .passwords import PasswordHashing
+from .sessions import SessionService
+
+
+class AccountService:
+    """Everything that creates, checks or changes a user account."""
+
+    def __init__(
+        self,
+        db: DbSession,
+        models: Models,
+        hashing: PasswordHashing,
+        policy: PasswordPolicy,
+        sessions: SessionService,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._models = models
+        self.hashing = hashing
+        self.policy = policy
+        self._sessions = sessions
+        self._clock = clock
+
+    # -- lookups ---------------------------------------------------------------
+
+    def get(self, user_id: int) -> UserMixin | None:
+        """Return the user with ``user_id``, or None."""
+        return self._db.get(self._models.User, user_id)
+
+    def get_by_identity(self, identity: str) -> UserMixin | None:
+        """Find a user by username or email, case-insensitively, or return None."""
+        key = identity_key(identity)
+        if not key:
+            return None
+        User = self._models.User
+        query = select(User).where(or_(User.username_key == key, User.email_key == key))
+        return self._db.scalars(query.limit(1)).first()
+
+    def require_by_identity(self, identity: str) -> UserMixin:
+        """Like get_by_identity, but raise NotFound for operators who named a missing user."""
+        user = self.get_by_identity(identity)
+        if user is None:
+            raise NotFound(f"No user {identity!r}.")
+        return user
+
+    def search(self, text: str = "", *, limit: int = 50, offset: int = 0) -> Sequence[UserMixin]:
+        """Return users whose username or email contains ``text``, oldest first."""
+        User = self._models.User
+        query = select(User).order_by(User.id)
+        key = identity_key(text)
+        if key:
+            query = query.where(
+                or_(
+                    User.username_key.contains(key, autoescape=True),
+                    User.email_key.contains(key, autoescape=True),
+                )
+            )
+        return self._db.scalars(query.limit(limit).offset(offset)).all()
+
+    # -- registration ----------------------------------------------------------
+
+    def register(
+        self, username: str, email: str, password: str, *, verified: bool = False
+    ) -> UserMixin:
+        """Create an account, or raise FieldError/PasswordRejected naming what to fix.
+
+        Uniqueness is decided by the database's unique indexes, so two
+        simultaneous sign-ups with one name yield one account and one error.
+        """
+        username = clean_username(username)
+        email = clean_email(email)
+        self.policy.require(password, username=username, email=email)
+        self._raise_if_taken(username, email)
+        now = self._clock()
+        user = self._models.User(
+            username=username,
+            username_key=identity_key(username),
+            email=email,
+            email_key=identity_key(email),
+            password_hash=self.hashing.hash(password),
+            email_verified_at=now if verified else None,
+            active=True,
+            created_at=now,
+        )
+        self._db.add(user)
+        try:
+            self._db.commit()
+        except IntegrityError:
+            self._db.rollback()
+            self._raise_if_taken(username, email)
+            raise
+        return user
+
+    def _raise_if_taken(self, username: str, email: str) -> None:
+        User = self._models.User
+        taken = self._db.execute(
+            select(User.username_key, User.email_key).where(
+                or_(
+                    User.username_key == identity_key(username),
+                    User.email_key == identity_key(email),
+                )
+            )
+        ).all()
+        if any(row.username_key == identity_key(username) for row in taken):
+            raise UsernameTaken()
+        if taken:
+            raise EmailTaken()
+
+    # -- sign-in -----------------------------------------------------------------
+
+    def authenticate(self, identity: str, password: str) -> UserMixin:
+        """Return the user whose password this is, or raise InvalidCredentials.
+
+        Unknown users cost one dummy hash verify, so timing does not tell who
+        has an account. A legacy or outdated hash is replaced on success.
+        """
+        user = self.get_by_identity(identity)
+        if user is None:
+            self.hashing.verify_dummy(password)
+            raise InvalidCredentials()
+        result = self.hashing.verify(password, user.password_hash)
+        if not result.ok:
+            raise InvalidCredentials()
+        if not user.active:
+            raise AccountInactive()
+        if result.needs_rehash:
+            user.password_hash = self.hashing.hash(password)
+        user.last_login_at = self._clock()
+        self._db.commit()
+        return user
+
+    def check_password(self, user: UserMixin, password: str) -> bool:
+        """Tell whether ``password`` is the user's current password (for re-authentication)."""
+        return self.hashing.verify(password, user.password_hash).ok
+
+    # -- changes ---------------------------------------------------------------
+
+    def change_password(
+        self, user: UserMixin, current: str, new: str, *, keep_session: str | None = None
+    ) -> None:
+        """Replace the password after checking the current one; end the user's other sessions."""
+        if not self.check_password(user, current):
+            raise InvalidCredentials()
+        self.set_password(user, new, keep_session=keep_session)
+
+    def set_password(self, user: UserMixin, new: str, *, keep_session: str | None = None) -> None:
+        """Set a new password under the policy and end every session but ``keep_session``."""
+        self.policy.require(new, username=user.username, email=user.email)
+        user.password_hash = self.hashing.hash(new)
+        self._db.commit()
+        self._sessions.end_all(user.id, keep=keep_session)
+
+    def set_active(self, user: UserMixin, active: bool) -> None:
+        """Activate or deactivate; deactivation ends every session at once."""
+        user.active = active
+        self._db.commit()
+        if not active:
+            self._sessions.end_all(user.id)
+
+    def delete(self, user: UserMixin) -> None:
+        """Remove the user, their sessions and role links."""
+        self._sessions.end_all(user.id)
+        user.roles.clear()
+        self._db.delete(user)
+        self._db.commit()
+
+    def delete_with_password(self, user: UserMixin, password: str) -> None:
+        """Delete the account after re-checking the password."""
+        if not self.check_password(user, password):
+            raise InvalidCredentials()
+        self.delete(user)
+
+    def export(self, user: UserMixin) -> dict[str, Any]:
+        """Return the user's own data as JSON-ready values; never the hash or session ids."""
+        return {
+            "username": user.username,
+            "email": user.email,
+            "email_verified_at": _iso(user.email_verified_at),
+            "active": user.active,
+            "created_at": _iso(user.created_at),
+            "last_login_at": _iso(user.last_login_at),
+            "roles": sorted(role.name for role in user.roles),
+            "sessions": [
+                {
+                    "created_at": _iso(s.created_at),
+                    "last_seen_at": _iso(s.last_seen_at),
+                    "ip": s.ip,
+                    "user_agent": s.user_agent,
+                    "remember": s.remember,
+                }
+                for s in self._sessions.list_for(user.id)
+            ],
+        }
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()

@@ -1,0 +1,211 @@
+"""``flask users ...`` and ``flask roles ...``: account administration from the shell."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from .exceptions import PasswordRejected, PortcullisError
+from .extension import get_state
+from .models import UserMixin
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+users = AppGroup("users", help="Manage user accounts.")
+roles = AppGroup("roles", help="Manage roles and their permissions.")
+
+
+def reports_errors(command: F) -> F:
+    """Turn service errors into one clear line on stderr and exit status 1."""
+
+    @wraps(command)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PasswordRejected as exc:
+            raise click.ClickException("password rejected: " + " ".join(exc.reasons)) from exc
+        except PortcullisError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapped  # type: ignore[return-value]
+
+
+def _describe(user: UserMixin) -> str:
+    flags = [] if user.active else ["inactive"]
+    if not user.email_verified:
+        flags.append("unverified")
+    role_names = ",".join(sorted(r.name for r in user.roles)) or "-"
+    extra = f" [{' '.join(flags)}]" if flags else ""
+    return f"{user.id}\t{user.username}\t{user.email}\troles={role_names}{extra}"
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        # One line; the trailing newline is the terminator, not part of the password.
+        return sys.stdin.readline().rstrip("\r\n")
+    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@users.command("create")
+@click.option("--username", required=True)
+@click.option("--email", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--role", "role_names", multiple=True, help="Give this role (repeatable).")
+@click.option("--unverified", is_flag=True, help="Do not mark the email address as verified.")
+@reports_errors
+def create_user(
+    username: str, email: str, password_stdin: bool, role_names: tuple[str, ...], unverified: bool
+) -> None:
+    """Create a user (the operator vouches for the address unless --unverified)."""
+    state = get_state()
+    for name in role_names:
+        state.roles.require(name)
+    password = _read_password(password_stdin)
+    user = state.accounts.register(username, email, password, verified=not unverified)
+    for name in role_names:
+        state.roles.add_to_user(user, name)
+    click.echo(f"created user {user.username} (id {user.id})")
+
+
+@users.command("list")
+@click.option("--search", default="", help="Only users whose username or email contains this.")
+def list_users(search: str) -> None:
+    """List users: id, username, email, roles."""
+    for user in get_state().accounts.search(search, limit=10_000):
+        click.echo(_describe(user))
+
+
+@users.command("show")
+@click.argument("identity")
+@reports_errors
+def show_user(identity: str) -> None:
+    """Show one user (by username or email) and their sessions."""
+    state = get_state()
+    user = state.accounts.require_by_identity(identity)
+    click.echo(_describe(user))
+    last = f"{user.last_login_at:%Y-%m-%d %H:%M} UTC" if user.last_login_at else "never"
+    click.echo(f"created {user.created_at:%Y-%m-%d %H:%M} UTC; last sign-in {last}")
+    for record in state.sessions.list_for(user.id):
+        click.echo(f"session since {record.created_at:%Y-%m-%d %H:%M} from {record.ip or '?'}")
+
+
+def _set_active(identity: str, active: bool) -> None:
+    state = get_state()
+    user = state.accounts.require_by_identity(identity)
+    state.accounts.set_active(user, active)
+    click.echo(f"{user.username} is now {'active' if active else 'inactive'}")
+
+
+@users.command("activate")
+@click.argument("identity")
+@reports_errors
+def activate(identity: str) -> None:
+    """Let a deactivated user sign in again."""
+    _set_active(identity, True)
+
+
+@users.command("deactivate")
+@click.argument("identity")
+@reports_errors
+def deactivate(identity: str) -> None:
+    """Stop a user signing in and end their sessions now."""
+    _set_active(identity, False)
+
+
+@users.command("delete")
+@click.argument("identity")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@reports_errors
+def delete_user(identity: str, yes: bool) -> None:
+    """Delete a user and everything of theirs."""
+    state = get_state()
+    user = state.accounts.require_by_identity(identity)
+    if not yes:
+        click.confirm(f"Delete {user.username} <{user.email}>?", abort=True)
+    name = user.username
+    state.accounts.delete(user)
+    click.echo(f"deleted {name}")
+
+
+@users.command("add-role")
+@click.argument("identity")
+@click.argument("role")
+@reports_errors
+def add_role(identity: str, role: str) -> None:
+    """Give a user a role."""
+    state = get_state()
+    user = state.accounts.require_by_identity(identity)
+    changed = state.roles.add_to_user(user, role)
+    click.echo(f"{user.username} {'now has' if changed else 'already had'} role {role}")
+
+
+@users.command("remove-role")
+@click.argument("identity")
+@click.argument("role")
+@reports_errors
+def remove_role(identity: str, role: str) -> None:
+    """Take a role from a user."""
+    state = get_state()
+    user = state.accounts.require_by_identity(identity)
+    changed = state.roles.remove_from_user(user, role)
+    click.echo(f"{user.username} {'no longer has' if changed else 'did not have'} role {role}")
+
+
+@users.command("revoke-sessions")
+@click.argument("identity")
+@reports_errors
+def revoke_sessions(identity: str) -> None:
+    """Sign a user out everywhere, at once."""
+    state = get_state()
+    user = state.accounts.require_by_identity(identity)
+    count = state.sessions.end_all(user.id)
+    click.echo(f"ended {count} session(s) of {user.username}")
+
+
+@roles.command("create")
+@click.argument("name")
+@click.option("--description", default="")
+@reports_errors
+def create_role(name: str, description: str) -> None:
+    """Create a role."""
+    role = get_state().roles.create(name, description)
+    click.echo(f"created role {role.name}")
+
+
+@roles.command("list")
+def list_roles() -> None:
+    """List roles and their permissions."""
+    for role in get_state().roles.list():
+        perms = ",".join(p.name for p in role.permissions) or "-"
+        click.echo(f"{role.name}\tpermissions={perms}\t{role.description}")
+
+
+@roles.command("delete")
+@click.argument("name")
+@reports_errors
+def delete_role(name: str) -> None:
+    """Delete a role (users holding it lose it)."""
+    get_state().roles.delete(name)
+    click.echo(f"deleted role {name}")
+
+
+@roles.command("grant-permission")
+@click.argument("role")
+@click.argument("permission")
+@reports_errors
+def grant_permission(role: str, permission: str) -> None:
+    """Let a role do PERMISSION (a "resource.action" string)."""
+    get_state().roles.grant_permission(role, permission)
+    click.echo(f"role {role} may now {permission}")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(users)
+    app.cli.add_command(roles)

@@ -1,0 +1,83 @@
+"""The demo site: ``flask --app flask_portcullis.demo run``.
+
+Everything is configurable through ``FLASK_*`` environment variables
+(``app.config.from_prefixed_env``); with none set it runs on SQLite in
+``./instance`` and keeps a generated secret key there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, render_template
+from flask.typing import ResponseReturnValue
+from flask_migrate import Migrate
+from flask_wtf import CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from .. import Portcullis
+from ..clock import Clock
+
+logger = logging.getLogger("flask_portcullis.demo")
+
+portcullis = Portcullis()
+db = portcullis.db
+migrate = Migrate()
+csrf = CSRFProtect()
+MIGRATIONS = str(files("flask_portcullis") / "migrations")
+
+
+def create_app(
+    test_config: Mapping[str, Any] | None = None,
+    *,
+    instance_path: str | None = None,
+    clock: Clock | None = None,
+) -> Flask:
+    """Build the demo app (settings: defaults < FLASK_* environment < ``test_config``)."""
+    instance = instance_path or os.environ.get("PORTCULLIS_INSTANCE_PATH") or "instance"
+    app = Flask(__name__, instance_path=os.path.abspath(instance))
+    app.config.from_mapping(
+        SQLALCHEMY_DATABASE_URI="sqlite:///portcullis.db",
+        PORTCULLIS_SITE_NAME="Portcullis demo",
+        PORTCULLIS_POST_LOGIN_VIEW="index",
+        PORTCULLIS_POST_LOGOUT_VIEW="index",
+    )
+    app.config.from_prefixed_env()
+    if test_config:
+        app.config.from_mapping(test_config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = instance_secret_key(Path(app.instance_path))
+
+    portcullis.init_app(app, clock=clock)
+    migrate.init_app(app, db, directory=MIGRATIONS)
+    csrf.init_app(app)
+
+    @app.route("/")
+    def index() -> ResponseReturnValue:
+        return render_template("index.html")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> ResponseReturnValue:
+        return render_template("portcullis/error.html", error=error), error.code or 500
+
+    return app
+
+
+def instance_secret_key(instance: Path) -> str:
+    """Return the secret key kept in the instance folder, making it (mode 0600) the first time."""
+    path = instance / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    logger.warning("No SECRET_KEY was set: generated one and saved it in %s (mode 0600).", path)
+    return path.read_text().strip()

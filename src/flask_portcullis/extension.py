@@ -1,0 +1,132 @@
+"""The ``Portcullis`` extension object: wires services, Flask-Login, views and CLI into an app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from flask import Flask, current_app
+from flask_login import LoginManager
+from flask_sqlalchemy import SQLAlchemy
+
+from .accounts import AccountService
+from .clock import Clock, utcnow
+from .models import Models, UserMixin, build_models
+from .password_policy import PasswordPolicy, PasswordValidator
+from .passwords import Hasher, PasswordHashing
+from .rbac import RoleService
+from .sessions import SessionService
+from .settings import Settings
+
+logger = logging.getLogger("flask_portcullis")
+
+
+@dataclass(frozen=True)
+class State:
+    """What one app's Portcullis holds, kept in ``app.extensions["portcullis"]``."""
+
+    settings: Settings
+    models: Models
+    db: SQLAlchemy
+    accounts: AccountService
+    sessions: SessionService
+    roles: RoleService
+    clock: Clock
+
+
+def get_state(app: Flask | None = None) -> State:
+    """Return the Portcullis state of ``app`` (default: the current app)."""
+    app = app or current_app
+    try:
+        return cast(State, app.extensions["portcullis"])
+    except KeyError:
+        raise RuntimeError(
+            "Portcullis is not set up on this app: "
+            "call Portcullis(app) or portcullis.init_app(app) first."
+        ) from None
+
+
+class Portcullis:
+    """User accounts for a Flask app.
+
+    ``Portcullis(app)`` or ``Portcullis()`` then ``init_app(app)``. Pass your
+    own Flask-SQLAlchemy ``db`` (and optionally a ``user_model`` built on
+    :class:`~flask_portcullis.models.UserMixin`) to keep the tables in your
+    app's metadata; without one, Portcullis makes and initialises its own.
+    ``hashers`` replaces the hasher chain (first one hashes); ``validators``
+    replaces the password rules; ``clock`` is the time source (for tests).
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: SQLAlchemy | None = None,
+        user_model: type[UserMixin] | None = None,
+        hashers: Sequence[Hasher] | None = None,
+        validators: Sequence[PasswordValidator] | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._owns_db = db is None
+        self.db = db if db is not None else SQLAlchemy()
+        # Models are mapped once per extension object, like any Flask-SQLAlchemy model.
+        self.models = build_models(self.db, user_model)
+        self._hashers = hashers
+        self._validators = validators
+        self.clock = clock
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, *, clock: Clock | None = None) -> None:
+        """Read settings, build the services and register views, CLI and hooks on ``app``.
+
+        ``clock`` overrides the extension's time source for this app only (tests).
+        """
+        from . import cli, principal, web
+
+        clock = clock or self.clock
+        settings = Settings.from_config(app.config)
+        if self._owns_db:
+            self.db.init_app(app)
+        if not settings.argon2_is_owasp_strength and not app.testing:
+            logger.warning("argon2 parameters are below the OWASP minimum (m=19456, t=2).")
+        hashing = (
+            PasswordHashing(self._hashers)
+            if self._hashers
+            else PasswordHashing.from_settings(settings)
+        )
+        policy = (
+            PasswordPolicy(self._validators)
+            if self._validators
+            else PasswordPolicy.from_settings(settings)
+        )
+        session = self.db.session
+        sessions = SessionService(session, self.models, settings, clock)
+        state = State(
+            settings=settings,
+            models=self.models,
+            db=self.db,
+            accounts=AccountService(session, self.models, hashing, policy, sessions, clock),
+            sessions=sessions,
+            roles=RoleService(session, self.models),
+            clock=clock,
+        )
+        app.extensions["portcullis"] = state
+
+        self._configure_cookies(app, settings)
+        login_manager: LoginManager = getattr(app, "login_manager", None) or LoginManager(app)
+        web.init_app(app, state, login_manager)
+        cli.init_app(app)
+        if settings.principal:
+            principal.init_app(app)
+
+    @staticmethod
+    def _configure_cookies(app: Flask, settings: Settings) -> None:
+        # OWASP ASVS 3.4.1-3.4.3: Secure (outside debug), HttpOnly, SameSite.
+        if settings.secure_cookies and not app.debug:
+            app.config["SESSION_COOKIE_SECURE"] = True
+        app.config["SESSION_COOKIE_HTTPONLY"] = True
+        if not app.config.get("SESSION_COOKIE_SAMESITE"):
+            app.config["SESSION_COOKIE_SAMESITE"] = "Lax"

@@ -1,0 +1,201 @@
+"""Database models: mixins a host app can extend, and the builder that maps them.
+
+A host app keeps its own ``db`` and, if it likes, its own ``User`` class::
+
+    class User(UserMixin, db.Model):
+        __tablename__ = "users"
+        shoe_size: Mapped[int | None]
+
+    portcullis = Portcullis(app, db=db, user_model=User)
+
+:func:`build_models` then maps roles, permissions and session records on the
+same ``db``, so one migration history covers every table. Without a
+``user_model`` it maps a plain ``User`` on table ``users``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import flask_login
+from sqlalchemy import Column, DateTime, ForeignKey, Index, String, Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship, scoped_session
+from sqlalchemy.types import TypeDecorator
+
+from .clock import utcnow
+
+# Flask-SQLAlchemy's scoped session (invariant generics make its exact type awkward).
+DbSession = scoped_session[Any]
+
+if TYPE_CHECKING:
+    from flask_sqlalchemy import SQLAlchemy
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store naive UTC, return aware UTC: one behaviour on SQLite, PostgreSQL and MariaDB."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("UTCDateTime needs an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class UserMixin(flask_login.UserMixin):
+    """The columns Portcullis needs on a user; add your own beside them."""
+
+    if TYPE_CHECKING:
+
+        def __init__(self, **columns: Any) -> None: ...
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    # Casefolded NFKC forms carry the unique indexes (see identity.py).
+    username_key: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    email_key: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    if TYPE_CHECKING:
+        roles: Mapped[list[RoleMixin]]
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users.
+        return self.active
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
+
+    def has_role(self, name: str) -> bool:
+        """Tell whether the user holds the role called ``name``."""
+        return any(role.name == name for role in self.roles)
+
+    def has_permission(self, name: str) -> bool:
+        """The one permission check: does any of the user's roles grant ``name``?"""
+        return any(perm.name == name for role in self.roles for perm in role.permissions)
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.username!r}>"
+
+
+class RoleMixin:
+    """A named group of permissions."""
+
+    if TYPE_CHECKING:
+
+        def __init__(self, **columns: Any) -> None: ...
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+
+    if TYPE_CHECKING:
+        permissions: Mapped[list[PermissionMixin]]
+
+    def __repr__(self) -> str:
+        return f"<Role {self.name!r}>"
+
+
+class PermissionMixin:
+    """A ``"resource.action"`` string that roles grant."""
+
+    if TYPE_CHECKING:
+
+        def __init__(self, **columns: Any) -> None: ...
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+
+    def __repr__(self) -> str:
+        return f"<Permission {self.name!r}>"
+
+
+class SessionMixin:
+    """One signed-in device. Only a SHA-256 digest of the session id is stored."""
+
+    if TYPE_CHECKING:
+
+        def __init__(self, **columns: Any) -> None: ...
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    remember: Mapped[bool] = mapped_column(default=False)
+
+    if TYPE_CHECKING:
+        user_id: Mapped[int]  # mapped by build_models, with the foreign key
+
+
+@dataclass(frozen=True)
+class Models:
+    """The mapped classes one Portcullis instance works with."""
+
+    User: type[UserMixin]
+    Role: type[RoleMixin]
+    Permission: type[PermissionMixin]
+    Session: type[SessionMixin]
+    user_roles: Table
+    role_permissions: Table
+
+
+def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> Models:
+    """Map the Portcullis tables on ``db`` (call once per ``db``, at import time)."""
+    base: Any = db.Model
+
+    if user_model is None:
+
+        class User(UserMixin, base):
+            __tablename__ = "users"
+
+        user_model = User
+
+    user_fk = f"{user_model.__tablename__}.id"
+
+    class Role(RoleMixin, base):
+        __tablename__ = "roles"
+
+    class Permission(PermissionMixin, base):
+        __tablename__ = "permissions"
+
+    class Session(SessionMixin, base):
+        __tablename__ = "user_sessions"
+        __table_args__ = (Index("ix_user_sessions_user_id", "user_id"),)
+        user_id: Mapped[int] = mapped_column(ForeignKey(user_fk, ondelete="CASCADE"))
+
+    user_roles = Table(
+        "user_roles",
+        db.metadata,
+        Column("user_id", ForeignKey(user_fk, ondelete="CASCADE"), primary_key=True),
+        Column("role_id", ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    )
+    role_permissions = Table(
+        "role_permissions",
+        db.metadata,
+        Column("role_id", ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+        Column("permission_id", ForeignKey("permissions.id", ondelete="CASCADE"), primary_key=True),
+    )
+    # Roles load only when a check needs them; a role's permissions come with it.
+    user_model.roles = relationship(Role, secondary=user_roles)
+    Role.permissions = relationship(
+        Permission, secondary=role_permissions, lazy="selectin", order_by=Permission.name
+    )
+    return Models(user_model, Role, Permission, Session, user_roles, role_permissions)

@@ -1,0 +1,122 @@
+"""Server-side session records: every signed-in device is a row the server can end.
+
+The browser holds a random session id (256 bits) inside Flask's signed
+cookie; the database holds only its SHA-256 digest, so a leaked table cannot
+be replayed. Every request resolves the id, so ending a row ends the session
+at once (OWASP ASVS 3.3.1, 3.3.3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+
+from .clock import Clock
+from .models import DbSession, Models, SessionMixin, UserMixin
+from .settings import Settings
+
+# Write last-seen at most this often: one UPDATE a minute, not one per request.
+TOUCH_INTERVAL = timedelta(seconds=60)
+USER_AGENT_MAX = 512
+
+
+def digest(session_id: str) -> str:
+    """Return the stored form of a session id."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    """A resolved, still-valid session and its user."""
+
+    record: SessionMixin
+    user: UserMixin
+
+
+class SessionService:
+    """Start, resolve, list and end server-side sessions."""
+
+    def __init__(self, db: DbSession, models: Models, settings: Settings, clock: Clock) -> None:
+        self._db = db
+        self._models = models
+        self._settings = settings
+        self._clock = clock
+
+    def start(self, user: UserMixin, *, remember: bool, ip: str, user_agent: str) -> str:
+        """Create a session for ``user`` and return its id: a new one each time (no fixation)."""
+        session_id = secrets.token_urlsafe(32)
+        now = self._clock()
+        lifetime = self._settings.remember_lifetime if remember else self._settings.session_lifetime
+        record = self._models.Session(
+            id=digest(session_id),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(seconds=lifetime),
+            ip=ip[:45],
+            user_agent=user_agent[:USER_AGENT_MAX],
+            remember=remember,
+        )
+        self._db.add(record)
+        self._db.commit()
+        return session_id
+
+    def resolve(self, session_id: str) -> ActiveSession | None:
+        """Return the live session for ``session_id``, or None when unknown, ended or expired."""
+        Session, User = self._models.Session, self._models.User
+        row = self._db.execute(
+            select(Session, User)
+            .join(User, User.id == Session.user_id)
+            .where(Session.id == digest(session_id))
+        ).first()
+        if row is None:
+            return None
+        record, user = row
+        now = self._clock()
+        idle_limit = record.last_seen_at + timedelta(seconds=self._settings.session_idle_timeout)
+        # Remember-me sessions are bounded by their absolute lifetime only (ASVS 3.3.2).
+        if now >= record.expires_at or (not record.remember and now >= idle_limit):
+            self._db.delete(record)
+            self._db.commit()
+            return None
+        if not user.active:
+            return None
+        if now - record.last_seen_at >= TOUCH_INTERVAL:
+            self._db.execute(
+                update(Session).where(Session.id == record.id).values(last_seen_at=now)
+            )
+            self._db.commit()
+        return ActiveSession(record, user)
+
+    def end(self, session_id: str) -> None:
+        """End one session by the id the browser holds."""
+        self._end(self._models.Session.id == digest(session_id))
+
+    def end_by_digest(self, user_id: int, record_id: str) -> bool:
+        """End one of ``user_id``'s sessions by its stored id; tell whether one was ended."""
+        Session = self._models.Session
+        return self._end((Session.id == record_id) & (Session.user_id == user_id)) > 0
+
+    def end_all(self, user_id: int, *, keep: str | None = None) -> int:
+        """End every session of a user, except the one whose id is ``keep``; return how many."""
+        Session = self._models.Session
+        condition = Session.user_id == user_id
+        if keep is not None:
+            condition &= Session.id != digest(keep)
+        return self._end(condition)
+
+    def list_for(self, user_id: int) -> Sequence[SessionMixin]:
+        """Return a user's sessions, most recently used first."""
+        Session = self._models.Session
+        query = select(Session).where(Session.user_id == user_id)
+        return self._db.scalars(query.order_by(Session.last_seen_at.desc())).all()
+
+    def _end(self, condition: object) -> int:
+        result = self._db.execute(delete(self._models.Session).where(condition))  # type: ignore[arg-type]
+        self._db.commit()
+        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,96 @@
+"""Read every ``PORTCULLIS_*`` key once, validate it, and freeze it.
+
+Views and services get a :class:`Settings`; nothing reads ``app.config`` at
+request time. A bad value fails at start-up with one message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .exceptions import ConfigurationError
+
+PREFIX = "PORTCULLIS_"
+
+# OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1.
+OWASP_ARGON2 = {"time_cost": 2, "memory_cost": 19456, "parallelism": 1}
+
+
+_EXAMPLES: dict[type, str] = {bool: "true", int: "3600", str: '"text"'}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every extension setting with its safe default (documented in docs/configuration.md)."""
+
+    # NIST SP 800-63B 5.1.1.2: at least 8, accept at least 64, no composition rules.
+    password_min_length: int = 8
+    password_max_length: int = 256
+    argon2_time_cost: int = OWASP_ARGON2["time_cost"]
+    argon2_memory_cost: int = OWASP_ARGON2["memory_cost"]
+    argon2_parallelism: int = OWASP_ARGON2["parallelism"]
+    # OWASP ASVS 3.3.1/3.3.2: idle and absolute limits, in seconds.
+    session_idle_timeout: int = 30 * 60
+    session_lifetime: int = 12 * 60 * 60
+    remember_lifetime: int = 30 * 24 * 60 * 60
+    site_name: str = "Portcullis"
+    secure_cookies: bool = True
+    security_headers: bool = True
+    registration: bool = True
+    principal: bool = False
+    post_login_view: str = "portcullis.account"
+    post_logout_view: str = "portcullis.login"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """Build settings from a Flask config, raising ConfigurationError on bad values."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            key = PREFIX + field.name.upper()
+            if key not in config:
+                continue
+            value = config[key]
+            expected = type(field.default)
+            # bool is an int subclass: refuse True for a number and 1 for a flag.
+            if type(value) is not expected:
+                example = _EXAMPLES[expected]
+                raise ConfigurationError(
+                    f"{key} must be {expected.__name__}, got {value!r}. "
+                    f"As an environment variable use JSON, e.g. FLASK_{key}={example}."
+                )
+            values[field.name] = value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse combinations that would make the extension unsafe or unusable."""
+        problems: list[str] = []
+        if self.password_min_length < 8:
+            problems.append("PORTCULLIS_PASSWORD_MIN_LENGTH must be at least 8 (NIST SP 800-63B).")
+        if self.password_max_length < max(64, self.password_min_length):
+            problems.append(
+                "PORTCULLIS_PASSWORD_MAX_LENGTH must be at least 64 and at least the minimum."
+            )
+        if self.password_max_length > 4096:
+            problems.append("PORTCULLIS_PASSWORD_MAX_LENGTH above 4096 invites hashing DoS.")
+        if self.argon2_time_cost < 1 or self.argon2_parallelism < 1:
+            problems.append("PORTCULLIS_ARGON2_TIME_COST and _PARALLELISM must be at least 1.")
+        if self.argon2_memory_cost < 8 * self.argon2_parallelism:
+            problems.append("PORTCULLIS_ARGON2_MEMORY_COST must be at least 8 x parallelism KiB.")
+        for name in ("session_idle_timeout", "session_lifetime", "remember_lifetime"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{PREFIX}{name.upper()} must be a positive number of seconds.")
+        if problems:
+            raise ConfigurationError(" ".join(problems))
+
+    @property
+    def argon2_is_owasp_strength(self) -> bool:
+        """Tell whether the hash parameters meet the OWASP minimum (for warnings and doctor)."""
+        return (
+            self.argon2_memory_cost >= OWASP_ARGON2["memory_cost"]
+            and self.argon2_time_cost >= OWASP_ARGON2["time_cost"]
+        )

@@ -1,0 +1,33 @@
+"""The HTML adapter: blueprints, Flask-Login bridge, security headers."""
+
+from __future__ import annotations
+
+from flask import Flask, render_template
+from flask.typing import ResponseReturnValue
+from flask_login import LoginManager
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ..extension import State
+from . import account, admin, auth, headers  # noqa: F401  (registers the routes)
+from .blueprints import admin_bp, bp
+from .forms import ConfirmForm
+from .signin import init_login_manager
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(error: RequestEntityTooLarge) -> ResponseReturnValue:
+    # A megabyte "password" stops here, long before anything hashes it.
+    return render_template("portcullis/error.html", error=error), 413
+
+
+def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:
+    init_login_manager(login_manager)
+    app.register_blueprint(bp)
+    app.register_blueprint(admin_bp)
+    if state.settings.security_headers:
+        headers.init_app(app)
+
+    @app.context_processor
+    def portcullis_context() -> dict[str, object]:
+        # The nav's sign-out button is a POST form and needs a CSRF token.
+        return {"portcullis_logout_form": ConfirmForm, "portcullis_settings": state.settings}

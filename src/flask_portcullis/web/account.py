@@ -1,0 +1,82 @@
+"""The signed-in user's own account pages."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response, flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from ..decorators import login_required
+from ..exceptions import InvalidCredentials, PortcullisError
+from ..extension import get_state
+from ..models import UserMixin
+from .auth import render_form
+from .blueprints import bp
+from .feedback import show_error
+from .forms import ChangePasswordForm, DeleteAccountForm
+from .signin import current_session_record, sign_in, sign_out
+
+WRONG_PASSWORD = "That is not your current password."
+
+
+def me() -> UserMixin:
+    user: UserMixin = current_user._get_current_object()
+    return user
+
+
+@bp.route("/account")
+@login_required
+def account() -> ResponseReturnValue:
+    return render_template("portcullis/account.html", user=me())
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password() -> ResponseReturnValue:
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        user = me()
+        record = current_session_record()
+        try:
+            get_state().accounts.change_password(
+                user, form.current_password.data or "", form.new_password.data or ""
+            )
+        except InvalidCredentials:
+            form.current_password.errors = [WRONG_PASSWORD]
+        except PortcullisError as exc:
+            show_error(form, exc, password_field="new_password")
+        else:
+            # Every old session has ended; this browser continues on a fresh id.
+            sign_in(user, remember=bool(record and record.remember))
+            flash("Password changed. You were signed out everywhere else.", "success")
+            return redirect(url_for("portcullis.account"))
+    return render_form("portcullis/password.html", form)
+
+
+@bp.route("/account/delete", methods=["GET", "POST"])
+@login_required
+def delete_account() -> ResponseReturnValue:
+    form = DeleteAccountForm()
+    if form.validate_on_submit():
+        try:
+            get_state().accounts.delete_with_password(me(), form.password.data or "")
+        except InvalidCredentials:
+            form.password.errors = [WRONG_PASSWORD]
+        else:
+            sign_out()
+            flash("Your account and all its data are deleted.", "info")
+            return redirect(url_for(get_state().settings.post_logout_view))
+    return render_form("portcullis/delete.html", form)
+
+
+@bp.route("/account/export")
+@login_required
+def export() -> ResponseReturnValue:
+    data = get_state().accounts.export(me())
+    return Response(
+        json.dumps(data, indent=2, ensure_ascii=False),
+        mimetype="application/json",
+        headers={"Content-Disposition": 'attachment; filename="account.json"'},
+    )

@@ -1,0 +1,27 @@
+"""Turn service errors into messages next to the form fields they concern."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+
+from ..exceptions import FieldError, PasswordRejected, PortcullisError
+
+
+def show_error(
+    form: FlaskForm, error: PortcullisError, *, password_field: str = "password"
+) -> None:
+    """Attach ``error`` to the field it names, or to the form as a whole."""
+    if isinstance(error, PasswordRejected):
+        _field_errors(form, password_field).extend(error.reasons)
+    elif isinstance(error, FieldError) and error.field in form:
+        _field_errors(form, error.field).append(error.message)
+    else:
+        form.form_errors.append(str(error))
+
+
+def _field_errors(form: FlaskForm, name: str) -> list[str]:
+    field = form[name]
+    # WTForms leaves errors as a tuple until validation has run on the field.
+    if not isinstance(field.errors, list):
+        field.errors = list(field.errors)
+    return field.errors

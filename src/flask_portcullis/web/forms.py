@@ -1,0 +1,55 @@
+"""Flask-WTF forms: field names are fixed by SPEC.md; every form carries ``csrf_token``.
+
+Only shape checks live here (present, not absurdly long, confirmations match);
+the password and identity rules live in the services, which report every
+problem at once.
+"""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length
+
+# Far above any real value, far below anything that costs real work to hash or look up.
+FIELD_MAX = 1024
+
+
+def _required(label: str) -> list[object]:
+    return [DataRequired(f"Enter your {label}."), Length(max=FIELD_MAX, message="Too long.")]
+
+
+class RegisterForm(FlaskForm):
+    username = StringField("Username", validators=_required("username"))
+    email = EmailField("Email address", validators=_required("email address"))
+    password = PasswordField("Password", validators=_required("password"))
+    password_confirm = PasswordField(
+        "Repeat password",
+        validators=[DataRequired("Repeat the password."), EqualTo("password", "Passwords differ.")],
+    )
+
+
+class LoginForm(FlaskForm):
+    identity = StringField("Username or email", validators=_required("username or email"))
+    password = PasswordField("Password", validators=_required("password"))
+    remember = BooleanField("Keep me signed in on this device")
+
+
+class ConfirmForm(FlaskForm):
+    """A button and a CSRF token: sign out, end a session."""
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=_required("current password"))
+    new_password = PasswordField("New password", validators=_required("new password"))
+    new_password_confirm = PasswordField(
+        "Repeat new password",
+        validators=[
+            DataRequired("Repeat the new password."),
+            EqualTo("new_password", "Passwords differ."),
+        ],
+    )
+
+
+class DeleteAccountForm(FlaskForm):
+    password = PasswordField("Password", validators=_required("password"))

@@ -1,0 +1,83 @@
+"""Bridge Flask-Login to server-side sessions.
+
+Flask-Login keeps working as documented (``current_user``, ``login_required``,
+its signals); its ``user_loader`` here resolves the server-side session named
+in the cookie, so a session ended on the server is anonymous on its next
+request. Flask-Login's own remember cookie is not used: "remember me" makes
+the (signed) session cookie persistent instead, and the server-side record
+decides how long it lives.
+"""
+
+from __future__ import annotations
+
+from flask import g, request, session
+from flask_login import LoginManager, login_user, logout_user
+
+from ..extension import get_state
+from ..models import SessionMixin, UserMixin
+
+SESSION_KEY = "_portcullis_sid"
+
+
+def load_user(user_id: str) -> UserMixin | None:
+    """Flask-Login user loader: the user of the live server-side session, or None."""
+    session_id = session.get(SESSION_KEY)
+    if not isinstance(session_id, str):
+        return None
+    active = get_state().sessions.resolve(session_id)
+    if active is None or str(active.user.id) != user_id:
+        session.pop(SESSION_KEY, None)
+        return None
+    g.portcullis_session = active.record
+    return active.user
+
+
+def current_session_id() -> str | None:
+    """Return the id of the current browser's server-side session, if signed in."""
+    value = session.get(SESSION_KEY)
+    return value if isinstance(value, str) else None
+
+
+def current_session_record() -> SessionMixin | None:
+    """Return the record of the current browser's session (set by load_user)."""
+    record: SessionMixin | None = g.get("portcullis_session")
+    return record
+
+
+def client_ip() -> str:
+    return request.remote_addr or ""
+
+
+def sign_in(user: UserMixin, *, remember: bool) -> None:
+    """Start a new server-side session for ``user`` in this browser.
+
+    The old session (if any) ends and the cookie is emptied first, so no
+    pre-login state or id survives sign-in (OWASP ASVS 3.2.1, no fixation).
+    """
+    state = get_state()
+    old = current_session_id()
+    if old:
+        state.sessions.end(old)
+    session.clear()
+    session_id = state.sessions.start(
+        user, remember=remember, ip=client_ip(), user_agent=request.user_agent.string
+    )
+    session[SESSION_KEY] = session_id
+    session.permanent = remember
+    login_user(user, remember=False, fresh=True, force=True)
+
+
+def sign_out() -> None:
+    """End this browser's server-side session and forget the user."""
+    session_id = current_session_id()
+    if session_id:
+        get_state().sessions.end(session_id)
+    logout_user()
+    session.clear()
+
+
+def init_login_manager(login_manager: LoginManager) -> None:
+    login_manager.user_loader(load_user)
+    login_manager.login_view = "portcullis.login"
+    login_manager.login_message = "Please sign in to see that page."
+    login_manager.login_message_category = "info"
