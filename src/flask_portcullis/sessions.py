@@ -30,6 +30,11 @@ def digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
+def printable(text: str) -> str:
+    """Drop control and format characters (NUL, bidi overrides) from client-supplied text."""
+    return "".join(ch for ch in text if ch.isprintable())
+
+
 @dataclass(frozen=True)
 class ActiveSession:
     """A resolved, still-valid session and its user."""
@@ -59,7 +64,7 @@ class SessionService:
             last_seen_at=now,
             expires_at=now + timedelta(seconds=lifetime),
             ip=ip[:45],
-            user_agent=user_agent[:USER_AGENT_MAX],
+            user_agent=printable(user_agent)[:USER_AGENT_MAX],
             remember=remember,
         )
         self._db.add(record)

@@ -39,6 +39,7 @@ def change_password() -> ResponseReturnValue:
     if form.validate_on_submit():
         user = me()
         record = current_session_record()
+        remember = bool(record and record.remember)
         try:
             get_state().accounts.change_password(
                 user, form.current_password.data or "", form.new_password.data or ""
@@ -49,7 +50,7 @@ def change_password() -> ResponseReturnValue:
             show_error(form, exc, password_field="new_password")
         else:
             # Every old session has ended; this browser continues on a fresh id.
-            sign_in(user, remember=bool(record and record.remember))
+            sign_in(user, remember=remember)
             flash("Password changed. You were signed out everywhere else.", "success")
             return redirect(url_for("portcullis.account"))
     return render_form("portcullis/password.html", form)

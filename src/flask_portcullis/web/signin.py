@@ -70,9 +70,9 @@ def sign_in(user: UserMixin, *, remember: bool) -> None:
 def sign_out() -> None:
     """End this browser's server-side session and forget the user."""
     session_id = current_session_id()
+    logout_user()  # first, so its signal still sees the user
     if session_id:
         get_state().sessions.end(session_id)
-    logout_user()
     session.clear()
 
 

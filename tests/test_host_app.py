@@ -1,0 +1,112 @@
+"""Adopting Portcullis in an existing app: the README example and a host with its own models."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from flask_portcullis import get_state
+
+from .conftest import PASSWORD, login, submit
+from .host_app import Customer, create_host_app, db
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_example() -> str:
+    text = README.read_text()
+    marker = text.index("<!-- example: add-to-app")
+    match = re.search(r"```python\n(.*?)```", text[marker:], re.S)
+    assert match, "README lost its add-to-app example"
+    return match.group(1)
+
+
+def test_readme_example_works_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = readme_example()
+    assert len(source.strip().splitlines()) <= 16
+    module_path = tmp_path / "app.py"
+    module_path.write_text(source)
+    spec = importlib.util.spec_from_file_location("readme_app", module_path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "readme_app", module)
+    spec.loader.exec_module(module)
+    app: Flask = module.app
+    client = app.test_client()
+
+    first = client.get("/")
+    assert first.status_code == 302
+    assert first.headers["Location"].startswith("/login?next=")
+    registered = submit(
+        client,
+        "/register",
+        {
+            "username": "ada",
+            "email": "ada@example.com",
+            "password": PASSWORD,
+            "password_confirm": PASSWORD,
+        },
+    )
+    assert registered.status_code == 302
+    assert client.get("/").get_data(as_text=True) == "Hello, ada!"
+    submit(client, "/logout", {})
+    assert client.get("/").status_code == 302
+    assert login(client, "ADA@example.com", path="/login?next=/").headers["Location"] == "/"
+    assert client.get("/").get_data(as_text=True) == "Hello, ada!"
+    # The real argon2id parameters, not the test ones.
+    with app.app_context():
+        user = get_state(app).accounts.get_by_identity("ada")
+        assert user is not None
+        assert user.password_hash is not None
+        assert "$m=19456,t=2,p=1$" in user.password_hash
+    assert (tmp_path / "instance" / "app.db").exists()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Flask:
+    return create_host_app(f"sqlite:///{tmp_path / 'host.db'}")
+
+
+def test_host_tables_live_in_the_host_metadata(host: Flask) -> None:
+    tables = set(db.metadata.tables)
+    assert {"customers", "order", "roles", "permissions", "user_sessions", "user_roles"} <= tables
+    assert get_state(host).models.User is Customer
+
+
+def test_host_user_with_extra_columns_registers_and_signs_in(host: Flask) -> None:
+    client = host.test_client()
+    response = submit(
+        client,
+        "/register",
+        {
+            "username": "grace",
+            "email": "grace@example.com",
+            "password": PASSWORD,
+            "password_confirm": PASSWORD,
+        },
+    )
+    assert response.status_code == 302
+    with host.app_context():
+        customer = db.session.scalars(db.select(Customer)).one()
+        customer.shoe_size = 38
+        db.session.commit()
+    assert client.get("/shoes").get_data(as_text=True) == "grace wears size 38"
+
+
+def test_host_layout_overrides_the_base_template(host: Flask) -> None:
+    page = host.test_client().get("/login").get_data(as_text=True)
+    assert "Host shop header" in page
+    assert 'name="identity"' in page
+
+
+def test_host_login_manager_is_reused(host: Flask) -> None:
+    from .host_app import login_manager
+
+    assert host.login_manager is login_manager  # type: ignore[attr-defined]
+    assert login_manager.login_view == "portcullis.login"

@@ -1,0 +1,63 @@
+"""Settings are read once, validated at start-up, and configurable from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flask_portcullis import ConfigurationError, Settings, get_state
+
+from .conftest import make_app
+
+
+def test_defaults_are_safe() -> None:
+    settings = Settings()
+    assert settings.password_min_length == 8
+    assert settings.argon2_is_owasp_strength
+    assert settings.session_idle_timeout == 30 * 60
+    assert settings.session_lifetime == 12 * 60 * 60
+    assert settings.secure_cookies
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"PORTCULLIS_PASSWORD_MIN_LENGTH": 6}, "at least 8"),
+        ({"PORTCULLIS_PASSWORD_MAX_LENGTH": 32}, "at least 64"),
+        ({"PORTCULLIS_SESSION_IDLE_TIMEOUT": 0}, "positive"),
+        ({"PORTCULLIS_SESSION_LIFETIME": "3600"}, "must be int"),
+        ({"PORTCULLIS_SECURE_COOKIES": 1}, "must be bool"),
+        ({"PORTCULLIS_ARGON2_MEMORY_COST": 4}, "MEMORY_COST"),
+    ],
+)
+def test_bad_values_fail_at_start_up_naming_the_key(
+    config: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_config(config)
+
+
+def test_settings_come_from_flask_prefixed_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASK_PORTCULLIS_SESSION_IDLE_TIMEOUT", "600")
+    monkeypatch.setenv("FLASK_PORTCULLIS_REGISTRATION", "false")
+    app = make_app(tmp_path)
+    settings = get_state(app).settings
+    assert settings.session_idle_timeout == 600
+    assert settings.registration is False
+    assert app.test_client().get("/register").status_code == 404
+
+
+def test_demo_keeps_a_generated_secret_key_private(tmp_path: Path) -> None:
+    from flask_portcullis.demo import create_app
+
+    instance = tmp_path / "instance"
+    config = {"SQLALCHEMY_DATABASE_URI": "sqlite://"}
+    first = create_app(config, instance_path=str(instance))
+    second = create_app(config, instance_path=str(instance))
+    key_file = instance / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+    assert len(first.config["SECRET_KEY"]) >= 64
