@@ -13,7 +13,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from .accounts import AccountService
 from .clock import Clock, utcnow
-from .models import Models, UserMixin, build_models
+from .models import Models, UserMixin, build_models, enforce_sqlite_foreign_keys
 from .password_policy import PasswordPolicy, PasswordValidator
 from .passwords import Hasher, PasswordHashing
 from .rbac import RoleService
@@ -90,6 +90,11 @@ class Portcullis:
         settings = Settings.from_config(app.config)
         if self._owns_db:
             self.db.init_app(app)
+        elif "sqlalchemy" not in app.extensions:
+            raise RuntimeError("Call db.init_app(app) before portcullis.init_app(app).")
+        with app.app_context():
+            for engine in self.db.engines.values():
+                enforce_sqlite_foreign_keys(engine)
         if not settings.argon2_is_owasp_strength and not app.testing:
             logger.warning("argon2 parameters are below the OWASP minimum (m=19456, t=2).")
         hashing = (

@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import flask_login
-from sqlalchemy import Column, DateTime, ForeignKey, Index, String, Table
+from sqlalchemy import Column, DateTime, Engine, ForeignKey, Index, String, Table, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship, scoped_session
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .clock import utcnow
 
@@ -39,6 +40,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     impl = DateTime
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        # MySQL/MariaDB DATETIME drops fractions of a second unless asked to keep them.
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -145,6 +152,18 @@ class SessionMixin:
         user_id: Mapped[int]  # mapped by build_models, with the foreign key
 
 
+def enforce_sqlite_foreign_keys(engine: Engine) -> None:
+    """Make SQLite honour ON DELETE CASCADE, as the other databases do (it is off by default)."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def foreign_keys_on(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
 @dataclass(frozen=True)
 class Models:
     """The mapped classes one Portcullis instance works with."""
@@ -165,6 +184,8 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
 
         class User(UserMixin, base):
             __tablename__ = "users"
+            # Never reuse a deleted user's id on SQLite (ids name sessions and role links).
+            __table_args__ = {"sqlite_autoincrement": True}
 
         user_model = User
 

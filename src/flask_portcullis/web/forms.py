@@ -16,13 +16,21 @@ FIELD_MAX = 1024
 
 
 def _required(label: str) -> list[object]:
-    return [DataRequired(f"Enter your {label}."), Length(max=FIELD_MAX, message="Too long.")]
+    return [
+        DataRequired(f"Enter your {label}."),
+        Length(max=FIELD_MAX, message=f"Too long: at most {FIELD_MAX} characters."),
+    ]
+
+
+def _new_password() -> list[object]:
+    # No length cap here: the password policy reports its own maximum, before any hashing.
+    return [DataRequired("Choose a password.")]
 
 
 class RegisterForm(FlaskForm):
     username = StringField("Username", validators=_required("username"))
     email = EmailField("Email address", validators=_required("email address"))
-    password = PasswordField("Password", validators=_required("password"))
+    password = PasswordField("Password", validators=_new_password())
     password_confirm = PasswordField(
         "Repeat password",
         validators=[DataRequired("Repeat the password."), EqualTo("password", "Passwords differ.")],
@@ -41,7 +49,7 @@ class ConfirmForm(FlaskForm):
 
 class ChangePasswordForm(FlaskForm):
     current_password = PasswordField("Current password", validators=_required("current password"))
-    new_password = PasswordField("New password", validators=_required("new password"))
+    new_password = PasswordField("New password", validators=_new_password())
     new_password_confirm = PasswordField(
         "Repeat new password",
         validators=[

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
+
+# UTC without zone; MySQL/MariaDB need fsp=6 to keep microseconds.
+TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 revision = "0001_accounts"
 down_revision = None
@@ -25,12 +29,13 @@ def upgrade() -> None:
         sa.Column("email", sa.String(254), nullable=False),
         sa.Column("email_key", sa.String(254), nullable=False),
         sa.Column("password_hash", sa.String(255), nullable=True),
-        sa.Column("email_verified_at", sa.DateTime(), nullable=True),
+        sa.Column("email_verified_at", TIMESTAMP, nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("last_login_at", sa.DateTime(), nullable=True),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("last_login_at", TIMESTAMP, nullable=True),
         sa.UniqueConstraint("username_key"),
         sa.UniqueConstraint("email_key"),
+        sqlite_autoincrement=True,
     )
     roles = op.create_table(
         "roles",
@@ -52,9 +57,9 @@ def upgrade() -> None:
         sa.Column(
             "user_id", sa.Integer(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
         ),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("last_seen_at", sa.DateTime(), nullable=False),
-        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("created_at", TIMESTAMP, nullable=False),
+        sa.Column("last_seen_at", TIMESTAMP, nullable=False),
+        sa.Column("expires_at", TIMESTAMP, nullable=False),
         sa.Column("ip", sa.String(45), nullable=False),
         sa.Column("user_agent", sa.String(512), nullable=False),
         sa.Column("remember", sa.Boolean(), nullable=False),

@@ -1,0 +1,523 @@
+"""The shipped migrations, the services and concurrent sign-ups on every supported database.
+
+Each backend is a parameter of the session-scoped ``server`` fixture:
+
+- ``sqlite``: files in a temporary folder (always runs);
+- ``postgresql``: ``postgresql+psycopg://postgres@127.0.0.1:5432`` (marked ``services``);
+- ``mariadb``: ``mysql+pymysql://root@127.0.0.1:3306`` (marked ``services``).
+
+The servers are shared, so this run creates its own databases, named
+``portcullis_<run id>_<n>``, and drops them when the backend's tests are done,
+whether they passed or not. A server that does not answer skips its tests (or
+fails them under ``PORTCULLIS_REQUIRE_SERVICES=1``; see ``services.py``).
+
+Most tests share one migrated database per backend (``app``), emptied after
+each test; the migration tests each get a brand-new database (``fresh_app``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from pprint import pformat
+from typing import Any
+
+import flask_migrate
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from werkzeug.test import TestResponse
+
+from flask_portcullis import InvalidCredentials, get_state
+from flask_portcullis.demo import MIGRATIONS, create_app
+from flask_portcullis.models import UTCDateTime
+
+from .conftest import FAST_HASH, PASSWORD, FakeClock, csrf_token, submit
+from .services import require_service
+
+# One id per test run: every database this run creates carries it, and no other run's does.
+RUN_ID = secrets.token_hex(4)
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
+# The maintenance database each server already has; CREATE/DROP DATABASE run from there.
+ADMIN_URLS = {
+    "postgresql": f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test",
+    "mariadb": f"mysql+pymysql://root@{MARIADB_HOST}:{MARIADB_PORT}/test?charset=utf8mb4",
+}
+URL_TEMPLATES = {
+    "postgresql": f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{{name}}",
+    "mariadb": f"mysql+pymysql://root@{MARIADB_HOST}:{MARIADB_PORT}/{{name}}?charset=utf8mb4",
+}
+SERVICE_ADDRESSES = {
+    "postgresql": ("PostgreSQL", PG_HOST, PG_PORT),
+    "mariadb": ("MariaDB", MARIADB_HOST, MARIADB_PORT),
+}
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.services),
+    pytest.param("mariadb", id="mariadb", marks=pytest.mark.services),
+]
+PORTCULLIS_TABLES = {
+    "users",
+    "roles",
+    "permissions",
+    "user_sessions",
+    "user_roles",
+    "role_permissions",
+}
+# Children before parents, so the foreign keys never object (MariaDB checks them per row).
+CLEANUP_ORDER = ("user_sessions", "user_roles", "role_permissions", "users", "permissions")
+USERNAME_TAKEN = "That username is already taken."
+EMAIL_TAKEN = "That email address cannot be used for a new account."
+RACERS = 4
+BARRIER_TIMEOUT = 20.0
+
+
+# -- servers and databases -------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """One backend for this run: makes uniquely named databases and drops them all at the end."""
+
+    backend: str
+    folder: Path
+    admin: sa.Engine | None = None  # None for SQLite: a database is a file
+    created: list[str] = field(default_factory=list)
+    _numbers: Iterator[int] = field(default_factory=itertools.count)
+
+    def create_database(self) -> str:
+        """Create an empty database and return its SQLAlchemy URL."""
+        name = f"portcullis_{RUN_ID}_{next(self._numbers)}"
+        if self.admin is None:
+            return f"sqlite:///{self.folder / (name + '.db')}"
+        quoted = self.admin.dialect.identifier_preparer.quote_identifier(name)
+        with self.admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
+        self.created.append(name)
+        return URL_TEMPLATES[self.backend].format(name=name)
+
+    def drop_databases(self) -> None:
+        """Drop every database this run created on the server (no-op for SQLite)."""
+        if self.admin is None:
+            return
+        preparer = self.admin.dialect.identifier_preparer
+        # FORCE ends connections a failed test may have leaked, so DROP never hangs.
+        force = " WITH (FORCE)" if self.backend == "postgresql" else ""
+        with self.admin.connect() as conn:
+            while self.created:
+                name = self.created.pop()
+                quoted = preparer.quote_identifier(name)
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
+
+
+def _admin_engine(backend: str) -> sa.Engine:
+    """Connect to the server's maintenance database (skip or fail if it does not answer)."""
+    name, host, port = SERVICE_ADDRESSES[backend]
+    engine = sa.create_engine(
+        ADMIN_URLS[backend], isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+    )
+
+    def probe() -> None:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    try:
+        require_service(name, host, port, probe)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    backend: str = request.param
+    folder = tmp_path_factory.mktemp(f"db-{backend}")
+    admin = None if backend == "sqlite" else _admin_engine(backend)
+    server = Server(backend, folder, admin)
+    try:
+        yield server
+    finally:
+        try:
+            server.drop_databases()
+        finally:
+            if admin is not None:
+                admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def session_clock() -> FakeClock:
+    return FakeClock()
+
+
+def _build_app(server: Server, url: str, clock: FakeClock | None = None) -> Flask:
+    settings = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        "SQLALCHEMY_DATABASE_URI": url,
+        **FAST_HASH,
+    }
+    instance = server.folder / f"instance-{secrets.token_hex(4)}"
+    return create_app(settings, instance_path=str(instance), clock=clock)
+
+
+def _dispose(app: Flask) -> None:
+    with app.app_context():
+        db = get_state(app).db
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_app(server: Server, session_clock: FakeClock) -> Iterator[Flask]:
+    """The demo app on one database per backend, upgraded once with the shipped migrations."""
+    app = _build_app(server, server.create_database(), session_clock)
+    try:
+        with app.app_context():
+            flask_migrate.upgrade(directory=MIGRATIONS)
+        yield app
+    finally:
+        _dispose(app)
+
+
+def _empty_tables(app: Flask) -> None:
+    """Delete every row a test may have written; keep the migrations' built-in admin role."""
+    with app.app_context():
+        db = get_state(app).db
+        db.session.remove()
+        tables = db.metadata.tables
+        with db.engine.begin() as conn:
+            for name in CLEANUP_ORDER:
+                conn.execute(tables[name].delete())
+            roles = tables["roles"]
+            conn.execute(roles.delete().where(roles.c.name != "admin"))
+
+
+@pytest.fixture
+def clock(session_clock: FakeClock) -> FakeClock:
+    """The shared app's clock, set back to its start for every test."""
+    session_clock.now = FakeClock().now
+    return session_clock
+
+
+@pytest.fixture
+def app(migrated_app: Flask, clock: FakeClock) -> Iterator[Flask]:
+    """The backend's migrated app with empty tables (the admin role aside)."""
+    _empty_tables(migrated_app)
+    try:
+        yield migrated_app
+    finally:
+        _empty_tables(migrated_app)
+
+
+@pytest.fixture
+def fresh_app(server: Server) -> Iterator[Flask]:
+    """The demo app on a brand-new, empty database of the backend (nothing migrated yet)."""
+    app = _build_app(server, server.create_database())
+    try:
+        yield app
+    finally:
+        _dispose(app)
+
+
+def _db(app: Flask) -> SQLAlchemy:
+    return get_state(app).db
+
+
+def _table_names(app: Flask) -> set[str]:
+    with app.app_context():
+        return set(sa.inspect(_db(app).engine).get_table_names())
+
+
+def _count(app: Flask, table: str, **where: Any) -> int:
+    with app.app_context():
+        db = _db(app)
+        t = db.metadata.tables[table]
+        query = sa.select(sa.func.count()).select_from(t)
+        for column, value in where.items():
+            query = query.where(t.c[column] == value)
+        with db.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+# -- migrations --------------------------------------------------------------------
+
+
+def test_upgrade_creates_every_table_and_matches_the_models(fresh_app: Flask) -> None:
+    with fresh_app.app_context():
+        db = _db(fresh_app)
+        assert set(db.metadata.tables) == PORTCULLIS_TABLES
+        flask_migrate.upgrade(directory=MIGRATIONS)
+        assert _table_names(fresh_app) == PORTCULLIS_TABLES | {"alembic_version"}
+        with db.engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            )
+            assert context.get_current_revision() == "0001_accounts"
+            differences = compare_metadata(context, db.metadata)
+    assert differences == [], "migrations and models disagree:\n" + pformat(differences)
+
+
+def test_downgrade_to_base_removes_every_table(fresh_app: Flask) -> None:
+    with fresh_app.app_context():
+        flask_migrate.upgrade(directory=MIGRATIONS)
+        flask_migrate.downgrade(directory=MIGRATIONS, revision="base")
+        assert _table_names(fresh_app) <= {"alembic_version"}
+        # The history replays cleanly on the emptied database.
+        flask_migrate.upgrade(directory=MIGRATIONS)
+        assert _table_names(fresh_app) == PORTCULLIS_TABLES | {"alembic_version"}
+        flask_migrate.downgrade(directory=MIGRATIONS, revision="base")
+    assert _table_names(fresh_app) <= {"alembic_version"}
+
+
+def test_admin_role_exists_after_upgrade(fresh_app: Flask) -> None:
+    with fresh_app.app_context():
+        flask_migrate.upgrade(directory=MIGRATIONS)
+        role = get_state(fresh_app).roles.get("admin")
+        assert role is not None
+        assert role.description
+        assert role.permissions == []
+    assert _count(fresh_app, "roles") == 1
+
+
+# -- services round trip -----------------------------------------------------------
+
+
+def _assert_utc(value: datetime | None, what: str) -> None:
+    assert value is not None, f"{what} is missing"
+    assert value.tzinfo is not None, f"{what} came back naive: {value!r}"
+    assert value.utcoffset() == timedelta(0), f"{what} is not UTC: {value!r}"
+
+
+def test_register_authenticate_and_sessions_round_trip(app: Flask, clock: FakeClock) -> None:
+    state = get_state(app)
+    with app.app_context():
+        user = state.accounts.register("Ada.Lovelace", "Ada.Lovelace@Example.COM", PASSWORD)
+        user_id = user.id
+        assert user.username == "Ada.Lovelace"
+
+    clock.advance(minutes=5)
+    login_time = clock.now
+    with app.app_context():  # a new database session: everything below is read back
+        for identity in (
+            "Ada.Lovelace",
+            "ada.lovelace",
+            "ADA.LOVELACE",
+            "ada.lovelace@example.com",
+            "ADA.LOVELACE@EXAMPLE.COM",
+            "  Ada.Lovelace@example.com ",
+        ):
+            assert state.accounts.authenticate(identity, PASSWORD).id == user_id, identity
+        with pytest.raises(InvalidCredentials):
+            state.accounts.authenticate("ada.lovelace", PASSWORD + "!")
+        with pytest.raises(InvalidCredentials):
+            state.accounts.authenticate("nobody", PASSWORD)
+        session_id = state.sessions.start(
+            state.accounts.get(user_id) or pytest.fail("user vanished"),
+            remember=False,
+            ip="203.0.113.7",
+            user_agent="pytest/" + "x" * 600,
+        )
+
+    clock.advance(seconds=30)
+    with app.app_context():
+        active = state.sessions.resolve(session_id)
+        assert active is not None
+        assert active.user.id == user_id
+        record = active.record
+        for what, value in {
+            "session created_at": record.created_at,
+            "session last_seen_at": record.last_seen_at,
+            "session expires_at": record.expires_at,
+            "user created_at": active.user.created_at,
+            "user last_login_at": active.user.last_login_at,
+        }.items():
+            _assert_utc(value, what)
+        assert record.created_at == login_time
+        assert record.last_seen_at == login_time
+        assert record.expires_at == login_time + timedelta(seconds=state.settings.session_lifetime)
+        assert active.user.created_at == login_time - timedelta(minutes=5)
+        assert active.user.last_login_at == login_time
+        assert record.ip == "203.0.113.7"
+        assert len(record.user_agent) == 512
+        assert record.id != session_id  # only the digest is stored
+        assert [s.id for s in state.sessions.list_for(user_id)] == [record.id]
+
+        state.sessions.end(session_id)
+        assert state.sessions.resolve(session_id) is None
+    assert _count(app, "user_sessions", user_id=user_id) == 0
+
+    with app.app_context():
+        user = state.accounts.get(user_id) or pytest.fail("user vanished")
+        kept = [
+            state.sessions.start(user, remember=remember, ip="198.51.100.1", user_agent="ua")
+            for remember in (False, True)
+        ]
+    assert _count(app, "user_sessions", user_id=user_id) == 2
+    with app.app_context():
+        user = state.accounts.get(user_id) or pytest.fail("user vanished")
+        state.accounts.delete(user)
+    assert _count(app, "users") == 0
+    assert _count(app, "user_sessions") == 0
+    with app.app_context():
+        assert all(state.sessions.resolve(sid) is None for sid in kept)
+        assert state.accounts.get_by_identity("ada.lovelace") is None
+
+
+def test_timestamps_stored_as_naive_utc_whatever_the_zone(app: Flask, clock: FakeClock) -> None:
+    # A non-UTC aware time goes in; the same instant comes back, labelled UTC.
+    clock.now = datetime(2026, 6, 1, 16, 30, tzinfo=timezone(timedelta(hours=2)))
+    state = get_state(app)
+    with app.app_context():
+        user_id = state.accounts.register("grace", "grace@example.com", PASSWORD).id
+    with app.app_context():
+        user = state.accounts.get(user_id)
+        assert user is not None
+        _assert_utc(user.created_at, "user created_at")
+        assert user.created_at == datetime(2026, 6, 1, 14, 30, tzinfo=UTC)
+        db = _db(app)
+        raw = db.session.execute(
+            sa.select(sa.cast(db.metadata.tables["users"].c.created_at, sa.String))
+        ).scalar_one()
+        assert raw.startswith("2026-06-01 14:30:00"), raw
+        with pytest.raises(ValueError, match="aware"):
+            UTCDateTime().process_bind_param(datetime(2026, 1, 1), db.engine.dialect)
+
+
+def test_deleting_a_user_row_cascades_to_sessions_and_roles(app: Flask) -> None:
+    """A host app deleting its own user row (no AccountService) must not leave sessions behind."""
+    state = get_state(app)
+    User = state.models.User
+    with app.app_context():
+        boss = state.accounts.register("boss", "boss@example.com", PASSWORD)
+        state.roles.add_to_user(boss, "admin")
+        boss_id = boss.id
+        session_id = state.sessions.start(boss, remember=True, ip="192.0.2.1", user_agent="ua")
+        state.db.session.execute(sa.delete(User).where(User.id == boss_id))
+        state.db.session.commit()
+    assert _count(app, "user_sessions", user_id=boss_id) == 0
+    assert _count(app, "user_roles", user_id=boss_id) == 0
+    with app.app_context():
+        newcomer = state.accounts.register("newcomer", "newcomer@example.com", PASSWORD)
+        assert not newcomer.has_role("admin")
+        assert state.sessions.resolve(session_id) is None
+
+
+def test_timestamps_keep_microseconds(app: Flask, clock: FakeClock) -> None:
+    clock.now = datetime(2026, 1, 1, 12, 0, 0, 987654, tzinfo=UTC)
+    state = get_state(app)
+    with app.app_context():
+        user = state.accounts.register("grace", "grace@example.com", PASSWORD)
+        session_id = state.sessions.start(user, remember=False, ip="", user_agent="")
+    with app.app_context():
+        active = state.sessions.resolve(session_id)
+        assert active is not None
+        assert active.user.created_at == clock.now
+        assert active.record.last_seen_at == clock.now
+
+
+# -- uniqueness --------------------------------------------------------------------
+
+
+def _register_form(username: str, email: str) -> dict[str, str]:
+    return {
+        "username": username,
+        "email": email,
+        "password": PASSWORD,
+        "password_confirm": PASSWORD,
+    }
+
+
+def test_username_and_email_are_unique_case_insensitively(app: Flask) -> None:
+    first = submit(app.test_client(), "/register", _register_form("Ada", "ada@example.com"))
+    assert first.status_code == 302, first.get_data(as_text=True)
+
+    for username, email, message in (
+        ("ADA", "other@example.com", USERNAME_TAKEN),
+        ("ada", "other@example.com", USERNAME_TAKEN),
+        ("other", "ADA@EXAMPLE.COM", EMAIL_TAKEN),
+        ("other", "Ada@Example.com", EMAIL_TAKEN),
+    ):
+        page = submit(app.test_client(), "/register", _register_form(username, email))
+        assert page.status_code == 422, (username, email, page.status_code)
+        assert message in page.get_data(as_text=True), (username, email)
+    assert _count(app, "users") == 1
+
+
+# -- concurrent registration -------------------------------------------------------
+
+
+def _race(app: Flask, forms: list[dict[str, str]]) -> list[TestResponse]:
+    """POST every form to /register from its own client, all released by one barrier."""
+    clients = [app.test_client() for _ in forms]
+    tokens = [csrf_token(client, "/register") for client in clients]
+    start = threading.Barrier(len(forms))
+
+    def run(i: int) -> TestResponse:
+        start.wait(timeout=BARRIER_TIMEOUT)
+        return clients[i].post("/register", data={"csrf_token": tokens[i], **forms[i]})
+
+    with ThreadPoolExecutor(max_workers=len(forms)) as pool:
+        futures = [pool.submit(run, i) for i in range(len(forms))]
+        # TESTING propagates exceptions: a would-be 500 is raised here, with its traceback.
+        return [future.result(timeout=60) for future in futures]
+
+
+@pytest.fixture(params=["together", "past-the-check"])
+def race_mode(request: pytest.FixtureRequest, app: Flask, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the sign-ups collide.
+
+    ``together``: released at once by a barrier, with no help (as in production).
+    ``past-the-check``: additionally held right after the service's "is it taken?"
+    query (at password hashing) until every racer has passed it, so each INSERT
+    is sure to meet the unique index: the database, not the pre-check, decides.
+    """
+    mode: str = request.param
+    if mode == "past-the-check":
+        hashing = get_state(app).accounts.hashing
+        real_hash = hashing.hash
+        checked = threading.Barrier(RACERS)
+
+        def hash_when_all_checked(password: str) -> str:
+            checked.wait(timeout=BARRIER_TIMEOUT)
+            return real_hash(password)
+
+        monkeypatch.setattr(hashing, "hash", hash_when_all_checked)
+    return mode
+
+
+def _assert_one_winner(responses: list[TestResponse], message: str) -> None:
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [302] + [422] * (len(responses) - 1), statuses
+    for response in responses:
+        if response.status_code == 422:
+            page = response.get_data(as_text=True)
+            assert message in page, page
+
+
+def test_concurrent_registration_of_one_username(app: Flask, race_mode: str) -> None:
+    forms = [_register_form("racer", f"racer{i}@example.com") for i in range(RACERS)]
+    _assert_one_winner(_race(app, forms), USERNAME_TAKEN)
+    assert _count(app, "users") == 1
+    assert _count(app, "users", username_key="racer") == 1
+    assert _count(app, "user_sessions") == 1
+
+
+def test_concurrent_registration_of_one_email(app: Flask, race_mode: str) -> None:
+    forms = [_register_form(f"racer{i}", "Racer@example.com") for i in range(RACERS)]
+    _assert_one_winner(_race(app, forms), EMAIL_TAKEN)
+    assert _count(app, "users") == 1
+    assert _count(app, "users", email_key="racer@example.com") == 1
+    assert _count(app, "user_sessions") == 1
