@@ -18,7 +18,8 @@ install-dev: $(BIN)/python
 
 # Serve the demo on http://127.0.0.1:5000 with SQLite in ./instance.
 # Debug mode because this is a local, plain-HTTP server: cookies are marked
-# Secure only outside debug (browsers drop Secure cookies on http:// pages).
+# Secure only outside debug, and not every browser accepts Secure cookies
+# over http:// (Chromium does on loopback; Safari does not).
 run: install
 	$(FLASK) db upgrade
 	$(FLASK) run --debug --host 127.0.0.1 --port 5000

@@ -521,3 +521,17 @@ def test_concurrent_registration_of_one_email(app: Flask, race_mode: str) -> Non
     assert _count(app, "users") == 1
     assert _count(app, "users", email_key="racer@example.com") == 1
     assert _count(app, "user_sessions") == 1
+
+
+def test_control_characters_never_reach_the_database(app: Flask) -> None:
+    """PostgreSQL refuses NUL in text: such input must be a clean refusal on every backend."""
+    with app.app_context():
+        state = get_state(app)
+        state.accounts.register("ada", "ada@example.com", PASSWORD)
+        assert state.accounts.get_by_identity("ada\x00") is None
+        assert state.accounts.search("ad\x00") == []
+    client = app.test_client()
+    response = submit(client, "/login", {"identity": "ada\x00", "password": PASSWORD})
+    assert response.status_code == 422
+    response = submit(client, "/register", _register_form("nul\x00user", "nul\x00@example.com"))
+    assert response.status_code == 422

@@ -107,6 +107,7 @@ def test_remember_me_makes_a_persistent_cookie_and_a_long_session(
     cookie = client.get_cookie("session")
     assert cookie is not None
     assert cookie.expires is not None
+    assert app.permanent_session_lifetime.days == 30  # the cookie lasts as long as the record
     [record] = records(app, user)
     assert record.remember
     clock.advance(hours=6)  # far past the idle timeout

@@ -20,7 +20,7 @@ from .exceptions import (
     NotFound,
     UsernameTaken,
 )
-from .identity import clean_email, clean_username, identity_key
+from .identity import clean_email, clean_username, has_control_characters, identity_key
 from .models import DbSession, Models, UserMixin
 from .password_policy import PasswordPolicy
 from .passwords import PasswordHashing
@@ -55,7 +55,7 @@ class AccountService:
     def get_by_identity(self, identity: str) -> UserMixin | None:
         """Find a user by username or email, case-insensitively, or return None."""
         key = identity_key(identity)
-        if not key:
+        if not key or has_control_characters(key):
             return None
         User = self._models.User
         query = select(User).where(or_(User.username_key == key, User.email_key == key))
@@ -73,6 +73,8 @@ class AccountService:
         User = self._models.User
         query = select(User).order_by(User.id)
         key = identity_key(text)
+        if has_control_characters(key):
+            return []
         if key:
             query = query.where(
                 or_(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import cast
 
 from flask import Flask, current_app
@@ -84,7 +85,7 @@ class Portcullis:
 
         ``clock`` overrides the extension's time source for this app only (tests).
         """
-        from . import cli, principal, web
+        from . import cli, web
 
         clock = clock or self.clock
         settings = Settings.from_config(app.config)
@@ -125,6 +126,8 @@ class Portcullis:
         web.init_app(app, state, login_manager)
         cli.init_app(app)
         if settings.principal:
+            from . import principal  # optional dependency: imported only when asked for
+
             principal.init_app(app)
 
     @staticmethod
@@ -135,3 +138,5 @@ class Portcullis:
         app.config["SESSION_COOKIE_HTTPONLY"] = True
         if not app.config.get("SESSION_COOKIE_SAMESITE"):
             app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+        # Remember-me makes the cookie permanent: let it live as long as the server-side record.
+        app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=settings.remember_lifetime)

@@ -31,6 +31,14 @@ def identity_key(value: str) -> str:
     return normalize_text(value).casefold()
 
 
+def has_control_characters(value: str) -> bool:
+    """Tell whether ``value`` holds NUL or another control character (never in an identity).
+
+    Such input must not reach the database: PostgreSQL refuses NUL in text.
+    """
+    return any(unicodedata.category(ch) == "Cc" for ch in value)
+
+
 def clean_username(value: str) -> str:
     """Return the display form of a new username, or raise FieldError saying what is wrong."""
     username = normalize_text(value)

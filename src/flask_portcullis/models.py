@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import flask_login
 from sqlalchemy import Column, DateTime, Engine, ForeignKey, Index, String, Table, event
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship, scoped_session
-from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .clock import utcnow
@@ -185,7 +185,7 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         class User(UserMixin, base):
             __tablename__ = "users"
             # Never reuse a deleted user's id on SQLite (ids name sessions and role links).
-            __table_args__ = {"sqlite_autoincrement": True}
+            __table_args__ = ({"sqlite_autoincrement": True},)
 
         user_model = User
 

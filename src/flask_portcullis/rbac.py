@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -38,7 +39,7 @@ class RoleService:
 
     def create(self, name: str, description: str = "") -> RoleMixin:
         """Create a role; raise Conflict when it exists."""
-        name = _clean_name(name, "role")
+        name = _clean_role_name(name)
         if self.get(name) is not None:
             raise Conflict(f"Role {name!r} exists already.")
         role = self._models.Role(name=name, description=description)
@@ -63,7 +64,7 @@ class RoleService:
     def grant_permission(self, role_name: str, permission: str) -> PermissionMixin:
         """Let ``role_name`` do ``permission`` (a ``"resource.action"`` string)."""
         role = self.require(role_name)
-        name = _clean_name(permission, "permission")
+        name = _clean_permission_name(permission)
         Permission = self._models.Permission
         perm = self._db.scalars(select(Permission).where(Permission.name == name)).first()
         if perm is None:
@@ -93,8 +94,23 @@ class RoleService:
         return True
 
 
-def _clean_name(name: str, what: str) -> str:
+# "resource.action": lower-case words joined by dots, e.g. "reports.read".
+_PERMISSION = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)+\Z")
+
+
+def _clean_role_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > 64 or not name.isprintable():
-        raise FieldError("name", f"A {what} name is 1 to 64 printable characters.")
+        raise FieldError("name", "A role name is 1 to 64 printable characters.")
+    return name
+
+
+def _clean_permission_name(name: str) -> str:
+    name = name.strip()
+    if len(name) > 128 or not _PERMISSION.match(name):
+        raise FieldError(
+            "name",
+            'A permission is "resource.action": lower-case words joined by dots, '
+            "at most 128 characters (e.g. reports.read).",
+        )
     return name

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Flask, render_template
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager
+from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..extension import State
 from . import account, admin, auth, headers  # noqa: F401  (registers the routes)
 from .blueprints import admin_bp, bp
-from .forms import ConfirmForm
 from .signin import init_login_manager
 
 
@@ -29,5 +29,6 @@ def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:
 
     @app.context_processor
     def portcullis_context() -> dict[str, object]:
-        # The nav's sign-out button is a POST form and needs a CSRF token.
-        return {"portcullis_logout_form": ConfirmForm, "portcullis_settings": state.settings}
+        # The nav's sign-out button is a POST form and needs a CSRF token. Only the
+        # token: error pages render the nav too, and must not parse the request body.
+        return {"portcullis_csrf_token": generate_csrf, "portcullis_settings": state.settings}

@@ -7,12 +7,29 @@ problem at once.
 
 from __future__ import annotations
 
+from typing import Any
+
+from flask import request
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 # Far above any real value, far below anything that costs real work to hash or look up.
 FIELD_MAX = 1024
+
+
+class Form(FlaskForm):
+    """A browser form: reads only url-encoded or multipart text fields.
+
+    Flask-WTF would also read JSON bodies and uploaded files into the fields;
+    neither is something a browser form sends, and both can carry values
+    that are not strings. The JSON API is a separate adapter.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if not args and "formdata" not in kwargs:
+            kwargs["formdata"] = request.form if request.method == "POST" else None
+        super().__init__(*args, **kwargs)
 
 
 def _required(label: str) -> list[object]:
@@ -27,7 +44,7 @@ def _new_password() -> list[object]:
     return [DataRequired("Choose a password.")]
 
 
-class RegisterForm(FlaskForm):
+class RegisterForm(Form):
     username = StringField("Username", validators=_required("username"))
     email = EmailField("Email address", validators=_required("email address"))
     password = PasswordField("Password", validators=_new_password())
@@ -37,17 +54,17 @@ class RegisterForm(FlaskForm):
     )
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     identity = StringField("Username or email", validators=_required("username or email"))
     password = PasswordField("Password", validators=_required("password"))
     remember = BooleanField("Keep me signed in on this device")
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     """A button and a CSRF token: sign out, end a session."""
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(Form):
     current_password = PasswordField("Current password", validators=_required("current password"))
     new_password = PasswordField("New password", validators=_new_password())
     new_password_confirm = PasswordField(
@@ -59,5 +76,5 @@ class ChangePasswordForm(FlaskForm):
     )
 
 
-class DeleteAccountForm(FlaskForm):
+class DeleteAccountForm(Form):
     password = PasswordField("Password", validators=_required("password"))
