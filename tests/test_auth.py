@@ -231,3 +231,10 @@ def test_a_second_account_can_register(app: Flask, client: FlaskClient, user: in
     assert submit(client, "/register", NEW).status_code == 302
     make_user(app, "zed", "zed@example.com")
     assert count_users(app) == 3
+
+
+def test_no_silent_truncation_of_long_passwords(app: Flask, client: FlaskClient) -> None:
+    long_password = "a long passphrase " * 5  # 90 characters: past bcrypt's 72-byte limit
+    make_user(app, password=long_password)
+    assert login(client, password=long_password[:72] + "x" * 18).status_code == 422
+    assert login(client, password=long_password).status_code == 302

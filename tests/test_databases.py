@@ -535,3 +535,35 @@ def test_control_characters_never_reach_the_database(app: Flask) -> None:
     assert response.status_code == 422
     response = submit(client, "/register", _register_form("nul\x00user", "nul\x00@example.com"))
     assert response.status_code == 422
+
+
+def test_accented_identities_are_distinct_accounts(app: Flask) -> None:
+    """MariaDB's default collation ignores accents; the keys compare byte for byte instead."""
+    with app.app_context():
+        state = get_state(app)
+        jose = state.accounts.register("jose", "jose@example.com", PASSWORD)
+        jose_accented = state.accounts.register("josé", "josé@example.com", PASSWORD)
+        assert jose.id != jose_accented.id
+        found = state.accounts.get_by_identity("josé")
+        assert found is not None
+        assert found.id == jose_accented.id
+        with pytest.raises(InvalidCredentials):
+            state.accounts.authenticate("josé", "not the password")
+
+
+@pytest.mark.parametrize(
+    ("username", "email"),
+    [
+        ("\u0390" * 32, "long-key@example.com"),  # casefolds to 96 characters
+        # 64 octets of local part, casefolded to 96 characters, and a long domain.
+        ("short-key", "\u0390" * 32 + "@" + "a" * 60 + "." + "b" * 60 + "." + "c" * 50 + ".com"),
+    ],
+    ids=["username", "email"],
+)
+def test_identities_whose_key_would_overflow_are_form_errors(
+    app: Flask, username: str, email: str
+) -> None:
+    response = submit(app.test_client(), "/register", _register_form(username, email))
+    assert response.status_code == 422
+    assert "too long" in response.get_data(as_text=True)
+    assert _count(app, "users") == 0

@@ -36,9 +36,9 @@ def test_pages_have_no_inline_script_or_style(client: FlaskClient) -> None:
         assert "<style" not in page
 
 
-def test_account_pages_are_not_cached(auth_client: FlaskClient) -> None:
-    assert auth_client.get("/account").headers["Cache-Control"] == "no-store"
-    assert auth_client.get("/login").headers["Cache-Control"] == "no-store"
+def test_personal_pages_are_not_cached(auth_client: FlaskClient) -> None:
+    for path in ("/", "/account", "/account/export", "/logout"):
+        assert auth_client.get(path).headers["Cache-Control"] == "no-store", path
 
 
 def test_assets_are_served_locally_and_cacheable(client: FlaskClient) -> None:

@@ -398,3 +398,9 @@ def test_principal_bridge_leaves_portcullis_decorators_working(principal_app: Fl
     assert client.get("/reports").status_code == 200
     assert client.get("/auditors-and-managers").status_code == 403
     assert client.get("/admin/").status_code == 403
+
+
+@pytest.mark.parametrize("decorator", [roles_required, roles_accepted, permission_required])
+def test_decorators_refuse_an_empty_list(decorator: Callable[..., object]) -> None:
+    with pytest.raises(TypeError):
+        decorator()

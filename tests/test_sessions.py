@@ -13,7 +13,7 @@ from flask_portcullis import get_state
 from flask_portcullis.models import SessionMixin
 from flask_portcullis.web.signin import SESSION_KEY
 
-from .conftest import PASSWORD, FakeClock, login, make_app, make_user, submit
+from .conftest import PASSWORD, FakeClock, get_user, login, make_app, make_user, submit
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
 
@@ -132,9 +132,17 @@ def test_cookie_flags(app: Flask, client: FlaskClient, user: int) -> None:
     assert "Secure" in set_cookie
 
 
-def test_cookie_is_not_secure_in_debug_mode(tmp_path: Path) -> None:
-    app = make_app(tmp_path, DEBUG=True)
-    assert app.config["SESSION_COOKIE_SECURE"] is False
+@pytest.mark.parametrize(
+    "config", [{"DEBUG": True}, {"PORTCULLIS_SECURE_COOKIES": False}], ids=["debug", "opt-out"]
+)
+def test_cookie_is_not_secure_in_debug_mode_or_when_turned_off(
+    tmp_path: Path, config: dict[str, bool]
+) -> None:
+    app = make_app(tmp_path, None, **config)
+    make_user(app)
+    client = app.test_client()
+    assert "Secure" not in login(client).headers["Set-Cookie"]
+    assert make_app(tmp_path / "default").config["SESSION_COOKIE_SECURE"] is True
 
 
 def test_password_change_ends_other_sessions(app: Flask, user: int) -> None:
@@ -215,3 +223,30 @@ def test_session_for_another_user_id_is_refused(app: Flask, client: FlaskClient)
     with client.session_transaction() as forged:
         forged["_user_id"] = str(ada)  # keep bob's session id, claim to be ada
     assert "signed in as" not in client.get("/").get_data(as_text=True)
+
+
+def test_password_change_is_all_or_nothing(
+    app: Flask, auth_client: FlaskClient, user: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If ending the sessions fails, the new password must not be stored either."""
+    before = get_user(app, user)
+    assert before is not None
+    state = get_state(app)
+
+    def broken(user_id: int) -> int:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(state.sessions, "stage_end_all", broken)
+    with pytest.raises(RuntimeError):
+        submit(
+            auth_client,
+            "/account/password",
+            {
+                "current_password": PASSWORD,
+                "new_password": "a brand new passphrase",
+                "new_password_confirm": "a brand new passphrase",
+            },
+        )
+    after = get_user(app, user)
+    assert after is not None
+    assert after.password_hash == before.password_hash

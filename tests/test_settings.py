@@ -29,6 +29,8 @@ def test_defaults_are_safe() -> None:
         ({"PORTCULLIS_SESSION_LIFETIME": "3600"}, "must be int"),
         ({"PORTCULLIS_SECURE_COOKIES": 1}, "must be bool"),
         ({"PORTCULLIS_ARGON2_MEMORY_COST": 4}, "MEMORY_COST"),
+        ({"PORTCULLIS_SESSION_IDLE_TIMEOUT": 50_000}, "cannot exceed"),
+        ({"PORTCULLIS_REMEMBER_LIFETIME": 3600}, "cannot be shorter"),
     ],
 )
 def test_bad_values_fail_at_start_up_naming_the_key(
@@ -61,3 +63,23 @@ def test_demo_keeps_a_generated_secret_key_private(tmp_path: Path) -> None:
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
     assert len(first.config["SECRET_KEY"]) >= 64
+
+
+def test_concurrent_first_starts_share_one_complete_secret_key(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flask_portcullis.demo import instance_secret_key
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = set(pool.map(lambda _: instance_secret_key(tmp_path), range(16)))
+    assert len(keys) == 1
+    assert len(keys.pop()) == 64
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]  # no temporary files left
+
+
+def test_an_empty_secret_key_file_is_refused(tmp_path: Path) -> None:
+    from flask_portcullis.demo import instance_secret_key
+
+    (tmp_path / "secret_key").write_text("")
+    with pytest.raises(RuntimeError, match="no usable secret key"):
+        instance_secret_key(tmp_path)

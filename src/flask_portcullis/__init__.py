@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from .decorators import access_required, permission_required, roles_accepted, roles_required
+from importlib.resources import files
+
+from .decorators import (
+    access_required,
+    login_required,
+    permission_required,
+    roles_accepted,
+    roles_required,
+)
 from .exceptions import (
     AccountInactive,
     ConfigurationError,
@@ -14,7 +22,11 @@ from .extension import Portcullis, State, get_state
 from .models import PermissionMixin, RoleMixin, SessionMixin, UserMixin
 from .settings import Settings
 
+#: The shipped Alembic migrations: ``Migrate(app, db, directory=flask_portcullis.MIGRATIONS)``.
+MIGRATIONS = str(files(__name__) / "migrations")
+
 __all__ = [
+    "MIGRATIONS",
     "AccountInactive",
     "ConfigurationError",
     "InvalidCredentials",
@@ -29,6 +41,7 @@ __all__ = [
     "UserMixin",
     "access_required",
     "get_state",
+    "login_required",
     "permission_required",
     "roles_accepted",
     "roles_required",

@@ -162,31 +162,34 @@ class AccountService:
 
     # -- changes ---------------------------------------------------------------
 
-    def change_password(
-        self, user: UserMixin, current: str, new: str, *, keep_session: str | None = None
-    ) -> None:
-        """Replace the password after checking the current one; end the user's other sessions."""
+    def change_password(self, user: UserMixin, current: str, new: str) -> None:
+        """Replace the password after checking the current one (see set_password)."""
         if not self.check_password(user, current):
             raise InvalidCredentials()
-        self.set_password(user, new, keep_session=keep_session)
+        self.set_password(user, new)
 
-    def set_password(self, user: UserMixin, new: str, *, keep_session: str | None = None) -> None:
-        """Set a new password under the policy and end every session but ``keep_session``."""
+    def set_password(self, user: UserMixin, new: str) -> None:
+        """Set a new password under the policy and end every session of the user.
+
+        Whoever knew the old password may hold a session: all of them end, in
+        the same transaction as the new hash, so neither lands without the
+        other (OWASP ASVS 3.3.3). The caller signs the current browser in anew.
+        """
         self.policy.require(new, username=user.username, email=user.email)
         user.password_hash = self.hashing.hash(new)
+        self._sessions.stage_end_all(user.id)
         self._db.commit()
-        self._sessions.end_all(user.id, keep=keep_session)
 
     def set_active(self, user: UserMixin, active: bool) -> None:
-        """Activate or deactivate; deactivation ends every session at once."""
+        """Activate or deactivate; deactivation ends every session in the same transaction."""
         user.active = active
-        self._db.commit()
         if not active:
-            self._sessions.end_all(user.id)
+            self._sessions.stage_end_all(user.id)
+        self._db.commit()
 
     def delete(self, user: UserMixin) -> None:
-        """Remove the user, their sessions and role links."""
-        self._sessions.end_all(user.id)
+        """Remove the user, their sessions and role links, all or nothing."""
+        self._sessions.stage_end_all(user.id)
         user.roles.clear()
         self._db.delete(user)
         self._db.commit()

@@ -78,8 +78,11 @@ def create_user(
 @click.option("--search", default="", help="Only users whose username or email contains this.")
 def list_users(search: str) -> None:
     """List users: id, username, email, roles."""
-    for user in get_state().accounts.search(search, limit=10_000):
-        click.echo(_describe(user))
+    accounts, offset, batch = get_state().accounts, 0, 500
+    while page := accounts.search(search, limit=batch, offset=offset):
+        for user in page:
+            click.echo(_describe(user))
+        offset += batch
 
 
 @users.command("show")

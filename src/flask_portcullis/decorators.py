@@ -6,17 +6,12 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-import flask_login
 from flask import abort, current_app
 from flask_login import current_user
 
 from .models import UserMixin
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# Flask-Login's own decorator, re-exported with a type so views stay type-checked.
-login_required: Callable[[F], F] = flask_login.login_required
 
 
 def access_required(check: Callable[[UserMixin], bool]) -> Callable[[F], F]:
@@ -40,16 +35,31 @@ def access_required(check: Callable[[UserMixin], bool]) -> Callable[[F], F]:
     return decorator
 
 
+def login_required(view: F) -> F:
+    """Require a signed-in user (like Flask-Login's, but from the same primitive as the rest)."""
+    return access_required(lambda user: True)(view)
+
+
+def _names(names: tuple[str, ...]) -> tuple[str, ...]:
+    # all(()) is True: an empty list would let everyone in, so refuse it outright.
+    if not names:
+        raise TypeError("Name at least one role or permission.")
+    return names
+
+
 def roles_required(*names: str) -> Callable[[F], F]:
     """Require every one of the roles ``names``."""
+    _names(names)
     return access_required(lambda user: all(user.has_role(name) for name in names))
 
 
 def roles_accepted(*names: str) -> Callable[[F], F]:
     """Require at least one of the roles ``names``."""
+    _names(names)
     return access_required(lambda user: any(user.has_role(name) for name in names))
 
 
 def permission_required(*names: str) -> Callable[[F], F]:
     """Require every one of the permissions ``names`` (``"resource.action"`` strings)."""
+    _names(names)
     return access_required(lambda user: all(user.has_permission(name) for name in names))

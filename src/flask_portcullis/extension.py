@@ -34,7 +34,6 @@ class State:
     accounts: AccountService
     sessions: SessionService
     roles: RoleService
-    clock: Clock
 
 
 def get_state(app: Flask | None = None) -> State:
@@ -117,7 +116,6 @@ class Portcullis:
             accounts=AccountService(session, self.models, hashing, policy, sessions, clock),
             sessions=sessions,
             roles=RoleService(session, self.models),
-            clock=clock,
         )
         app.extensions["portcullis"] = state
 

@@ -17,6 +17,7 @@ from .exceptions import FieldError
 USERNAME_MIN = 3
 USERNAME_MAX = 32
 EMAIL_MAX = 254  # RFC 5321 path limit
+USERNAME_KEY_MAX = 64  # the stored, casefolded key (see models.UserMixin)
 # Letters, digits and ._- in any script; no "@" so a username never looks like an email.
 _USERNAME = re.compile(r"^\w[\w.\-]*\Z")
 
@@ -46,6 +47,9 @@ def clean_username(value: str) -> str:
         raise FieldError(
             "username", f"Use {USERNAME_MIN} to {USERNAME_MAX} letters, digits, '.', '_' or '-'."
         )
+    if len(identity_key(username)) > USERNAME_KEY_MAX:
+        # Casefolding can lengthen text ("ΐ" becomes three characters); the key must fit.
+        raise FieldError("username", "That username is too long.")
     if not _USERNAME.match(username):
         raise FieldError(
             "username",
@@ -66,4 +70,6 @@ def clean_email(value: str) -> str:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
         raise FieldError("email", f"Enter a valid email address ({exc}).") from exc
+    if len(identity_key(result.normalized)) > EMAIL_MAX:
+        raise FieldError("email", "That email address is too long.")
     return result.normalized

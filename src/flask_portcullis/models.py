@@ -27,6 +27,16 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, scoped_session
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .clock import utcnow
+from .identity import EMAIL_MAX, USERNAME_KEY_MAX
+
+
+def key_string(length: int) -> TypeEngine[str]:
+    """A VARCHAR compared byte for byte: keys are casefolded already, and MariaDB's default
+    collation would otherwise treat "jose" and "josé" as one account."""
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
+
 
 # Flask-SQLAlchemy's scoped session (invariant generics make its exact type awkward).
 DbSession = scoped_session[Any]
@@ -68,9 +78,9 @@ class UserMixin(flask_login.UserMixin):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64))
     # Casefolded NFKC forms carry the unique indexes (see identity.py).
-    username_key: Mapped[str] = mapped_column(String(64), unique=True)
+    username_key: Mapped[str] = mapped_column(key_string(USERNAME_KEY_MAX), unique=True)
     email: Mapped[str] = mapped_column(String(254))
-    email_key: Mapped[str] = mapped_column(String(254), unique=True)
+    email_key: Mapped[str] = mapped_column(key_string(EMAIL_MAX), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(255))
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     active: Mapped[bool] = mapped_column(default=True)

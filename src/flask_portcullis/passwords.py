@@ -122,7 +122,11 @@ class PasswordHashing:
     """Hash with the first hasher, verify with whichever recognises the format."""
 
     hashers: Sequence[Hasher]
-    _dummy: str | None = field(default=None, init=False, repr=False)
+    _dummy: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Made up front so the first unknown user of a process costs no more than later ones.
+        self._dummy = self.hash(secrets.token_urlsafe(16))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PasswordHashing:
@@ -156,8 +160,6 @@ class PasswordHashing:
 
     def verify_dummy(self, password: str) -> None:
         """Spend the cost of one real verify, so unknown users take as long as known ones."""
-        if self._dummy is None:
-            self._dummy = self.hash(secrets.token_urlsafe(16))
         self.hashers[0].verify(normalize_password(password), self._dummy)
 
     def _hasher_for(self, encoded: str) -> Hasher | None:

@@ -52,7 +52,9 @@ class RoleService:
         return self.get(name) or self.create(name, description)
 
     def delete(self, name: str) -> None:
-        """Delete a role; users who held it lose it."""
+        """Delete a role; users who held it lose it. The admin role stays: the console needs it."""
+        if name == ADMIN_ROLE:
+            raise Conflict("The admin role is built in and cannot be deleted.")
         role = self.require(name)
         role.permissions.clear()
         self._db.execute(

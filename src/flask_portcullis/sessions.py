@@ -100,28 +100,25 @@ class SessionService:
 
     def end(self, session_id: str) -> None:
         """End one session by the id the browser holds."""
-        self._end(self._models.Session.id == digest(session_id))
+        self._db.execute(
+            delete(self._models.Session).where(self._models.Session.id == digest(session_id))
+        )
+        self._db.commit()
 
-    def end_by_digest(self, user_id: int, record_id: str) -> bool:
-        """End one of ``user_id``'s sessions by its stored id; tell whether one was ended."""
-        Session = self._models.Session
-        return self._end((Session.id == record_id) & (Session.user_id == user_id)) > 0
+    def end_all(self, user_id: int) -> int:
+        """End every session of a user at once; return how many there were."""
+        count = self.stage_end_all(user_id)
+        self._db.commit()
+        return count
 
-    def end_all(self, user_id: int, *, keep: str | None = None) -> int:
-        """End every session of a user, except the one whose id is ``keep``; return how many."""
+    def stage_end_all(self, user_id: int) -> int:
+        """Delete a user's sessions in the caller's transaction, to commit with its other writes."""
         Session = self._models.Session
-        condition = Session.user_id == user_id
-        if keep is not None:
-            condition &= Session.id != digest(keep)
-        return self._end(condition)
+        result = self._db.execute(delete(Session).where(Session.user_id == user_id))
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     def list_for(self, user_id: int) -> Sequence[SessionMixin]:
         """Return a user's sessions, most recently used first."""
         Session = self._models.Session
         query = select(Session).where(Session.user_id == user_id)
         return self._db.scalars(query.order_by(Session.last_seen_at.desc())).all()
-
-    def _end(self, condition: object) -> int:
-        result = self._db.execute(delete(self._models.Session).where(condition))  # type: ignore[arg-type]
-        self._db.commit()
-        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -84,12 +84,20 @@ class Settings:
         for name in ("session_idle_timeout", "session_lifetime", "remember_lifetime"):
             if getattr(self, name) <= 0:
                 problems.append(f"{PREFIX}{name.upper()} must be a positive number of seconds.")
+        if self.session_idle_timeout > self.session_lifetime:
+            problems.append(
+                "PORTCULLIS_SESSION_IDLE_TIMEOUT cannot exceed PORTCULLIS_SESSION_LIFETIME."
+            )
+        if self.remember_lifetime < self.session_lifetime:
+            problems.append(
+                "PORTCULLIS_REMEMBER_LIFETIME cannot be shorter than PORTCULLIS_SESSION_LIFETIME."
+            )
         if problems:
             raise ConfigurationError(" ".join(problems))
 
     @property
     def argon2_is_owasp_strength(self) -> bool:
-        """Tell whether the hash parameters meet the OWASP minimum (for warnings and doctor)."""
+        """Tell whether the hash parameters meet the OWASP minimum (a start-up warning if not)."""
         return (
             self.argon2_memory_cost >= OWASP_ARGON2["memory_cost"]
             and self.argon2_time_cost >= OWASP_ARGON2["time_cost"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from flask_migrate import Migrate
 from flask_wtf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from .. import Portcullis
+from .. import MIGRATIONS, Portcullis
 from ..clock import Clock
 
 logger = logging.getLogger("flask_portcullis.demo")
@@ -30,7 +30,7 @@ portcullis = Portcullis()
 db = portcullis.db
 migrate = Migrate()
 csrf = CSRFProtect()
-MIGRATIONS = str(files("flask_portcullis") / "migrations")
+__all__ = ["MIGRATIONS", "create_app", "db", "portcullis"]
 
 
 def create_app(
@@ -71,13 +71,24 @@ def create_app(
 
 
 def instance_secret_key(instance: Path) -> str:
-    """Return the secret key kept in the instance folder, making it (mode 0600) the first time."""
+    """Return the secret key kept in the instance folder, making it (mode 0600) the first time.
+
+    The key is written to a private temporary file and linked into place, so
+    several workers starting at once all read the same, complete key.
+    """
     path = instance / "secret_key"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32))
-    logger.warning("No SECRET_KEY was set: generated one and saved it in %s (mode 0600).", path)
-    return path.read_text().strip()
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(dir=instance, prefix=".secret_key.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
+            os.link(temporary, path)
+            logger.warning("No SECRET_KEY was set: generated one in %s (mode 0600).", path)
+        except FileExistsError:
+            pass  # another worker won the race; use its key
+        finally:
+            os.unlink(temporary)
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise RuntimeError(f"{path} holds no usable secret key: delete it to make a new one.")
+    return key

@@ -24,8 +24,7 @@ def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:
     init_login_manager(login_manager)
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
-    if state.settings.security_headers:
-        headers.init_app(app)
+    headers.init_app(app, security_headers=state.settings.security_headers)
 
     @app.context_processor
     def portcullis_context() -> dict[str, object]:

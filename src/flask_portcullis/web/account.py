@@ -12,9 +12,8 @@ from ..decorators import login_required
 from ..exceptions import InvalidCredentials, PortcullisError
 from ..extension import get_state
 from ..models import UserMixin
-from .auth import render_form
 from .blueprints import bp
-from .feedback import show_error
+from .feedback import render_form, show_error
 from .forms import ChangePasswordForm, DeleteAccountForm
 from .signin import current_session_record, sign_in, sign_out
 

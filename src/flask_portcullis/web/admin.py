@@ -20,4 +20,7 @@ def users() -> ResponseReturnValue:
     search = request.args.get("q", "")[:254]
     page = min(max(request.args.get("page", 1, type=int) or 1, 1), MAX_PAGE)
     rows = get_state().accounts.search(search, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    return render_template("portcullis/admin/users.html", users=rows, q=search, page=page)
+    more = len(rows) == PAGE_SIZE
+    return render_template(
+        "portcullis/admin/users.html", users=rows, q=search, page=page, more=more
+    )

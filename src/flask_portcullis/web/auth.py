@@ -9,19 +9,13 @@ from flask_login import current_user
 from ..exceptions import AccountInactive, InvalidCredentials, PortcullisError
 from ..extension import get_state
 from .blueprints import bp
-from .feedback import show_error
+from .feedback import render_form, show_error
 from .forms import ConfirmForm, LoginForm, RegisterForm
 from .redirects import safe_next
 from .signin import sign_in, sign_out
 
 # One message for unknown user and wrong password (OWASP ASVS 2.2.1 / no enumeration).
 BAD_CREDENTIALS = "Incorrect username, email or password."
-
-
-def render_form(template: str, form: object, **context: object) -> ResponseReturnValue:
-    """Render a form page; a submitted form with errors answers 422."""
-    status = 422 if request.method == "POST" else 200
-    return render_template(template, form=form, **context), status
 
 
 def after_login_url() -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint
 
 # Rooted at the package so templates/ and static/ sit beside the code.
 bp = Blueprint(
@@ -13,12 +13,3 @@ bp = Blueprint(
     static_url_path="/portcullis/static",
 )
 admin_bp = Blueprint("portcullis_admin", "flask_portcullis", url_prefix="/admin")
-
-
-@bp.after_request
-@admin_bp.after_request
-def no_store(response: Response) -> Response:
-    # Account pages show personal data: keep them out of shared caches (ASVS 8.2.1).
-    if request.endpoint != "portcullis.static" and "Cache-Control" not in response.headers:
-        response.headers["Cache-Control"] = "no-store"
-    return response

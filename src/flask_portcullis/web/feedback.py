@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flask import render_template, request
+from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 
 from ..exceptions import FieldError, PasswordRejected, PortcullisError
@@ -17,6 +19,12 @@ def show_error(
         _field_errors(form, error.field).append(error.message)
     else:
         form.form_errors.append(str(error))
+
+
+def render_form(template: str, form: FlaskForm, **context: object) -> ResponseReturnValue:
+    """Render a form page; a submitted form with errors answers 422."""
+    status = 422 if request.method == "POST" else 200
+    return render_template(template, form=form, **context), status
 
 
 def _field_errors(form: FlaskForm, name: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from flask import Flask, Response, request, session
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -32,5 +32,17 @@ def add_security_headers(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask) -> None:
-    app.after_request(add_security_headers)
+def no_store_when_personal(response: Response) -> Response:
+    """Keep any response that read the session out of caches (OWASP ASVS 8.2.1).
+
+    Such a response may show who is signed in (Flask marks it ``Vary: Cookie``).
+    """
+    if session.accessed and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def init_app(app: Flask, *, security_headers: bool) -> None:
+    app.after_request(no_store_when_personal)
+    if security_headers:
+        app.after_request(add_security_headers)

@@ -14,6 +14,14 @@ from sqlalchemy.dialects import mysql
 # UTC without zone; MySQL/MariaDB need fsp=6 to keep microseconds.
 TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
+
+def key_string(length: int) -> sa.types.TypeEngine[str]:
+    # Casefolded keys compare byte for byte (MariaDB's default collation ignores accents).
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
+
+
 revision = "0001_accounts"
 down_revision = None
 branch_labels = None
@@ -25,9 +33,9 @@ def upgrade() -> None:
         "users",
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("username", sa.String(64), nullable=False),
-        sa.Column("username_key", sa.String(64), nullable=False),
+        sa.Column("username_key", key_string(64), nullable=False),
         sa.Column("email", sa.String(254), nullable=False),
-        sa.Column("email_key", sa.String(254), nullable=False),
+        sa.Column("email_key", key_string(254), nullable=False),
         sa.Column("password_hash", sa.String(255), nullable=True),
         sa.Column("email_verified_at", TIMESTAMP, nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
