@@ -1,16 +1,26 @@
-"""Shared fixtures: the demo app on a fresh SQLite file, a client, a CLI runner and helpers."""
+"""Shared fixtures: the demo app on a fresh SQLite file, a client, a CLI runner, an SMTP
+outbox and helpers."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import flask_migrate
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import Envelope, Session
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from werkzeug.test import TestResponse
@@ -27,6 +37,96 @@ FAST_HASH = {
     "PORTCULLIS_ARGON2_PARALLELISM": 1,
 }
 CSRF_INPUT = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+LINK = re.compile(r"https?://\S+")
+
+
+@dataclass
+class Mail:
+    """One message as the SMTP server received it."""
+
+    to: list[str]
+    message: email.message.EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def text(self) -> str:
+        part = self.message.get_body(("plain",))
+        assert part is not None, "no text part"
+        return str(part.get_content())
+
+    @property
+    def html(self) -> str:
+        part = self.message.get_body(("html",))
+        assert part is not None, "no HTML part"
+        return str(part.get_content())
+
+    def link(self, path_prefix: str) -> str:
+        """Return the path of the one link in the text part that starts with ``path_prefix``."""
+        found = [urlsplit(str(url)) for url in LINK.findall(self.text)]
+        paths = [u.path for u in found if u.path.startswith(path_prefix)]
+        assert len(paths) == 1, f"expected one {path_prefix} link in:\n{self.text}"
+        return paths[0]
+
+
+class Outbox:
+    """What a real SMTP server (aiosmtpd on 127.0.0.1) received."""
+
+    def __init__(self) -> None:
+        self.mails: list[Mail] = []
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        content = envelope.content
+        assert isinstance(content, bytes)
+        parsed = email.message_from_bytes(content, policy=email.policy.default)
+        with self._lock:
+            self.mails.append(Mail([str(t) for t in envelope.rcpt_tos], parsed))
+        return "250 OK"
+
+    def clear(self) -> None:
+        with self._lock:
+            self.mails.clear()
+
+    def to(self, address: str) -> list[Mail]:
+        with self._lock:
+            return [m for m in self.mails if address in m.to]
+
+    def wait_for(self, address: str, count: int = 1, timeout: float = 5.0) -> list[Mail]:
+        """Wait (bounded) until ``address`` has ``count`` mails; some are sent in the background."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            mails = self.to(address)
+            if len(mails) >= count:
+                return mails
+            time.sleep(0.02)
+        raise AssertionError(f"{address} got {len(self.to(address))} mails, expected {count}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[Outbox, int]]:
+    """One SMTP server for the run; each test clears its outbox."""
+    outbox = Outbox()
+    port = free_port()
+    controller = Controller(outbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield outbox, port
+    controller.stop()
+
+
+@pytest.fixture
+def outbox(smtp_server: tuple[Outbox, int]) -> Outbox:
+    smtp_server[0].clear()
+    return smtp_server[0]
 
 
 @dataclass
@@ -63,8 +163,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def app(tmp_path: Path, clock: FakeClock) -> Iterator[Flask]:
-    app = make_app(tmp_path, clock)
+def app(
+    tmp_path: Path, clock: FakeClock, outbox: Outbox, smtp_server: tuple[Outbox, int]
+) -> Iterator[Flask]:
+    """The demo app; its mail goes to the test SMTP server."""
+    app = make_app(tmp_path, clock, MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server[1])
     yield app
     with app.app_context():
         get_state(app).db.engine.dispose()

@@ -15,9 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from .clock import Clock
 from .exceptions import (
     AccountInactive,
+    EmailNotVerified,
     EmailTaken,
+    FieldError,
     InvalidCredentials,
     NotFound,
+    TokenInvalid,
     UsernameTaken,
 )
 from .identity import clean_email, clean_username, has_control_characters, identity_key
@@ -25,6 +28,8 @@ from .models import DbSession, Models, UserMixin
 from .password_policy import PasswordPolicy
 from .passwords import PasswordHashing
 from .sessions import SessionService
+from .settings import Settings
+from .tokens import Purpose, TokenService
 
 
 class AccountService:
@@ -37,6 +42,8 @@ class AccountService:
         hashing: PasswordHashing,
         policy: PasswordPolicy,
         sessions: SessionService,
+        tokens: TokenService,
+        settings: Settings,
         clock: Clock,
     ) -> None:
         self._db = db
@@ -44,6 +51,8 @@ class AccountService:
         self.hashing = hashing
         self.policy = policy
         self._sessions = sessions
+        self._tokens = tokens
+        self._settings = settings
         self._clock = clock
 
     # -- lookups ---------------------------------------------------------------
@@ -60,6 +69,14 @@ class AccountService:
         User = self._models.User
         query = select(User).where(or_(User.username_key == key, User.email_key == key))
         return self._db.scalars(query.limit(1)).first()
+
+    def get_by_email(self, email: str) -> UserMixin | None:
+        """Find a user by email address only (a reset link goes to an address, not a name)."""
+        key = identity_key(email)
+        if not key or has_control_characters(key):
+            return None
+        User = self._models.User
+        return self._db.scalars(select(User).where(User.email_key == key)).first()
 
     def require_by_identity(self, identity: str) -> UserMixin:
         """Like get_by_identity, but raise NotFound for operators who named a missing user."""
@@ -150,6 +167,8 @@ class AccountService:
             raise InvalidCredentials()
         if not user.active:
             raise AccountInactive()
+        if self._settings.email_verification == "required" and not user.email_verified:
+            raise EmailNotVerified(user.id)
         if result.needs_rehash:
             user.password_hash = self.hashing.hash(password)
         user.last_login_at = self._clock()
@@ -199,6 +218,83 @@ class AccountService:
         if not self.check_password(user, password):
             raise InvalidCredentials()
         self.delete(user)
+
+    # -- email links -----------------------------------------------------------
+
+    def make_verification_token(self, user: UserMixin) -> str:
+        """A link token that confirms the user's current address (dies if the address changes)."""
+        return self._tokens.make(Purpose.VERIFY_EMAIL, user)
+
+    def verify_email(self, token: str) -> UserMixin:
+        """Mark the address in ``token`` verified, or raise TokenInvalid/TokenExpired."""
+        user, _ = self._check(Purpose.VERIFY_EMAIL, token, self._settings.verify_email_lifetime)
+        user.email_verified_at = self._clock()
+        self._db.commit()
+        return user
+
+    def make_reset_token(self, user: UserMixin) -> str:
+        """A link token that sets a new password once (dies with any password change or sign-in)."""
+        return self._tokens.make(Purpose.RESET_PASSWORD, user)
+
+    def check_reset_token(self, token: str) -> UserMixin:
+        """Return the user a reset link is for, without using it up."""
+        user, _ = self._check(Purpose.RESET_PASSWORD, token, self._settings.reset_password_lifetime)
+        return user
+
+    def reset_password(self, token: str, new: str) -> UserMixin:
+        """Set a new password through a reset link; every session ends, nobody is signed in."""
+        user = self.check_reset_token(token)
+        self.set_password(user, new)
+        return user
+
+    def request_email_change(
+        self, user: UserMixin, password: str, new_email: str
+    ) -> tuple[str, str]:
+        """Check the password and the new address; return it (normalised) and a link token.
+
+        Nothing changes until the link is followed: the address must prove it
+        reaches its owner. A taken address gets the same neutral error as
+        any unusable one.
+        """
+        if not self.check_password(user, password):
+            raise InvalidCredentials()
+        email = clean_email(new_email)
+        if identity_key(email) == user.email_key:
+            raise FieldError("email", "That is already your email address.")
+        if self._email_taken(email):
+            raise EmailTaken()
+        return email, self._tokens.make(Purpose.CHANGE_EMAIL, user, email=email)
+
+    def confirm_email_change(self, token: str) -> UserMixin:
+        """Switch to the address in ``token``, now verified; raise TokenInvalid or EmailTaken."""
+        user, payload = self._check(
+            Purpose.CHANGE_EMAIL, token, self._settings.verify_email_lifetime
+        )
+        email = clean_email(str(payload.get("email", "")))
+        if self._email_taken(email):
+            raise EmailTaken()
+        user.email = email
+        user.email_key = identity_key(email)
+        user.email_verified_at = self._clock()
+        try:
+            self._db.commit()
+        except IntegrityError:
+            self._db.rollback()
+            raise EmailTaken() from None
+        return user
+
+    def _email_taken(self, email: str) -> bool:
+        User = self._models.User
+        query = select(User.id).where(User.email_key == identity_key(email))
+        return self._db.scalars(query).first() is not None
+
+    def _check(
+        self, purpose: Purpose, token: str, max_age: int
+    ) -> tuple[UserMixin, dict[str, Any]]:
+        user, payload = self._tokens.check(purpose, token, max_age, self.get)
+        if not user.active:
+            raise TokenInvalid("This account is deactivated.")
+        return user, payload
 
     def export(self, user: UserMixin) -> dict[str, Any]:
         """Return the user's own data as JSON-ready values; never the hash or session ids."""

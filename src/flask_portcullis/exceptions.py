@@ -20,6 +20,11 @@ class ErrorCode(StrEnum):
     EMAIL_TAKEN = "email_taken"
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
+    EMAIL_NOT_VERIFIED = "email_not_verified"
+    TOKEN_INVALID = "token_invalid"
+    TOKEN_EXPIRED = "token_expired"
+    THROTTLED = "throttled"
+    DELIVERY_FAILED = "delivery_failed"
 
 
 class PortcullisError(Exception):
@@ -95,3 +100,41 @@ class Conflict(PortcullisError):
     """The thing to create exists already."""
 
     code: ClassVar[ErrorCode] = ErrorCode.CONFLICT
+
+
+class EmailNotVerified(PortcullisError):
+    """The password was right, but sign-in waits for the address to be confirmed."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.EMAIL_NOT_VERIFIED
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__("Confirm your email address before signing in.")
+        self.user_id = user_id
+
+
+class TokenInvalid(PortcullisError):
+    """A link is forged, for another purpose, or used up (its account state has moved on)."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.TOKEN_INVALID
+
+
+class TokenExpired(TokenInvalid):
+    """A genuine link, but older than its lifetime."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.TOKEN_EXPIRED
+
+
+class Throttled(PortcullisError):
+    """Too many attempts; ``retry_after`` seconds until the next is allowed (HTTP 429)."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.THROTTLED
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many attempts. Try again in {retry_after} seconds.")
+        self.retry_after = retry_after
+
+
+class DeliveryFailed(PortcullisError):
+    """The mail server would not take a message; nothing that depended on it was changed."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.DELIVERY_FAILED

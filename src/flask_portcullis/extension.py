@@ -14,12 +14,17 @@ from flask_sqlalchemy import SQLAlchemy
 
 from .accounts import AccountService
 from .clock import Clock, utcnow
+from .exceptions import ConfigurationError
+from .mail import MailSender, sender_from_config
 from .models import Models, UserMixin, build_models, enforce_sqlite_foreign_keys
+from .notify import Notifier
 from .password_policy import PasswordPolicy, PasswordValidator
 from .passwords import Hasher, PasswordHashing
 from .rbac import RoleService
 from .sessions import SessionService
 from .settings import Settings
+from .throttling import Throttle
+from .tokens import TokenService
 
 logger = logging.getLogger("flask_portcullis")
 
@@ -34,6 +39,9 @@ class State:
     accounts: AccountService
     sessions: SessionService
     roles: RoleService
+    notifier: Notifier
+    throttle: Throttle
+    clock: Clock
 
 
 def get_state(app: Flask | None = None) -> State:
@@ -56,7 +64,8 @@ class Portcullis:
     :class:`~flask_portcullis.models.UserMixin`) to keep the tables in your
     app's metadata; without one, Portcullis makes and initialises its own.
     ``hashers`` replaces the hasher chain (first one hashes); ``validators``
-    replaces the password rules; ``clock`` is the time source (for tests).
+    replaces the password rules; ``mail_sender`` replaces SMTP/console delivery
+    (anything with ``send(message)``); ``clock`` is the time source (for tests).
     """
 
     def __init__(
@@ -67,6 +76,7 @@ class Portcullis:
         user_model: type[UserMixin] | None = None,
         hashers: Sequence[Hasher] | None = None,
         validators: Sequence[PasswordValidator] | None = None,
+        mail_sender: MailSender | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self._owns_db = db is None
@@ -75,6 +85,7 @@ class Portcullis:
         self.models = build_models(self.db, user_model)
         self._hashers = hashers
         self._validators = validators
+        self._mail_sender = mail_sender
         self.clock = clock
         if app is not None:
             self.init_app(app)
@@ -107,15 +118,33 @@ class Portcullis:
             if self._validators
             else PasswordPolicy.from_settings(settings)
         )
+        if not app.config.get("SECRET_KEY"):
+            raise ConfigurationError("Set SECRET_KEY before portcullis.init_app(app).")
+        # Flask's rotation convention: old keys still verify, the current one signs.
+        keys = [*(app.config.get("SECRET_KEY_FALLBACKS") or []), app.config["SECRET_KEY"]]
+        tokens = TokenService(keys, clock)
+        throttle = Throttle(
+            settings.redis_url or "memory://",
+            enabled=settings.rate_limits,
+            prefix=settings.redis_prefix,
+        )
         session = self.db.session
         sessions = SessionService(session, self.models, settings, clock)
+        accounts = AccountService(
+            session, self.models, hashing, policy, sessions, tokens, settings, clock
+        )
         state = State(
             settings=settings,
             models=self.models,
             db=self.db,
-            accounts=AccountService(session, self.models, hashing, policy, sessions, clock),
+            accounts=accounts,
             sessions=sessions,
             roles=RoleService(session, self.models),
+            notifier=Notifier(
+                self._mail_sender or sender_from_config(app.config), throttle, settings
+            ),
+            throttle=throttle,
+            clock=clock,
         )
         app.extensions["portcullis"] = state
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from limits import parse_many
+
 from .exceptions import ConfigurationError
 
 PREFIX = "PORTCULLIS_"
@@ -20,6 +22,9 @@ OWASP_ARGON2 = {"time_cost": 2, "memory_cost": 19456, "parallelism": 1}
 
 
 _EXAMPLES: dict[type, str] = {bool: "true", int: "3600", str: '"text"'}
+# Keys that keep their ecosystem name instead of PORTCULLIS_* (Flask-Limiter's off switch).
+_KEYS = {"rate_limits": "RATELIMIT_ENABLED"}
+VERIFICATION_MODES = ("required", "optional", "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +48,23 @@ class Settings:
     principal: bool = False
     post_login_view: str = "portcullis.account"
     post_logout_view: str = "portcullis.login"
+    # Email: "required" refuses sign-in until verified, "optional" only shows it, "off" skips it.
+    email_verification: str = "optional"
+    verify_email_lifetime: int = 24 * 60 * 60
+    reset_password_lifetime: int = 60 * 60
+    # Mail throttles, in the notation of the ``limits`` package ("3/hour", "10 per day").
+    mail_limit_per_address: str = "3/hour"
+    mail_limit_per_client: str = "10/hour"
+    redis_url: str = ""
+    redis_prefix: str = "portcullis"
+    rate_limits: bool = True
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
         """Build settings from a Flask config, raising ConfigurationError on bad values."""
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
-            key = PREFIX + field.name.upper()
+            key = _KEYS.get(field.name, PREFIX + field.name.upper())
             if key not in config:
                 continue
             value = config[key]
@@ -81,7 +96,26 @@ class Settings:
             problems.append("PORTCULLIS_ARGON2_TIME_COST and _PARALLELISM must be at least 1.")
         if self.argon2_memory_cost < 8 * self.argon2_parallelism:
             problems.append("PORTCULLIS_ARGON2_MEMORY_COST must be at least 8 x parallelism KiB.")
-        for name in ("session_idle_timeout", "session_lifetime", "remember_lifetime"):
+        if self.email_verification not in VERIFICATION_MODES:
+            problems.append(
+                "PORTCULLIS_EMAIL_VERIFICATION must be one of "
+                + ", ".join(VERIFICATION_MODES)
+                + "."
+            )
+        for name in ("mail_limit_per_address", "mail_limit_per_client"):
+            try:
+                parse_many(getattr(self, name))
+            except ValueError:
+                problems.append(f"{PREFIX}{name.upper()} must read like '3/hour' or '10 per day'.")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append("PORTCULLIS_REDIS_URL must be a redis://, rediss:// or unix:// URL.")
+        for name in (
+            "session_idle_timeout",
+            "session_lifetime",
+            "remember_lifetime",
+            "verify_email_lifetime",
+            "reset_password_lifetime",
+        ):
             if getattr(self, name) <= 0:
                 problems.append(f"{PREFIX}{name.upper()} must be a positive number of seconds.")
         if self.session_idle_timeout > self.session_lifetime:

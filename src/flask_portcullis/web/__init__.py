@@ -8,8 +8,9 @@ from flask_login import LoginManager
 from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..exceptions import Throttled
 from ..extension import State
-from . import account, admin, auth, headers  # noqa: F401  (registers the routes)
+from . import account, admin, auth, headers, links  # noqa: F401  (registers the routes)
 from .blueprints import admin_bp, bp
 from .signin import init_login_manager
 
@@ -18,6 +19,13 @@ from .signin import init_login_manager
 def too_large(error: RequestEntityTooLarge) -> ResponseReturnValue:
     # A megabyte "password" stops here, long before anything hashes it.
     return render_template("portcullis/error.html", error=error), 413
+
+
+@bp.errorhandler(Throttled)
+def throttled(error: Throttled) -> ResponseReturnValue:
+    minutes = max(1, round(error.retry_after / 60))
+    page = render_template("portcullis/throttled.html", minutes=minutes)
+    return page, 429, {"Retry-After": str(error.retry_after)}
 
 
 def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:

@@ -9,13 +9,14 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from ..decorators import login_required
-from ..exceptions import InvalidCredentials, PortcullisError
+from ..exceptions import DeliveryFailed, InvalidCredentials, PortcullisError, Throttled
 from ..extension import get_state
 from ..models import UserMixin
+from ..notify import mask_email
 from .blueprints import bp
 from .feedback import render_form, show_error
-from .forms import ChangePasswordForm, DeleteAccountForm
-from .signin import current_session_record, sign_in, sign_out
+from .forms import ChangeEmailForm, ChangePasswordForm, DeleteAccountForm
+from .signin import client_ip, current_device, current_session_record, sign_in, sign_out
 
 WRONG_PASSWORD = "That is not your current password."
 
@@ -29,6 +30,36 @@ def me() -> UserMixin:
 @login_required
 def account() -> ResponseReturnValue:
     return render_template("portcullis/account.html", user=me())
+
+
+@bp.route("/account/email", methods=["GET", "POST"])
+@login_required
+def change_email() -> ResponseReturnValue:
+    form = ChangeEmailForm()
+    if form.validate_on_submit():
+        user, state = me(), get_state()
+        try:
+            email, token = state.accounts.request_email_change(
+                user, form.password.data or "", form.email.data or ""
+            )
+            state.notifier.limit(email, client_ip())
+            state.notifier.email_change(user, email, token, current_device())
+        except Throttled:
+            raise
+        except InvalidCredentials:
+            form.password.errors = [WRONG_PASSWORD]
+        except DeliveryFailed as exc:
+            form.form_errors.append(str(exc))
+        except PortcullisError as exc:
+            show_error(form, exc)
+        else:
+            flash(
+                f"We sent a confirmation link to {mask_email(email)}. Your address changes "
+                "when you follow it.",
+                "success",
+            )
+            return redirect(url_for("portcullis.account"))
+    return render_form("portcullis/change_email.html", form)
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
@@ -50,6 +81,7 @@ def change_password() -> ResponseReturnValue:
         else:
             # Every old session has ended; this browser continues on a fresh id.
             sign_in(user, remember=remember)
+            get_state().notifier.password_changed(user, current_device(), reset=False)
             flash("Password changed. You were signed out everywhere else.", "success")
             return redirect(url_for("portcullis.account"))
     return render_form("portcullis/password.html", form)

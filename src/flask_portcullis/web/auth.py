@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from ..exceptions import AccountInactive, InvalidCredentials, PortcullisError
+from ..exceptions import (
+    AccountInactive,
+    DeliveryFailed,
+    EmailNotVerified,
+    InvalidCredentials,
+    PortcullisError,
+)
 from ..extension import get_state
+from ..models import UserMixin
 from .blueprints import bp
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, LoginForm, RegisterForm
+from .links import PENDING_VERIFICATION
 from .redirects import safe_next
 from .signin import sign_in, sign_out
 
@@ -38,10 +46,29 @@ def register() -> ResponseReturnValue:
         except PortcullisError as exc:
             show_error(form, exc)
         else:
-            sign_in(user, remember=False)
-            flash(f"Welcome, {user.username}! Your account is ready.", "success")
-            return redirect(after_login_url())
+            return welcome(user)
     return render_form("portcullis/register.html", form)
+
+
+def welcome(user: UserMixin) -> ResponseReturnValue:
+    """After sign-up: send the confirmation link, then sign in unless verification is required."""
+    state = get_state()
+    mode = state.settings.email_verification
+    if mode != "off":
+        try:
+            state.notifier.verification(user, state.accounts.make_verification_token(user))
+        except DeliveryFailed:
+            flash(
+                "Your account is ready, but we could not send the confirmation email. "
+                "Ask for a new one below.",
+                "error",
+            )
+    if mode == "required":
+        session[PENDING_VERIFICATION] = user.id
+        return render_template("portcullis/check_inbox.html", reason="verify", email=user.email)
+    sign_in(user, remember=False)
+    flash(f"Welcome, {user.username}! Your account is ready.", "success")
+    return redirect(after_login_url())
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -60,6 +87,10 @@ def login() -> ResponseReturnValue:
             form.form_errors.append(
                 "This account is deactivated. Contact the site's administrator."
             )
+        except EmailNotVerified as exc:
+            session[PENDING_VERIFICATION] = exc.user_id
+            form.form_errors.append(str(exc))
+            return render_form("portcullis/login.html", form, unverified=True)
         else:
             sign_in(user, remember=bool(form.remember.data))
             flash(f"Signed in as {user.username}.", "success")

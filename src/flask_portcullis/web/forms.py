@@ -78,3 +78,20 @@ class ChangePasswordForm(Form):
 
 class DeleteAccountForm(Form):
     password = PasswordField("Password", validators=_required("password"))
+
+
+class ForgotPasswordForm(Form):
+    email = EmailField("Email address", validators=_required("email address"))
+
+
+class ResetPasswordForm(Form):
+    password = PasswordField("New password", validators=_new_password())
+    password_confirm = PasswordField(
+        "Repeat new password",
+        validators=[DataRequired("Repeat the password."), EqualTo("password", "Passwords differ.")],
+    )
+
+
+class ChangeEmailForm(Form):
+    email = EmailField("New email address", validators=_required("new email address"))
+    password = PasswordField("Current password", validators=_required("current password"))

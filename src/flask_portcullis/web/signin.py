@@ -15,6 +15,7 @@ from flask_login import LoginManager, login_user, logout_user
 
 from ..extension import get_state
 from ..models import SessionMixin, UserMixin
+from ..notify import Device
 
 SESSION_KEY = "_portcullis_sid"
 
@@ -46,6 +47,13 @@ def current_session_record() -> SessionMixin | None:
 
 def client_ip() -> str:
     return request.remote_addr or ""
+
+
+def current_device() -> Device:
+    """This request's IP, browser and time, for security notices."""
+    return Device(
+        ip=client_ip(), user_agent=request.user_agent.string[:200], at=get_state().clock()
+    )
 
 
 def sign_in(user: UserMixin, *, remember: bool) -> None:

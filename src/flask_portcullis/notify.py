@@ -1,0 +1,142 @@
+"""Compose and send the account emails: links, notices, and the throttle on sending.
+
+Shared by the HTML pages and (later) the JSON API. Messages are rendered
+from ``templates/portcullis/email/<name>.txt`` and ``.html`` (override them
+in your app); links are absolute, from ``SERVER_NAME`` and
+``PREFERRED_URL_SCHEME`` when set, else from the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import render_template, url_for
+
+from .exceptions import DeliveryFailed
+from .identity import identity_key
+from .mail import MailSender, Message
+from .models import UserMixin
+from .settings import Settings
+from .throttling import Throttle
+
+logger = logging.getLogger("flask_portcullis.mail")
+
+SUBJECTS = {
+    "verify_email": "Confirm your email address",
+    "reset_password": "Reset your password",
+    "change_email": "Confirm your new email address",
+    "email_change_requested": "Your email address is about to change",
+    "password_changed": "Your password was changed",
+    "password_reset_done": "Your password was reset",
+}
+
+
+def mask_email(address: str) -> str:
+    """Show enough of an address to recognise it, not enough to harvest it: a***@example.com."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where a request came from, for security notices."""
+
+    ip: str
+    user_agent: str
+    at: datetime
+
+
+class Notifier:
+    """Render and send one kind of mail per method; raise DeliveryFailed when it cannot go."""
+
+    def __init__(self, sender: MailSender, throttle: Throttle, settings: Settings) -> None:
+        self.sender = sender
+        self._throttle = throttle
+        self._settings = settings
+        # One worker is enough: only mails whose timing must not reveal anything go here.
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portcullis-mail")
+
+    def limit(self, address: str, client: str) -> None:
+        """Count one mail to ``address`` asked for by ``client``; raise Throttled when over.
+
+        Counted for every address asked about, known or not, so a 429 reveals nothing.
+        """
+        self._throttle.hit(self._settings.mail_limit_per_client, "mail-client", client)
+        self._throttle.hit(self._settings.mail_limit_per_address, "mail-to", identity_key(address))
+
+    def compose(self, name: str, to: str, **context: Any) -> Message:
+        """Render the text and HTML parts of mail ``name``."""
+        context = {"site_name": self._settings.site_name, **context}
+        return Message(
+            to=to,
+            subject=f"{SUBJECTS[name]} · {self._settings.site_name}",
+            text=render_template(f"portcullis/email/{name}.txt", **context),
+            html=render_template(f"portcullis/email/{name}.html", **context),
+        )
+
+    def send(self, name: str, to: str, **context: Any) -> None:
+        """Send now; DeliveryFailed reaches the caller, who can tell the user to try again."""
+        self.sender.send(self.compose(name, to, **context))
+
+    def send_quietly(self, name: str, to: str, **context: Any) -> None:
+        """Send a notice whose failure must not undo what already happened: log it instead."""
+        try:
+            self.send(name, to, **context)
+        except DeliveryFailed:
+            logger.warning("notice %r to %s was not delivered", name, mask_email(to))
+
+    def send_in_background(self, name: str, to: str, **context: Any) -> None:
+        """Render now, deliver on a worker thread: the response takes the same time either way."""
+        message = self.compose(name, to, **context)
+        self._background.submit(self._deliver_logged, message)
+
+    def _deliver_logged(self, message: Message) -> None:
+        try:
+            self.sender.send(message)
+        except DeliveryFailed:
+            pass  # already logged by the sender
+        except Exception:  # a host's sender may fail in any way; never lose the worker
+            logger.exception("mail sender failed")
+
+    # -- the mails -------------------------------------------------------------
+
+    def verification(self, user: UserMixin, token: str) -> None:
+        link = url_for("portcullis.verify_email", token=token, _external=True)
+        hours = self._settings.verify_email_lifetime // 3600
+        self.send("verify_email", user.email, user=user, link=link, hours=hours)
+
+    def password_reset(self, user: UserMixin, token: str) -> None:
+        link = url_for("portcullis.reset_password", token=token, _external=True)
+        minutes = self._settings.reset_password_lifetime // 60
+        self.send_in_background("reset_password", user.email, user=user, link=link, minutes=minutes)
+
+    def email_change(self, user: UserMixin, new_email: str, token: str, device: Device) -> None:
+        """Ask the new address to confirm; then warn the old one (if the first mail went out)."""
+        link = url_for("portcullis.confirm_email", token=token, _external=True)
+        hours = self._settings.verify_email_lifetime // 3600
+        self.send("change_email", new_email, user=user, link=link, hours=hours)
+        self.send_quietly(
+            "email_change_requested",
+            user.email,
+            user=user,
+            masked=mask_email(new_email),
+            device=device,
+            reset_link=url_for("portcullis.forgot_password", _external=True),
+        )
+
+    def password_changed(self, user: UserMixin, device: Device, *, reset: bool) -> None:
+        self.send_quietly(
+            "password_reset_done" if reset else "password_changed",
+            user.email,
+            user=user,
+            device=device,
+            reset_link=url_for("portcullis.forgot_password", _external=True),
+        )
+
+    def shutdown(self) -> None:
+        """Wait for background mail (tests; a clean process exit)."""
+        self._background.shutdown(wait=True)

@@ -1,0 +1,152 @@
+"""Pages reached from emailed links: verify an address, reset a password, confirm a new address.
+
+Following a link only shows a page; the change happens on its POST button
+(every state change is a POST), so mail scanners that open links change
+nothing. These pages send ``Referrer-Policy: no-referrer`` so the token in
+their URL never leaks to another site.
+"""
+
+from __future__ import annotations
+
+from flask import Response, flash, make_response, redirect, render_template, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from ..exceptions import DeliveryFailed, EmailTaken, PortcullisError, TokenExpired, TokenInvalid
+from ..extension import get_state
+from ..notify import mask_email
+from .blueprints import bp
+from .feedback import render_form, show_error
+from .forms import ConfirmForm, ForgotPasswordForm, ResetPasswordForm
+from .signin import client_ip, current_device
+
+# Set when sign-in is refused for an unverified address, so "resend" knows whom to mail.
+PENDING_VERIFICATION = "_portcullis_verify"
+
+
+def no_referrer(response: ResponseReturnValue) -> Response:
+    response = make_response(response)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def link_problem(error: TokenInvalid, *, again: str, again_label: str) -> Response:
+    expired = isinstance(error, TokenExpired)
+    page = render_template(
+        "portcullis/link_invalid.html",
+        expired=expired,
+        message=str(error),
+        again=again,
+        again_label=again_label,
+    )
+    return no_referrer((page, 410 if expired else 400))
+
+
+# -- email verification ------------------------------------------------------------
+
+
+@bp.route("/verify-email/<token>", methods=["GET", "POST"])
+def verify_email(token: str) -> ResponseReturnValue:
+    form = ConfirmForm()
+    state = get_state()
+    again = url_for("portcullis.account" if current_user.is_authenticated else "portcullis.login")
+    if form.validate_on_submit():
+        try:
+            state.accounts.verify_email(token)
+        except TokenInvalid as exc:
+            return link_problem(exc, again=again, again_label="Ask for a new link")
+        session.pop(PENDING_VERIFICATION, None)
+        flash("Thank you: your email address is confirmed.", "success")
+        return redirect(again)
+    return no_referrer(render_template("portcullis/verify_email.html", form=form))
+
+
+@bp.route("/verify-email", methods=["POST"])
+def resend_verification() -> ResponseReturnValue:
+    """Send a fresh verification link to the signed-in user, or to the one just refused."""
+    state = get_state()
+    form = ConfirmForm()
+    if current_user.is_authenticated:
+        user = current_user._get_current_object()
+        back = url_for("portcullis.account")
+    else:
+        pending = session.get(PENDING_VERIFICATION)
+        user = state.accounts.get(pending) if isinstance(pending, int) else None
+        back = url_for("portcullis.login")
+    if not form.validate_on_submit() or user is None:
+        flash("Sign in again to ask for a new confirmation link.", "error")
+        return redirect(back)
+    if user.email_verified:
+        flash("Your email address is already confirmed.", "info")
+        return redirect(back)
+    state.notifier.limit(user.email, client_ip())
+    try:
+        state.notifier.verification(user, state.accounts.make_verification_token(user))
+    except DeliveryFailed as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"We sent a new confirmation link to {mask_email(user.email)}.", "success")
+    return redirect(back)
+
+
+# -- password reset ------------------------------------------------------------------
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+def forgot_password() -> ResponseReturnValue:
+    """Ask for a reset link. The answer is the same, and as fast, for any address."""
+    state = get_state()
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        address = form.email.data or ""
+        state.notifier.limit(address, client_ip())
+        user = state.accounts.get_by_email(address)
+        if user is not None and user.active:
+            state.notifier.password_reset(user, state.accounts.make_reset_token(user))
+        return render_template("portcullis/check_inbox.html", reason="reset")
+    return render_form("portcullis/forgot_password.html", form)
+
+
+@bp.route("/reset-password/<token>", methods=["GET", "POST"])
+def reset_password(token: str) -> ResponseReturnValue:
+    state = get_state()
+    again = url_for("portcullis.forgot_password")
+    try:
+        state.accounts.check_reset_token(token)  # GET shows the form without using the link up
+    except TokenInvalid as exc:
+        return link_problem(exc, again=again, again_label="Send me a new link")
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            user = state.accounts.reset_password(token, form.password.data or "")
+        except TokenInvalid as exc:
+            return link_problem(exc, again=again, again_label="Send me a new link")
+        except PortcullisError as exc:
+            show_error(form, exc)
+        else:
+            state.notifier.password_changed(user, current_device(), reset=True)
+            session.clear()  # the reset ended every session; this browser's too
+            flash("Your password is reset and every device was signed out. Sign in now.", "success")
+            return no_referrer(redirect(url_for("portcullis.login")))
+    return no_referrer(render_form("portcullis/reset_password.html", form))
+
+
+# -- email change ------------------------------------------------------------------
+
+
+@bp.route("/confirm-email/<token>", methods=["GET", "POST"])
+def confirm_email(token: str) -> ResponseReturnValue:
+    form = ConfirmForm()
+    state = get_state()
+    again = url_for("portcullis.change_email")
+    if form.validate_on_submit():
+        try:
+            user = state.accounts.confirm_email_change(token)
+        except TokenInvalid as exc:
+            return link_problem(exc, again=again, again_label="Start the change again")
+        except EmailTaken as exc:
+            flash(str(exc), "error")
+            return redirect(again)
+        flash(f"Your email address is now {user.email}.", "success")
+        return redirect(url_for("portcullis.account"))
+    return no_referrer(render_template("portcullis/confirm_email.html", form=form))
