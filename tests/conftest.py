@@ -36,7 +36,7 @@ FAST_HASH = {
     "PORTCULLIS_ARGON2_MEMORY_COST": 64,
     "PORTCULLIS_ARGON2_PARALLELISM": 1,
 }
-CSRF_INPUT = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+CSRF_INPUT = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"')
 LINK = re.compile(r"https?://\S+")
 
 

@@ -31,6 +31,11 @@ def test_defaults_are_safe() -> None:
         ({"PORTCULLIS_ARGON2_MEMORY_COST": 4}, "MEMORY_COST"),
         ({"PORTCULLIS_SESSION_IDLE_TIMEOUT": 50_000}, "cannot exceed"),
         ({"PORTCULLIS_REMEMBER_LIFETIME": 3600}, "cannot be shorter"),
+        ({"PORTCULLIS_EMAIL_VERIFICATION": "sometimes"}, "required, optional, off"),
+        ({"PORTCULLIS_MAIL_LIMIT_PER_ADDRESS": "lots"}, "MAIL_LIMIT_PER_ADDRESS"),
+        ({"PORTCULLIS_REDIS_URL": "localhost:6379"}, "redis://"),
+        ({"PORTCULLIS_RESET_PASSWORD_LIFETIME": -5}, "positive"),
+        ({"RATELIMIT_ENABLED": "no"}, "must be bool"),
     ],
 )
 def test_bad_values_fail_at_start_up_naming_the_key(

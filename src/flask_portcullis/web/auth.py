@@ -51,23 +51,24 @@ def register() -> ResponseReturnValue:
 
 
 def welcome(user: UserMixin) -> ResponseReturnValue:
-    """After sign-up: send the confirmation link, then sign in unless verification is required."""
+    """After sign-up: sign in (unless verification is required) and send the confirmation link."""
     state = get_state()
     mode = state.settings.email_verification
+    if mode != "required":
+        sign_in(user, remember=False)  # first: signing in empties the session, flashes too
+        flash(f"Welcome, {user.username}! Your account is ready.", "success")
     if mode != "off":
         try:
             state.notifier.verification(user, state.accounts.make_verification_token(user))
         except DeliveryFailed:
             flash(
-                "Your account is ready, but we could not send the confirmation email. "
-                "Ask for a new one below.",
+                "We could not send the confirmation email. You can ask for a new one "
+                + ("below." if mode == "required" else "on your account page."),
                 "error",
             )
     if mode == "required":
         session[PENDING_VERIFICATION] = user.id
         return render_template("portcullis/check_inbox.html", reason="verify", email=user.email)
-    sign_in(user, remember=False)
-    flash(f"Welcome, {user.username}! Your account is ready.", "success")
     return redirect(after_login_url())
 
 
