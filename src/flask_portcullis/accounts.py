@@ -225,9 +225,14 @@ class AccountService:
         """A link token that confirms the user's current address (dies if the address changes)."""
         return self._tokens.make(Purpose.VERIFY_EMAIL, user)
 
+    def check_link(self, purpose: Purpose, token: str) -> UserMixin:
+        """Return the user a link is for, without using it up (its page is shown first)."""
+        user, _ = self._check(purpose, token)
+        return user
+
     def verify_email(self, token: str) -> UserMixin:
         """Mark the address in ``token`` verified, or raise TokenInvalid/TokenExpired."""
-        user, _ = self._check(Purpose.VERIFY_EMAIL, token, self._settings.verify_email_lifetime)
+        user, _ = self._check(Purpose.VERIFY_EMAIL, token)
         user.email_verified_at = self._clock()
         self._db.commit()
         return user
@@ -236,14 +241,9 @@ class AccountService:
         """A link token that sets a new password once (dies with any password change or sign-in)."""
         return self._tokens.make(Purpose.RESET_PASSWORD, user)
 
-    def check_reset_token(self, token: str) -> UserMixin:
-        """Return the user a reset link is for, without using it up."""
-        user, _ = self._check(Purpose.RESET_PASSWORD, token, self._settings.reset_password_lifetime)
-        return user
-
     def reset_password(self, token: str, new: str) -> UserMixin:
         """Set a new password through a reset link; every session ends, nobody is signed in."""
-        user = self.check_reset_token(token)
+        user = self.check_link(Purpose.RESET_PASSWORD, token)
         self.set_password(user, new)
         return user
 
@@ -267,9 +267,7 @@ class AccountService:
 
     def confirm_email_change(self, token: str) -> UserMixin:
         """Switch to the address in ``token``, now verified; raise TokenInvalid or EmailTaken."""
-        user, payload = self._check(
-            Purpose.CHANGE_EMAIL, token, self._settings.verify_email_lifetime
-        )
+        user, payload = self._check(Purpose.CHANGE_EMAIL, token)
         email = clean_email(str(payload.get("email", "")))
         if self._email_taken(email):
             raise EmailTaken()
@@ -288,9 +286,12 @@ class AccountService:
         query = select(User.id).where(User.email_key == identity_key(email))
         return self._db.scalars(query).first() is not None
 
-    def _check(
-        self, purpose: Purpose, token: str, max_age: int
-    ) -> tuple[UserMixin, dict[str, Any]]:
+    def _check(self, purpose: Purpose, token: str) -> tuple[UserMixin, dict[str, Any]]:
+        max_age = (
+            self._settings.reset_password_lifetime
+            if purpose is Purpose.RESET_PASSWORD
+            else self._settings.verify_email_lifetime
+        )
         user, payload = self._tokens.check(purpose, token, max_age, self.get)
         if not user.active:
             raise TokenInvalid("This account is deactivated.")

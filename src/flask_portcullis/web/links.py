@@ -15,6 +15,7 @@ from flask_login import current_user
 from ..exceptions import DeliveryFailed, EmailTaken, PortcullisError, TokenExpired, TokenInvalid
 from ..extension import get_state
 from ..notify import mask_email
+from ..tokens import Purpose
 from .blueprints import bp
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, ForgotPasswordForm, ResetPasswordForm
@@ -50,15 +51,16 @@ def verify_email(token: str) -> ResponseReturnValue:
     form = ConfirmForm()
     state = get_state()
     again = url_for("portcullis.account" if current_user.is_authenticated else "portcullis.login")
-    if form.validate_on_submit():
-        try:
-            state.accounts.verify_email(token)
-        except TokenInvalid as exc:
-            return link_problem(exc, again=again, again_label="Ask for a new link")
-        session.pop(PENDING_VERIFICATION, None)
-        flash("Thank you: your email address is confirmed.", "success")
-        return redirect(again)
-    return no_referrer(render_template("portcullis/verify_email.html", form=form))
+    try:
+        state.accounts.check_link(Purpose.VERIFY_EMAIL, token)
+        if not form.validate_on_submit():
+            return no_referrer(render_template("portcullis/verify_email.html", form=form))
+        state.accounts.verify_email(token)
+    except TokenInvalid as exc:
+        return link_problem(exc, again=again, again_label="Ask for a new link")
+    session.pop(PENDING_VERIFICATION, None)
+    flash("Thank you: your email address is confirmed.", "success")
+    return redirect(again)
 
 
 @bp.route("/verify-email", methods=["POST"])
@@ -112,7 +114,7 @@ def reset_password(token: str) -> ResponseReturnValue:
     state = get_state()
     again = url_for("portcullis.forgot_password")
     try:
-        state.accounts.check_reset_token(token)  # GET shows the form without using the link up
+        state.accounts.check_link(Purpose.RESET_PASSWORD, token)  # showing it uses nothing up
     except TokenInvalid as exc:
         return link_problem(exc, again=again, again_label="Send me a new link")
     form = ResetPasswordForm()
@@ -139,14 +141,15 @@ def confirm_email(token: str) -> ResponseReturnValue:
     form = ConfirmForm()
     state = get_state()
     again = url_for("portcullis.change_email")
-    if form.validate_on_submit():
-        try:
-            user = state.accounts.confirm_email_change(token)
-        except TokenInvalid as exc:
-            return link_problem(exc, again=again, again_label="Start the change again")
-        except EmailTaken as exc:
-            flash(str(exc), "error")
-            return redirect(again)
-        flash(f"Your email address is now {user.email}.", "success")
-        return redirect(url_for("portcullis.account"))
-    return no_referrer(render_template("portcullis/confirm_email.html", form=form))
+    try:
+        state.accounts.check_link(Purpose.CHANGE_EMAIL, token)
+        if not form.validate_on_submit():
+            return no_referrer(render_template("portcullis/confirm_email.html", form=form))
+        user = state.accounts.confirm_email_change(token)
+    except TokenInvalid as exc:
+        return link_problem(exc, again=again, again_label="Start the change again")
+    except EmailTaken as exc:
+        flash(str(exc), "error")
+        return redirect(again)
+    flash(f"Your email address is now {user.email}.", "success")
+    return redirect(url_for("portcullis.account"))
