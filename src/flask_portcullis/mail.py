@@ -15,7 +15,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.policy import SMTP, SMTPUTF8
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from typing import Any, Protocol, TextIO
 
 from .exceptions import ConfigurationError, DeliveryFailed
@@ -45,6 +46,7 @@ def build_email(message: Message, sender: str) -> EmailMessage:
     email["From"] = sender
     email["To"] = message.to
     email["Subject"] = message.subject
+    email["Date"] = formatdate(usegmt=True)  # RFC 5322 3.6: required
     email["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(">") or None)
     email.set_content(message.text)
     email.add_alternative(message.html, subtype="html")
@@ -66,6 +68,11 @@ class SMTPSender:
 
     def send(self, message: Message) -> None:
         email = build_email(message, self.sender)
+        envelope_from = parseaddr(self.sender)[1]
+        # SMTP policy: CRLF line ends and no ">From " mangling of lines that start with "From ".
+        international = not (envelope_from.isascii() and message.to.isascii())
+        data = email.as_bytes(policy=SMTPUTF8 if international else SMTP)
+        options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
         try:
             if self.use_ssl:
                 context = ssl.create_default_context()
@@ -79,10 +86,11 @@ class SMTPSender:
                     smtp.starttls(context=ssl.create_default_context())
                 if self.username:
                     smtp.login(self.username, self.password or "")
-                smtp.send_message(email)
-        except (OSError, smtplib.SMTPException) as exc:
+                smtp.sendmail(envelope_from, [message.to], data, mail_options=options)
+        except (OSError, smtplib.SMTPException, UnicodeError, ValueError) as exc:
             # Log the server's complaint, never the message: it may hold a link.
-            logger.error("could not send %r to %s: %s", message.subject, message.to, exc)
+            masked = f"{message.to[:1]}***@{message.to.rpartition('@')[2]}"
+            logger.error("could not send %r to %s: %s", message.subject, masked, exc)
             raise DeliveryFailed("We could not send the email. Please try again.") from exc
 
 
@@ -107,17 +115,22 @@ def sender_from_config(config: Mapping[str, Any]) -> MailSender:
     """SMTP when ``MAIL_SERVER`` is set, else the console (the SPEC's mail convention)."""
     sender = config.get("MAIL_DEFAULT_SENDER") or "no-reply@localhost"
     if isinstance(sender, tuple | list):  # Flask-Mail style ("Name", "address")
-        sender = f"{sender[0]} <{sender[1]}>"
+        sender = formataddr((str(sender[0]), str(sender[1])))
     if not config.get("MAIL_SERVER"):
         return ConsoleSender(sender=str(sender))
     use_tls, use_ssl = bool(config.get("MAIL_USE_TLS")), bool(config.get("MAIL_USE_SSL"))
     if use_tls and use_ssl:
         raise ConfigurationError("Set MAIL_USE_TLS (STARTTLS) or MAIL_USE_SSL, not both.")
+    default_port = 465 if use_ssl else 587 if use_tls else 25
     try:
-        port = int(config.get("MAIL_PORT") or (465 if use_ssl else 587 if use_tls else 25))
+        port = int(config.get("MAIL_PORT", default_port))
         timeout = float(config.get("MAIL_TIMEOUT", 10))
     except (TypeError, ValueError) as exc:
         raise ConfigurationError("MAIL_PORT and MAIL_TIMEOUT must be numbers.") from exc
+    if not 0 < port < 65536:
+        raise ConfigurationError(f"MAIL_PORT must be between 1 and 65535, not {port}.")
+    if timeout <= 0:
+        raise ConfigurationError("MAIL_TIMEOUT must be a positive number of seconds.")
     return SMTPSender(
         host=str(config["MAIL_SERVER"]),
         port=port,
