@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     TOKEN_EXPIRED = "token_expired"
     THROTTLED = "throttled"
     DELIVERY_FAILED = "delivery_failed"
+    UNAVAILABLE = "unavailable"
 
 
 class PortcullisError(Exception):
@@ -138,3 +139,9 @@ class DeliveryFailed(PortcullisError):
     """The mail server would not take a message; nothing that depended on it was changed."""
 
     code: ClassVar[ErrorCode] = ErrorCode.DELIVERY_FAILED
+
+
+class Unavailable(PortcullisError):
+    """A service the request needs (the database, Redis) cannot be reached: HTTP 503."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.UNAVAILABLE

@@ -10,7 +10,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..exceptions import Throttled
 from ..extension import State
-from . import account, admin, auth, headers, links  # noqa: F401  (registers the routes)
+from . import account, admin, auth, headers, health, links  # noqa: F401  (registers the routes)
 from .blueprints import admin_bp, bp
 from .signin import init_login_manager
 
@@ -33,6 +33,7 @@ def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
     headers.init_app(app, security_headers=state.settings.security_headers)
+    health.init_app(app)
 
     @app.context_processor
     def portcullis_context() -> dict[str, object]:
