@@ -34,7 +34,8 @@ def _state(purpose: Purpose, user: UserMixin) -> str:
     if purpose is Purpose.VERIFY_EMAIL:
         return f"{user.email_key}|{user.email_verified_at}"
     if purpose is Purpose.RESET_PASSWORD:
-        return f"{user.password_hash}|{user.last_login_at}"
+        # The address too: a link sent to a mailbox the user has since left must die.
+        return f"{user.password_hash}|{user.last_login_at}|{user.email_key}"
     return f"{user.email_key}|{user.password_hash}"
 
 

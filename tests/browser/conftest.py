@@ -11,6 +11,7 @@ import importlib.util
 import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -21,7 +22,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from flask_portcullis import get_state
 
-from ..conftest import make_app
+from ..conftest import FakeClock, Outbox, make_app
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext
@@ -164,6 +165,78 @@ def new_context(browser: Browser, live_server: LiveServer) -> Iterator[NewContex
         # Nothing but the live server: any other request is a bug in the page or the test.
         context.route(
             lambda url: not url.startswith(live_server.url + "/"),
+            lambda route: route.abort("blockedbyclient"),
+        )
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+# -- a live server whose mail goes to the test SMTP server -----------------------------
+
+
+@contextmanager
+def serve(app: Flask) -> Iterator[LiveServer]:
+    """Serve ``app`` over HTTP on 127.0.0.1 in a background thread, as ``live_server`` does."""
+    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+    live = LiveServer(app=app, url=f"http://127.0.0.1:{server.server_port}")
+    got_request_exception.connect(live.record_error, app, weak=False)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="live-server", daemon=True
+    )
+    thread.start()
+    try:
+        yield live
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        got_request_exception.disconnect(live.record_error, app)
+
+
+@pytest.fixture
+def app_config() -> dict[str, Any]:
+    """Extra settings for ``mail_live_server``; a test overrides it with
+    ``@pytest.mark.parametrize("app_config", [{...}])``."""
+    return {}
+
+
+@pytest.fixture
+def mail_live_server(
+    tmp_path: Path,
+    clock: FakeClock,
+    outbox: Outbox,
+    smtp_server: tuple[Outbox, int],
+    app_config: dict[str, Any],
+) -> Iterator[LiveServer]:
+    """Like ``live_server``, but the app sends its mail over SMTP to ``outbox`` and runs on
+    ``clock`` (a FakeClock the test can move), with ``app_config`` on top."""
+    app = make_app(tmp_path, clock, MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server[1], **app_config)
+    try:
+        with serve(app) as live:
+            yield live
+    finally:
+        with app.app_context():
+            state = get_state(app)
+            state.notifier.shutdown()  # let background mail finish before the database goes
+            state.db.engine.dispose()
+
+
+@pytest.fixture
+def mail_context(browser: Browser, mail_live_server: LiveServer) -> Iterator[NewContext]:
+    """``new_context`` for ``mail_live_server``: fresh contexts that reach only that server."""
+    contexts: list[BrowserContext] = []
+    base = mail_live_server.url
+
+    def make() -> BrowserContext:
+        context = browser.new_context(base_url=base)
+        context.set_default_timeout(TIMEOUT_MS)
+        context.set_default_navigation_timeout(TIMEOUT_MS)
+        context.route(
+            lambda url: not url.startswith(base + "/"),
             lambda route: route.abort("blockedbyclient"),
         )
         contexts.append(context)
