@@ -36,6 +36,14 @@ FAST_HASH = {
     "PORTCULLIS_ARGON2_MEMORY_COST": 64,
     "PORTCULLIS_ARGON2_PARALLELISM": 1,
 }
+# Most tests sign in far more often than a person would, all from 127.0.0.1; the
+# throttling tests set the real limits back.
+GENEROUS_LIMITS = {
+    "PORTCULLIS_LOGIN_LIMIT_PER_CLIENT": "100000/minute",
+    "PORTCULLIS_LOGIN_LIMIT_PER_ACCOUNT_CLIENT": "100000/minute",
+    "PORTCULLIS_LOGIN_FREE_FAILURES": 99,
+    "PORTCULLIS_REGISTER_LIMIT_PER_CLIENT": "100000/minute",
+}
 CSRF_INPUT = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"')
 LINK = re.compile(r"https?://\S+")
 
@@ -149,6 +157,7 @@ def make_app(tmp_path: Path, clock: FakeClock | None = None, **config: Any) -> F
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
         **FAST_HASH,
+        **GENEROUS_LIMITS,
         **config,
     }
     app = create_app(settings, instance_path=str(tmp_path / "instance"), clock=clock)

@@ -41,7 +41,7 @@ from flask_portcullis import InvalidCredentials, get_state
 from flask_portcullis.demo import MIGRATIONS, create_app
 from flask_portcullis.models import UTCDateTime
 
-from .conftest import FAST_HASH, PASSWORD, FakeClock, csrf_token, submit
+from .conftest import FAST_HASH, GENEROUS_LIMITS, PASSWORD, FakeClock, csrf_token, submit
 from .services import require_service
 
 # One id per test run: every database this run creates carries it, and no other run's does.
@@ -168,6 +168,7 @@ def _build_app(server: Server, url: str, clock: FakeClock | None = None) -> Flas
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
         "SQLALCHEMY_DATABASE_URI": url,
         **FAST_HASH,
+        **GENEROUS_LIMITS,
     }
     instance = server.folder / f"instance-{secrets.token_hex(4)}"
     return create_app(settings, instance_path=str(instance), clock=clock)

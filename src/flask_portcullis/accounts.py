@@ -29,6 +29,7 @@ from .password_policy import PasswordPolicy
 from .passwords import PasswordHashing
 from .sessions import SessionService
 from .settings import Settings
+from .throttling import LoginGuard
 from .tokens import Purpose, TokenService
 
 
@@ -43,6 +44,7 @@ class AccountService:
         policy: PasswordPolicy,
         sessions: SessionService,
         tokens: TokenService,
+        guard: LoginGuard,
         settings: Settings,
         clock: Clock,
     ) -> None:
@@ -52,6 +54,7 @@ class AccountService:
         self.policy = policy
         self._sessions = sessions
         self._tokens = tokens
+        self._guard = guard
         self._settings = settings
         self._clock = clock
 
@@ -104,13 +107,21 @@ class AccountService:
     # -- registration ----------------------------------------------------------
 
     def register(
-        self, username: str, email: str, password: str, *, verified: bool = False
+        self,
+        username: str,
+        email: str,
+        password: str,
+        *,
+        verified: bool = False,
+        client: str | None = None,
     ) -> UserMixin:
         """Create an account, or raise FieldError/PasswordRejected naming what to fix.
 
         Uniqueness is decided by the database's unique indexes, so two
         simultaneous sign-ups with one name yield one account and one error.
         """
+        if client is not None:  # sign-ups from the web are limited per client; the CLI's are not
+            self._guard.before_registration(client)
         username = clean_username(username)
         email = clean_email(email)
         self.policy.require(password, username=username, email=email)
@@ -152,19 +163,26 @@ class AccountService:
 
     # -- sign-in -----------------------------------------------------------------
 
-    def authenticate(self, identity: str, password: str) -> UserMixin:
-        """Return the user whose password this is, or raise InvalidCredentials.
+    def authenticate(self, identity: str, password: str, *, client: str = "") -> UserMixin:
+        """Return the user whose password this is, or raise InvalidCredentials or Throttled.
 
-        Unknown users cost one dummy hash verify, so timing does not tell who
-        has an account. A legacy or outdated hash is replaced on success.
+        Limits are checked before the password, so the right one does not
+        slip past an active lock. Unknown users cost one dummy hash verify
+        and are throttled like real ones, so neither timing nor a 429 tells
+        who has an account. A legacy or outdated hash is replaced on success.
         """
         user = self.get_by_identity(identity)
+        account = guard_key(user, identity)
+        self._guard.before_attempt(account, client)
         if user is None:
             self.hashing.verify_dummy(password)
+            self._guard.failed(account)
             raise InvalidCredentials()
         result = self.hashing.verify(password, user.password_hash)
         if not result.ok:
+            self._guard.failed(account)
             raise InvalidCredentials()
+        self._guard.succeeded(account)
         if not user.active:
             raise AccountInactive()
         if self._settings.email_verification == "required" and not user.email_verified:
@@ -245,6 +263,7 @@ class AccountService:
         """Set a new password through a reset link; every session ends, nobody is signed in."""
         user = self.check_link(Purpose.RESET_PASSWORD, token)
         self.set_password(user, new)
+        self._guard.succeeded(guard_key(user, ""))  # the owner proved it: lift any lock
         return user
 
     def request_email_change(
@@ -322,3 +341,8 @@ class AccountService:
 
 def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
+
+
+def guard_key(user: UserMixin | None, identity: str) -> str:
+    """Count failures per account whichever identity was typed, per name when none matches."""
+    return f"user:{user.id}" if user is not None else f"name:{identity_key(identity)}"

@@ -23,7 +23,7 @@ from .passwords import Hasher, PasswordHashing
 from .rbac import RoleService
 from .sessions import SessionService
 from .settings import Settings
-from .throttling import Throttle
+from .throttling import LoginGuard, Throttle
 from .tokens import TokenService
 
 logger = logging.getLogger("flask_portcullis")
@@ -130,8 +130,17 @@ class Portcullis:
         )
         session = self.db.session
         sessions = SessionService(session, self.models, settings, clock)
+        guard = LoginGuard(
+            throttle,
+            per_client=settings.login_limit_per_client,
+            per_account_client=settings.login_limit_per_account_client,
+            registrations_per_client=settings.register_limit_per_client,
+            free_failures=settings.login_free_failures,
+            max_delay=settings.login_max_delay,
+            fail_closed=settings.rate_limit_fail_closed,
+        )
         accounts = AccountService(
-            session, self.models, hashing, policy, sessions, tokens, settings, clock
+            session, self.models, hashing, policy, sessions, tokens, guard, settings, clock
         )
         state = State(
             settings=settings,

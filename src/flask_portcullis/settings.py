@@ -55,6 +55,14 @@ class Settings:
     # Mail throttles, in the notation of the ``limits`` package ("3/hour", "10 per day").
     mail_limit_per_address: str = "3/hour"
     mail_limit_per_client: str = "10/hour"
+    # Sign-in and sign-up limits (OWASP ASVS 2.2.1, NIST SP 800-63B 5.2.2).
+    login_limit_per_client: str = "30/minute;300/hour"
+    login_limit_per_account_client: str = "10 per 15 minutes"
+    login_free_failures: int = 5
+    login_max_delay: int = 15 * 60
+    register_limit_per_client: str = "10/hour"
+    rate_limit_fail_closed: bool = True
+    trusted_proxies: int = 0
     redis_url: str = ""
     redis_prefix: str = "portcullis"
     rate_limits: bool = True
@@ -102,7 +110,19 @@ class Settings:
                 + ", ".join(VERIFICATION_MODES)
                 + "."
             )
-        for name in ("mail_limit_per_address", "mail_limit_per_client"):
+        if not 1 <= self.login_free_failures < 100:
+            problems.append("PORTCULLIS_LOGIN_FREE_FAILURES must be between 1 and 99.")
+        if self.login_max_delay <= 0:
+            problems.append("PORTCULLIS_LOGIN_MAX_DELAY must be a positive number of seconds.")
+        if not 0 <= self.trusted_proxies <= 10:
+            problems.append("PORTCULLIS_TRUSTED_PROXIES must be between 0 and 10.")
+        for name in (
+            "mail_limit_per_address",
+            "mail_limit_per_client",
+            "login_limit_per_client",
+            "login_limit_per_account_client",
+            "register_limit_per_client",
+        ):
             try:
                 parse_many(getattr(self, name))
             except ValueError:

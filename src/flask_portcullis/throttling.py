@@ -14,10 +14,11 @@ import hashlib
 import logging
 import math
 import time
+from typing import cast
 
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
-from limits.storage import storage_from_string
+from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from .exceptions import Throttled, Unavailable
@@ -35,7 +36,9 @@ class Throttle:
         if storage_uri.startswith(("redis", "unix")):
             # Fail fast when Redis is down instead of hanging the request.
             options.update(key_prefix=prefix, socket_connect_timeout=2, socket_timeout=2)
-        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri, **options))
+        # A synchronous storage: storage_from_string is typed to allow the async ones too.
+        self.storage = cast(Storage, storage_from_string(storage_uri, **options))
+        self._limiter = MovingWindowRateLimiter(self.storage)
         self.enabled = enabled
 
     def hit(self, limits: str, scope: str, key: str, *, fail_closed: bool = False) -> None:
@@ -61,7 +64,7 @@ class Throttle:
     def healthy(self) -> bool:
         """Tell whether the storage answers (always true in-process)."""
         try:
-            return bool(self._limiter.storage.check())
+            return bool(self.storage.check())
         except Exception:  # a storage that cannot even be asked is not healthy
             return False
 
@@ -71,8 +74,113 @@ class Throttle:
 
     def reset(self) -> None:
         """Forget every count (tests, and an operator clearing a false alarm)."""
-        self._limiter.storage.reset()
+        self.storage.reset()
 
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+# NIST SP 800-63B 5.2.2: no more than 100 consecutive failed attempts on one account.
+MAX_CONSECUTIVE_FAILURES = 100
+FAILURE_MEMORY = 30 * 24 * 60 * 60  # how long a run of failures is remembered
+
+
+class LoginGuard:
+    """Sign-in limits (per client, per account and client, growing delays per account) and
+    the per-client limit on sign-ups.
+
+    Accounts are keyed by the identity typed (casefolded), so unknown
+    identities are slowed down exactly like real ones and a 429 reveals
+    nothing. After ``free_failures`` consecutive failures each further one
+    locks the account for twice as long as the last (up to ``max_delay``
+    seconds); the right password waits like any other. At 100 consecutive
+    failures the account stays locked until its password is reset by email,
+    which an attacker cannot do and the owner can at once.
+    """
+
+    def __init__(
+        self,
+        throttle: Throttle,
+        *,
+        per_client: str,
+        per_account_client: str,
+        registrations_per_client: str,
+        free_failures: int,
+        max_delay: int,
+        fail_closed: bool = True,
+    ) -> None:
+        self._throttle = throttle
+        self._fail_closed = fail_closed
+        self._per_client = per_client
+        self._per_account_client = per_account_client
+        self._registrations = registrations_per_client
+        self._free = free_failures
+        self._max_delay = max_delay
+
+    def before_attempt(self, account: str, client: str) -> None:
+        """Raise Throttled (or Unavailable if the counts cannot be reached) before any checking."""
+        throttle, closed = self._throttle, self._fail_closed
+        throttle.hit(self._per_client, "login-client", client, fail_closed=closed)
+        pair = f"{account}|{client}"
+        throttle.hit(self._per_account_client, "login-account-client", pair, fail_closed=closed)
+        if not throttle.enabled:
+            return
+        storage = throttle.storage
+        try:
+            locked = storage.get(_lock_key(account))
+            expiry = storage.get_expiry(_lock_key(account)) if locked else 0.0
+        except StorageError as exc:
+            if not closed:
+                return
+            raise Unavailable("Signing in is paused for a moment. Please try again.") from exc
+        if locked:
+            raise Throttled(max(1, math.ceil(expiry - time.time())))
+
+    def before_registration(self, client: str) -> None:
+        """Count one sign-up attempt from ``client``; raise Throttled when over the limit."""
+        self._throttle.hit(self._registrations, "register-client", client)
+
+    def failed(self, account: str) -> int:
+        """Count a failure; lock the account when the free ones are used up. Return the count."""
+        if not self._throttle.enabled:
+            return 0
+        storage = self._throttle.storage
+        try:
+            count = storage.incr(_count_key(account), FAILURE_MEMORY)
+            if count >= MAX_CONSECUTIVE_FAILURES:
+                delay = FAILURE_MEMORY
+            elif count > self._free:
+                delay = min(2 ** (count - self._free), self._max_delay)
+            else:
+                return count
+            storage.clear(_lock_key(account))
+            storage.incr(_lock_key(account), delay)
+        except StorageError:
+            logger.error("could not record a failed sign-in: rate-limit storage unreachable")
+            return 0
+        return count
+
+    def failures(self, account: str) -> int:
+        """Return the current run of consecutive failures for ``account``."""
+        try:
+            return int(self._throttle.storage.get(_count_key(account)))
+        except StorageError:
+            return 0
+
+    def succeeded(self, account: str) -> None:
+        """End the run of failures (a right password, or a password reset by email)."""
+        storage = self._throttle.storage
+        try:
+            storage.clear(_count_key(account))
+            storage.clear(_lock_key(account))
+        except StorageError:
+            logger.error("could not clear failed sign-ins: rate-limit storage unreachable")
+
+
+def _count_key(account: str) -> str:
+    return f"portcullis/login-failures/{_digest(account)}"
+
+
+def _lock_key(account: str) -> str:
+    return f"portcullis/login-lock/{_digest(account)}"

@@ -20,7 +20,7 @@ from .feedback import render_form, show_error
 from .forms import ConfirmForm, LoginForm, RegisterForm
 from .links import PENDING_VERIFICATION
 from .redirects import safe_next
-from .signin import sign_in, sign_out
+from .signin import client_ip, sign_in, sign_out
 
 # One message for unknown user and wrong password (OWASP ASVS 2.2.1 / no enumeration).
 BAD_CREDENTIALS = "Incorrect username, email or password."
@@ -41,7 +41,10 @@ def register() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             user = state.accounts.register(
-                form.username.data or "", form.email.data or "", form.password.data or ""
+                form.username.data or "",
+                form.email.data or "",
+                form.password.data or "",
+                client=client_ip(),
             )
         except PortcullisError as exc:
             show_error(form, exc)
@@ -80,7 +83,7 @@ def login() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             user = get_state().accounts.authenticate(
-                form.identity.data or "", form.password.data or ""
+                form.identity.data or "", form.password.data or "", client=client_ip()
             )
         except InvalidCredentials:
             form.form_errors.append(BAD_CREDENTIALS)
