@@ -558,3 +558,18 @@ def test_console_delivery_prints_the_whole_message(
     assert "To: grace@example.com" in printed
     assert "Subject: Confirm your email address" in printed
     assert "http://localhost/verify-email/" in printed
+
+
+def test_mail_server_from_the_environment(
+    tmp_path: Path,
+    smtp_server: tuple[Outbox, int],
+    outbox: Outbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FLASK_MAIL_SERVER / FLASK_MAIL_PORT, as an operator sets them, deliver real mail."""
+    monkeypatch.setenv("FLASK_MAIL_SERVER", "127.0.0.1")
+    monkeypatch.setenv("FLASK_MAIL_PORT", str(smtp_server[1]))
+    app = make_app(tmp_path)
+    assert submit(app.test_client(), "/register", REGISTRATION).status_code == 302
+    [mail] = outbox.wait_for("grace@example.com")
+    assert mail.link("/verify-email/")
