@@ -73,9 +73,17 @@ PORTCULLIS_TABLES = {
     "user_sessions",
     "user_roles",
     "role_permissions",
+    "audit_events",
 }
 # Children before parents, so the foreign keys never object (MariaDB checks them per row).
-CLEANUP_ORDER = ("user_sessions", "user_roles", "role_permissions", "users", "permissions")
+CLEANUP_ORDER = (
+    "user_sessions",
+    "user_roles",
+    "role_permissions",
+    "users",
+    "permissions",
+    "audit_events",
+)
 USERNAME_TAKEN = "That username is already taken."
 EMAIL_TAKEN = "That email address cannot be used for a new account."
 RACERS = 4
@@ -266,7 +274,7 @@ def test_upgrade_creates_every_table_and_matches_the_models(fresh_app: Flask) ->
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
-            assert context.get_current_revision() == "0001_accounts"
+            assert context.get_current_revision() == "0002_audit"
             differences = compare_metadata(context, db.metadata)
     assert differences == [], "migrations and models disagree:\n" + pformat(differences)
 

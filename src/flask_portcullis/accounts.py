@@ -181,10 +181,10 @@ class AccountService:
         result = self.hashing.verify(password, user.password_hash)
         if not result.ok:
             self._guard.failed(account)
-            raise InvalidCredentials()
+            raise InvalidCredentials(user.id)
         self._guard.succeeded(account)
         if not user.active:
-            raise AccountInactive()
+            raise AccountInactive(user.id)
         if self._settings.email_verification == "required" and not user.email_verified:
             raise EmailNotVerified(user.id)
         if result.needs_rehash:

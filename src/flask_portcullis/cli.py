@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -11,6 +12,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from .audit_events import Event
 from .exceptions import PasswordRejected, PortcullisError
 from .extension import get_state
 from .models import UserMixin
@@ -19,6 +21,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 users = AppGroup("users", help="Manage user accounts.")
 roles = AppGroup("roles", help="Manage roles and their permissions.")
+portcullis = AppGroup(
+    "portcullis", help="Operate Portcullis: audit retention, configuration checks."
+)
 
 
 def reports_errors(command: F) -> F:
@@ -34,6 +39,10 @@ def reports_errors(command: F) -> F:
             raise click.ClickException(str(exc)) from exc
 
     return wrapped  # type: ignore[return-value]
+
+
+def _audit(event: Event, user_id: int | None, **detail: Any) -> None:
+    get_state().audit.record(event, user_id=user_id, user_agent="flask cli", actor="cli", **detail)
 
 
 def _describe(user: UserMixin) -> str:
@@ -69,8 +78,10 @@ def create_user(
         state.roles.require(name)
     password = _read_password(password_stdin)
     user = state.accounts.register(username, email, password, verified=not unverified)
+    _audit(Event.ACCOUNT_CREATED, user.id)
     for name in role_names:
         state.roles.add_to_user(user, name)
+        _audit(Event.ROLE_GRANTED, user.id, role=name)
     click.echo(f"created user {user.username} (id {user.id})")
 
 
@@ -103,6 +114,7 @@ def _set_active(identity: str, active: bool) -> None:
     state = get_state()
     user = state.accounts.require_by_identity(identity)
     state.accounts.set_active(user, active)
+    _audit(Event.ACCOUNT_ACTIVATED if active else Event.ACCOUNT_DEACTIVATED, user.id)
     click.echo(f"{user.username} is now {'active' if active else 'inactive'}")
 
 
@@ -132,8 +144,9 @@ def delete_user(identity: str, yes: bool) -> None:
     user = state.accounts.require_by_identity(identity)
     if not yes:
         click.confirm(f"Delete {user.username} <{user.email}>?", abort=True)
-    name = user.username
+    name, user_id = user.username, user.id
     state.accounts.delete(user)
+    _audit(Event.ACCOUNT_DELETED, user_id)
     click.echo(f"deleted {name}")
 
 
@@ -146,6 +159,8 @@ def add_role(identity: str, role: str) -> None:
     state = get_state()
     user = state.accounts.require_by_identity(identity)
     changed = state.roles.add_to_user(user, role)
+    if changed:
+        _audit(Event.ROLE_GRANTED, user.id, role=role)
     click.echo(f"{user.username} {'now has' if changed else 'already had'} role {role}")
 
 
@@ -158,6 +173,8 @@ def remove_role(identity: str, role: str) -> None:
     state = get_state()
     user = state.accounts.require_by_identity(identity)
     changed = state.roles.remove_from_user(user, role)
+    if changed:
+        _audit(Event.ROLE_REMOVED, user.id, role=role)
     click.echo(f"{user.username} {'no longer has' if changed else 'did not have'} role {role}")
 
 
@@ -169,6 +186,7 @@ def revoke_sessions(identity: str) -> None:
     state = get_state()
     user = state.accounts.require_by_identity(identity)
     count = state.sessions.end_all(user.id)
+    _audit(Event.SESSION_REVOKED, user.id, count=count, scope="all")
     click.echo(f"ended {count} session(s) of {user.username}")
 
 
@@ -209,6 +227,17 @@ def grant_permission(role: str, permission: str) -> None:
     click.echo(f"role {role} may now {permission}")
 
 
+@portcullis.command("prune-audit")
+@click.option("--days", type=click.IntRange(min=1), default=None, help="Keep this many days.")
+def prune_audit(days: int | None) -> None:
+    """Delete audit events older than the retention period (PORTCULLIS_AUDIT_RETENTION_DAYS)."""
+    state = get_state()
+    keep = days or state.settings.audit_retention_days
+    count = state.audit.prune(state.clock() - timedelta(days=keep))
+    click.echo(f"deleted {count} audit event(s) older than {keep} days")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(roles)
+    app.cli.add_command(portcullis)

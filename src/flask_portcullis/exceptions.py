@@ -41,15 +41,27 @@ class ConfigurationError(PortcullisError):
 
 
 class InvalidCredentials(PortcullisError):
-    """Unknown identity or wrong password: deliberately one error for both."""
+    """Unknown identity or wrong password: deliberately one error for both.
+
+    ``user_id`` names the account for the audit log when there is one; it
+    must never reach the person signing in.
+    """
 
     code: ClassVar[ErrorCode] = ErrorCode.INVALID_CREDENTIALS
+
+    def __init__(self, user_id: int | None = None) -> None:
+        super().__init__("Incorrect username, email or password.")
+        self.user_id = user_id
 
 
 class AccountInactive(PortcullisError):
     """The password was right but the account is deactivated."""
 
     code: ClassVar[ErrorCode] = ErrorCode.ACCOUNT_INACTIVE
+
+    def __init__(self, user_id: int | None = None) -> None:
+        super().__init__("This account is deactivated.")
+        self.user_id = user_id
 
 
 class PasswordRejected(PortcullisError):

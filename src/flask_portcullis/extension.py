@@ -13,6 +13,7 @@ from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 
 from .accounts import AccountService
+from .audit import AuditLog
 from .clock import Clock, utcnow
 from .exceptions import ConfigurationError
 from .mail import MailSender, sender_from_config
@@ -41,6 +42,7 @@ class State:
     roles: RoleService
     notifier: Notifier
     throttle: Throttle
+    audit: AuditLog
     clock: Clock
 
 
@@ -153,6 +155,7 @@ class Portcullis:
                 self._mail_sender or sender_from_config(app.config), throttle, settings
             ),
             throttle=throttle,
+            audit=AuditLog(session, self.models, clock),
             clock=clock,
         )
         app.extensions["portcullis"] = state

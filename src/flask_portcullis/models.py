@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import flask_login
-from sqlalchemy import Column, DateTime, Engine, ForeignKey, Index, String, Table, event
+from sqlalchemy import Column, DateTime, Engine, ForeignKey, Index, String, Table, Text, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship, scoped_session
@@ -174,6 +174,25 @@ def enforce_sqlite_foreign_keys(engine: Engine) -> None:
         cursor.close()
 
 
+class AuditEventMixin:
+    """One security event. Append-only: rows are added, and pruned by age, never edited.
+
+    ``user_id`` has no foreign key on purpose: the trail of a deleted account stays.
+    """
+
+    if TYPE_CHECKING:
+
+        def __init__(self, **columns: Any) -> None: ...
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    user_id: Mapped[int | None] = mapped_column(default=None)
+    event: Mapped[str] = mapped_column(String(40))
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+
+
 @dataclass(frozen=True)
 class Models:
     """The mapped classes one Portcullis instance works with."""
@@ -182,6 +201,7 @@ class Models:
     Role: type[RoleMixin]
     Permission: type[PermissionMixin]
     Session: type[SessionMixin]
+    AuditEvent: type[AuditEventMixin]
     user_roles: Table
     role_permissions: Table
 
@@ -212,6 +232,14 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         __table_args__ = (Index("ix_user_sessions_user_id", "user_id"),)
         user_id: Mapped[int] = mapped_column(ForeignKey(user_fk, ondelete="CASCADE"))
 
+    class AuditEvent(AuditEventMixin, base):
+        __tablename__ = "audit_events"
+        __table_args__ = (
+            Index("ix_audit_events_user_id_at", "user_id", "at"),
+            Index("ix_audit_events_at", "at"),
+            {"sqlite_autoincrement": True},
+        )
+
     user_roles = Table(
         "user_roles",
         db.metadata,
@@ -229,4 +257,4 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
     Role.permissions = relationship(
         Permission, secondary=role_permissions, lazy="selectin", order_by=Permission.name
     )
-    return Models(user_model, Role, Permission, Session, user_roles, role_permissions)
+    return Models(user_model, Role, Permission, Session, AuditEvent, user_roles, role_permissions)

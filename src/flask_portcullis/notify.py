@@ -32,6 +32,7 @@ SUBJECTS = {
     "email_change_requested": "Your email address is about to change",
     "password_changed": "Your password was changed",
     "password_reset_done": "Your password was reset",
+    "new_sign_in": "New sign-in to your account",
 }
 
 
@@ -134,6 +135,17 @@ class Notifier:
             user.email,
             user=user,
             device=device,
+            reset_link=url_for("portcullis.forgot_password", _external=True),
+        )
+
+    def sign_in_notice(self, user: UserMixin, device: Device, *, failures: int) -> None:
+        """Tell the owner about a sign-in from a new device, or one after many failures."""
+        self.send_quietly(
+            "new_sign_in",
+            user.email,
+            user=user,
+            device=device,
+            failures=failures,
             reset_link=url_for("portcullis.forgot_password", _external=True),
         )
 

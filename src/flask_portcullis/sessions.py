@@ -105,11 +105,23 @@ class SessionService:
         )
         self._db.commit()
 
-    def end_all(self, user_id: int) -> int:
-        """End every session of a user at once; return how many there were."""
-        count = self.stage_end_all(user_id)
+    def end_all(self, user_id: int, *, keep: str | None = None) -> int:
+        """End every session of a user at once (but the one whose id is ``keep``); count them."""
+        Session = self._models.Session
+        condition = Session.user_id == user_id
+        if keep is not None:
+            condition &= Session.id != digest(keep)
+        result = self._db.execute(delete(Session).where(condition))
         self._db.commit()
-        return count
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def end_one(self, user_id: int, record_id: str) -> bool:
+        """End one of ``user_id``'s sessions by its stored id; tell whether there was one."""
+        Session = self._models.Session
+        condition = (Session.id == record_id) & (Session.user_id == user_id)
+        result = self._db.execute(delete(Session).where(condition))
+        self._db.commit()
+        return int(result.rowcount) > 0  # type: ignore[attr-defined]
 
     def stage_end_all(self, user_id: int) -> int:
         """Delete a user's sessions in the caller's transaction, to commit with its other writes."""

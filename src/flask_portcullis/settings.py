@@ -62,6 +62,8 @@ class Settings:
     login_max_delay: int = 15 * 60
     register_limit_per_client: str = "10/hour"
     rate_limit_fail_closed: bool = True
+    new_device_notice: bool = True
+    audit_retention_days: int = 365
     trusted_proxies: int = 0
     redis_url: str = ""
     redis_prefix: str = "portcullis"
@@ -135,6 +137,7 @@ class Settings:
             "remember_lifetime",
             "verify_email_lifetime",
             "reset_password_lifetime",
+            "audit_retention_days",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{PREFIX}{name.upper()} must be a positive number of seconds.")

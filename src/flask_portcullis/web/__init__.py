@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager
 from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..audit_events import Event
 from ..exceptions import Throttled
 from ..extension import State
 from . import account, admin, auth, headers, health, links  # noqa: F401  (registers the routes)
 from .blueprints import admin_bp, bp
+from .events import audit
 from .signin import init_login_manager
 
 
@@ -23,6 +25,7 @@ def too_large(error: RequestEntityTooLarge) -> ResponseReturnValue:
 
 @bp.errorhandler(Throttled)
 def throttled(error: Throttled) -> ResponseReturnValue:
+    audit(Event.THROTTLED, path=request.path, retry_after=error.retry_after)
     minutes = max(1, round(error.retry_after / 60))
     page = render_template("portcullis/throttled.html", minutes=minutes)
     return page, 429, {"Retry-After": str(error.retry_after)}

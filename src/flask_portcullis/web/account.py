@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, flash, redirect, render_template, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from ..audit_events import LABELS, Event
 from ..decorators import login_required
 from ..exceptions import DeliveryFailed, InvalidCredentials, PortcullisError, Throttled
 from ..extension import get_state
-from ..models import UserMixin
+from ..models import AuditEventMixin, UserMixin
 from ..notify import mask_email
 from .blueprints import bp
+from .events import audit
 from .feedback import render_form, show_error
-from .forms import ChangeEmailForm, ChangePasswordForm, DeleteAccountForm
-from .signin import client_ip, current_device, current_session_record, sign_in, sign_out
+from .forms import ChangeEmailForm, ChangePasswordForm, ConfirmForm, DeleteAccountForm
+from .signin import (
+    client_ip,
+    current_device,
+    current_session_id,
+    current_session_record,
+    sign_in,
+    sign_out,
+)
 
 WRONG_PASSWORD = "That is not your current password."
 
@@ -44,6 +53,7 @@ def change_email() -> ResponseReturnValue:
             )
             state.notifier.limit(email, client_ip())
             state.notifier.email_change(user, email, token, current_device())
+            audit(Event.EMAIL_CHANGE_REQUESTED, user.id, new=mask_email(email))
         except Throttled:
             raise
         except InvalidCredentials:
@@ -81,6 +91,7 @@ def change_password() -> ResponseReturnValue:
         else:
             # Every old session has ended; this browser continues on a fresh id.
             sign_in(user, remember=remember)
+            audit(Event.PASSWORD_CHANGED, user.id)
             get_state().notifier.password_changed(user, current_device(), reset=False)
             flash("Password changed. You were signed out everywhere else.", "success")
             return redirect(url_for("portcullis.account"))
@@ -92,11 +103,14 @@ def change_password() -> ResponseReturnValue:
 def delete_account() -> ResponseReturnValue:
     form = DeleteAccountForm()
     if form.validate_on_submit():
+        user = me()
+        user_id = user.id
         try:
-            get_state().accounts.delete_with_password(me(), form.password.data or "")
+            get_state().accounts.delete_with_password(user, form.password.data or "")
         except InvalidCredentials:
             form.password.errors = [WRONG_PASSWORD]
         else:
+            audit(Event.ACCOUNT_DELETED, user_id)
             sign_out()
             flash("Your account and all its data are deleted.", "info")
             return redirect(url_for(get_state().settings.post_logout_view))
@@ -106,9 +120,59 @@ def delete_account() -> ResponseReturnValue:
 @bp.route("/account/export")
 @login_required
 def export() -> ResponseReturnValue:
-    data = get_state().accounts.export(me())
+    state, user = get_state(), me()
+    data = state.accounts.export(user)
+    data["activity"] = [activity_row(event) for event in state.audit.recent(user.id, limit=1000)]
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
         mimetype="application/json",
         headers={"Content-Disposition": 'attachment; filename="account.json"'},
     )
+
+
+@bp.route("/account/sessions", methods=["GET", "POST"])
+@login_required
+def sessions() -> ResponseReturnValue:
+    """The user's signed-in devices; end one, or all but this one (OWASP ASVS 3.3.4)."""
+    state, user = get_state(), me()
+    form = ConfirmForm()
+    current = current_session_record()
+    if form.validate_on_submit():
+        target = request.form.get("session", "")
+        if target == "others":
+            count = state.sessions.end_all(user.id, keep=current_session_id())
+            audit(Event.SESSION_REVOKED, user.id, count=count, scope="others")
+            flash(f"Signed out {count} other device{'s' if count != 1 else ''}.", "success")
+        elif current is not None and target == current.id:
+            flash("To sign out this device, use Sign out.", "info")
+        elif state.sessions.end_one(user.id, target):
+            audit(Event.SESSION_REVOKED, user.id, count=1, scope="one")
+            flash("That device is signed out.", "success")
+        else:
+            flash("That device was already signed out.", "info")
+        return redirect(url_for("portcullis.sessions"))
+    records = state.sessions.list_for(user.id)
+    return render_template(
+        "portcullis/sessions.html",
+        records=records,
+        current_id=current.id if current else None,
+        form=form,
+    )
+
+
+@bp.route("/account/activity")
+@login_required
+def activity() -> ResponseReturnValue:
+    """The user's recent security events (OWASP ASVS 7.1: users can see what happened)."""
+    events = get_state().audit.recent(me().id, limit=50)
+    return render_template("portcullis/activity.html", events=[activity_row(e) for e in events])
+
+
+def activity_row(event: AuditEventMixin) -> dict[str, str]:
+    return {
+        "at": event.at.isoformat(),
+        "event": event.event,
+        "label": LABELS.get(Event(event.event), event.event),
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+    }

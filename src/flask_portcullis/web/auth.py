@@ -6,6 +6,7 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from ..audit_events import Event
 from ..exceptions import (
     AccountInactive,
     DeliveryFailed,
@@ -16,11 +17,12 @@ from ..exceptions import (
 from ..extension import get_state
 from ..models import UserMixin
 from .blueprints import bp
+from .events import audit
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, LoginForm, RegisterForm
 from .links import PENDING_VERIFICATION
 from .redirects import safe_next
-from .signin import client_ip, sign_in, sign_out
+from .signin import client_ip, current_device, sign_in, sign_out
 
 # One message for unknown user and wrong password (OWASP ASVS 2.2.1 / no enumeration).
 BAD_CREDENTIALS = "Incorrect username, email or password."
@@ -57,8 +59,10 @@ def welcome(user: UserMixin) -> ResponseReturnValue:
     """After sign-up: sign in (unless verification is required) and send the confirmation link."""
     state = get_state()
     mode = state.settings.email_verification
+    audit(Event.ACCOUNT_CREATED, user.id)
     if mode != "required":
         sign_in(user, remember=False)  # first: signing in empties the session, flashes too
+        audit(Event.SIGN_IN, user.id, remember=False)
         flash(f"Welcome, {user.username}! Your account is ready.", "success")
     if mode != "off":
         try:
@@ -85,21 +89,39 @@ def login() -> ResponseReturnValue:
             user = get_state().accounts.authenticate(
                 form.identity.data or "", form.password.data or "", client=client_ip()
             )
-        except InvalidCredentials:
+        except InvalidCredentials as exc:
+            audit(Event.SIGN_IN_FAILED, exc.user_id, reason="credentials")
             form.form_errors.append(BAD_CREDENTIALS)
-        except AccountInactive:
+        except AccountInactive as exc:
+            audit(Event.SIGN_IN_FAILED, exc.user_id, reason="inactive")
             form.form_errors.append(
                 "This account is deactivated. Contact the site's administrator."
             )
         except EmailNotVerified as exc:
+            audit(Event.SIGN_IN_FAILED, exc.user_id, reason="unverified")
             session[PENDING_VERIFICATION] = exc.user_id
             form.form_errors.append(str(exc))
             return render_form("portcullis/login.html", form, unverified=True)
         else:
-            sign_in(user, remember=bool(form.remember.data))
+            remember = bool(form.remember.data)
+            notify_unusual_sign_in(user)
+            sign_in(user, remember=remember)
+            audit(Event.SIGN_IN, user.id, remember=remember)
             flash(f"Signed in as {user.username}.", "success")
             return redirect(after_login_url())
     return render_form("portcullis/login.html", form)
+
+
+def notify_unusual_sign_in(user: UserMixin) -> None:
+    """Mail the owner about a sign-in from a new device, or one after a run of failures."""
+    state = get_state()
+    device = current_device()
+    failures = state.audit.failures_since_sign_in(user.id)
+    new_device = state.settings.new_device_notice and state.audit.is_new_device(
+        user.id, device.ip, request.user_agent.string
+    )
+    if new_device or failures >= state.settings.login_free_failures:
+        state.notifier.sign_in_notice(user, device, failures=failures)
 
 
 @bp.route("/logout", methods=["GET", "POST"])
@@ -109,6 +131,8 @@ def logout() -> ResponseReturnValue:
         if not form.validate_on_submit():
             flash("That sign-out form expired; press the button again.", "error")
             return render_form("portcullis/logout.html", form)
+        if current_user.is_authenticated:
+            audit(Event.SIGN_OUT, current_user.id)
         sign_out()
         flash("You are signed out.", "info")
         return redirect(url_for(get_state().settings.post_logout_view))

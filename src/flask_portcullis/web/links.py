@@ -12,11 +12,13 @@ from flask import Response, flash, make_response, redirect, render_template, ses
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from ..audit_events import Event
 from ..exceptions import DeliveryFailed, EmailTaken, PortcullisError, TokenExpired, TokenInvalid
 from ..extension import get_state
 from ..notify import mask_email
 from ..tokens import Purpose
 from .blueprints import bp
+from .events import audit
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, ForgotPasswordForm, ResetPasswordForm
 from .signin import client_ip, current_device
@@ -55,9 +57,10 @@ def verify_email(token: str) -> ResponseReturnValue:
         state.accounts.check_link(Purpose.VERIFY_EMAIL, token)
         if not form.validate_on_submit():
             return no_referrer(render_template("portcullis/verify_email.html", form=form))
-        state.accounts.verify_email(token)
+        user = state.accounts.verify_email(token)
     except TokenInvalid as exc:
         return link_problem(exc, again=again, again_label="Ask for a new link")
+    audit(Event.EMAIL_VERIFIED, user.id)
     session.pop(PENDING_VERIFICATION, None)
     flash("Thank you: your email address is confirmed.", "success")
     return redirect(again)
@@ -126,6 +129,7 @@ def reset_password(token: str) -> ResponseReturnValue:
         except PortcullisError as exc:
             show_error(form, exc)
         else:
+            audit(Event.PASSWORD_RESET, user.id)
             state.notifier.password_changed(user, current_device(), reset=True)
             session.clear()  # the reset ended every session; this browser's too
             flash("Your password is reset and every device was signed out. Sign in now.", "success")
@@ -146,6 +150,7 @@ def confirm_email(token: str) -> ResponseReturnValue:
         if not form.validate_on_submit():
             return no_referrer(render_template("portcullis/confirm_email.html", form=form))
         user = state.accounts.confirm_email_change(token)
+        audit(Event.EMAIL_CHANGED, user.id)
     except TokenInvalid as exc:
         return link_problem(exc, again=again, again_label="Start the change again")
     except EmailTaken as exc:

@@ -1,0 +1,120 @@
+"""The security audit log (OWASP ASVS 7.1, 7.2): who did what, when, from where.
+
+Rows hold the event, the user, the time (UTC), IP, browser and a small JSON
+detail. They never hold a password, token or session id: detail keys that
+look like one are dropped before writing. Every event is also sent as a
+blinker signal (see :mod:`flask_portcullis.signals`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, has_app_context
+from sqlalchemy import delete, func, select
+
+from . import signals
+from .audit_events import Event
+from .clock import Clock
+from .models import AuditEventMixin, DbSession, Models
+from .sessions import printable
+
+logger = logging.getLogger("flask_portcullis.audit")
+DETAIL_MAX = 2000
+_SECRET_WORDS = ("password", "token", "secret", "session_id", "code")
+
+
+class AuditLog:
+    """Append security events and read them back."""
+
+    def __init__(self, db: DbSession, models: Models, clock: Clock) -> None:
+        self._db = db
+        self._models = models
+        self._clock = clock
+
+    def record(
+        self,
+        event: Event,
+        *,
+        user_id: int | None = None,
+        ip: str = "",
+        user_agent: str = "",
+        **detail: Any,
+    ) -> None:
+        """Write one event (in its own transaction) and send its signals."""
+        safe = {k: v for k, v in detail.items() if not any(w in k.lower() for w in _SECRET_WORDS)}
+        row = self._models.AuditEvent(
+            at=self._clock(),
+            user_id=user_id,
+            event=str(event),
+            ip=ip[:45],
+            user_agent=printable(user_agent)[:512],
+            detail=json.dumps(safe, default=str, ensure_ascii=False)[:DETAIL_MAX],
+        )
+        self._db.add(row)
+        self._db.commit()
+        sender = current_app._get_current_object() if has_app_context() else None  # type: ignore[attr-defined]
+        payload: dict[str, Any] = {
+            "user_id": user_id,
+            "ip": ip,
+            "user_agent": user_agent,
+            "detail": safe,
+        }
+        signals.BY_EVENT[event].send(sender, **payload)
+        signals.security_event.send(sender, event=event, **payload)
+
+    def recent(self, user_id: int, limit: int = 50) -> Sequence[AuditEventMixin]:
+        """Return a user's latest events, newest first."""
+        AuditEvent = self._models.AuditEvent
+        query = select(AuditEvent).where(AuditEvent.user_id == user_id)
+        return self._db.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)).all()
+
+    def search(self, *, event: str = "", limit: int = 100) -> Sequence[AuditEventMixin]:
+        """Return the latest events of every user, optionally of one kind (admin use)."""
+        AuditEvent = self._models.AuditEvent
+        query = select(AuditEvent)
+        if event:
+            query = query.where(AuditEvent.event == event)
+        return self._db.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)).all()
+
+    def is_new_device(self, user_id: int, ip: str, user_agent: str) -> bool:
+        """Tell whether this sign-in comes from an IP and browser the user never signed in from.
+
+        The very first sign-in of an account is not "new": there is nothing to compare.
+        """
+        AuditEvent = self._models.AuditEvent
+        sign_ins = select(AuditEvent.id).where(
+            AuditEvent.user_id == user_id, AuditEvent.event == str(Event.SIGN_IN)
+        )
+        if self._db.scalars(sign_ins.limit(1)).first() is None:
+            return False
+        same_device = sign_ins.where(
+            AuditEvent.ip == ip[:45], AuditEvent.user_agent == printable(user_agent)[:512]
+        )
+        return self._db.scalars(same_device.limit(1)).first() is None
+
+    def failures_since_sign_in(self, user_id: int) -> int:
+        """Count failed sign-ins since the user's previous successful one."""
+        AuditEvent = self._models.AuditEvent
+        last = self._db.scalar(
+            select(func.max(AuditEvent.id)).where(
+                AuditEvent.user_id == user_id, AuditEvent.event == str(Event.SIGN_IN)
+            )
+        )
+        query = select(func.count(AuditEvent.id)).where(
+            AuditEvent.user_id == user_id,
+            AuditEvent.event == str(Event.SIGN_IN_FAILED),
+            AuditEvent.id > (last or 0),
+        )
+        return int(self._db.scalar(query) or 0)
+
+    def prune(self, before: datetime) -> int:
+        """Delete events older than ``before`` (the retention period); return how many."""
+        AuditEvent = self._models.AuditEvent
+        result = self._db.execute(delete(AuditEvent).where(AuditEvent.at < before))
+        self._db.commit()
+        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,44 @@
+"""The names of security events: stable strings, stored in the audit log and used by signals."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Event(StrEnum):
+    SIGN_IN = "sign-in"
+    SIGN_IN_FAILED = "sign-in-failed"
+    THROTTLED = "throttled"
+    SIGN_OUT = "sign-out"
+    SESSION_REVOKED = "session-revoked"
+    PASSWORD_CHANGED = "password-changed"
+    PASSWORD_RESET = "password-reset"
+    EMAIL_CHANGE_REQUESTED = "email-change-requested"
+    EMAIL_CHANGED = "email-changed"
+    EMAIL_VERIFIED = "email-verified"
+    ACCOUNT_CREATED = "account-created"
+    ACCOUNT_ACTIVATED = "account-activated"
+    ACCOUNT_DEACTIVATED = "account-deactivated"
+    ACCOUNT_DELETED = "account-deleted"
+    ROLE_GRANTED = "role-granted"
+    ROLE_REMOVED = "role-removed"
+
+
+LABELS: dict[Event, str] = {
+    Event.SIGN_IN: "Signed in",
+    Event.SIGN_IN_FAILED: "Failed sign-in",
+    Event.THROTTLED: "Too many attempts",
+    Event.SIGN_OUT: "Signed out",
+    Event.SESSION_REVOKED: "Device signed out",
+    Event.PASSWORD_CHANGED: "Password changed",
+    Event.PASSWORD_RESET: "Password reset by email",
+    Event.EMAIL_CHANGE_REQUESTED: "Email change asked for",
+    Event.EMAIL_CHANGED: "Email address changed",
+    Event.EMAIL_VERIFIED: "Email address confirmed",
+    Event.ACCOUNT_CREATED: "Account created",
+    Event.ACCOUNT_ACTIVATED: "Account activated",
+    Event.ACCOUNT_DEACTIVATED: "Account deactivated",
+    Event.ACCOUNT_DELETED: "Account deleted",
+    Event.ROLE_GRANTED: "Role granted",
+    Event.ROLE_REMOVED: "Role removed",
+}
