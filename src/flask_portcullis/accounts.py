@@ -125,6 +125,8 @@ class AccountService:
         username = clean_username(username)
         email = clean_email(email)
         self.policy.require(password, username=username, email=email)
+        # Hash first: a taken address then costs as much as a new one (no timing tell).
+        password_hash = self.hashing.hash(password)
         self._raise_if_taken(username, email)
         now = self._clock()
         user = self._models.User(
@@ -132,7 +134,7 @@ class AccountService:
             username_key=identity_key(username),
             email=email,
             email_key=identity_key(email),
-            password_hash=self.hashing.hash(password),
+            password_hash=password_hash,
             email_verified_at=now if verified else None,
             active=True,
             created_at=now,

@@ -237,6 +237,27 @@ def prune_audit(days: int | None) -> None:
     click.echo(f"deleted {count} audit event(s) older than {keep} days")
 
 
+@portcullis.command("doctor")
+def doctor() -> None:
+    """Check this configuration against the security checklist; exit 1 on any failure."""
+    from flask import current_app
+
+    from .doctor import Status, examine
+
+    findings = examine(current_app, get_state())
+    width = max(len(f.item) for f in findings)
+    for finding in findings:
+        click.echo(
+            f"{finding.status.upper():4}  {finding.item:<{width}}  {finding.message}"
+            f"  [{finding.standard}]"
+        )
+    failed = sum(f.status is Status.FAIL for f in findings)
+    warned = sum(f.status is Status.WARN for f in findings)
+    click.echo(f"{len(findings) - failed - warned} passed, {warned} warnings, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(roles)

@@ -33,6 +33,7 @@ SUBJECTS = {
     "password_changed": "Your password was changed",
     "password_reset_done": "Your password was reset",
     "new_sign_in": "New sign-in to your account",
+    "registration_attempt": "Someone tried to sign up with your address",
 }
 
 

@@ -147,7 +147,11 @@ class LoginGuard:
             return 0
         storage = self._throttle.storage
         try:
-            count = storage.incr(_count_key(account), FAILURE_MEMORY)
+            # Re-set with a fresh expiry: a run of failures is remembered for
+            # FAILURE_MEMORY after its latest failure, not its first.
+            count = storage.get(_count_key(account)) + 1
+            storage.clear(_count_key(account))
+            storage.incr(_count_key(account), FAILURE_MEMORY, amount=count)
             if count >= MAX_CONSECUTIVE_FAILURES:
                 delay = FAILURE_MEMORY
             elif count > self._free:

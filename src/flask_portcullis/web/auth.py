@@ -11,8 +11,11 @@ from ..exceptions import (
     AccountInactive,
     DeliveryFailed,
     EmailNotVerified,
+    EmailTaken,
     InvalidCredentials,
     PortcullisError,
+    Throttled,
+    Unavailable,
 )
 from ..extension import get_state
 from ..models import UserMixin
@@ -48,11 +51,40 @@ def register() -> ResponseReturnValue:
                 form.password.data or "",
                 client=client_ip(),
             )
+        except (Throttled, Unavailable):
+            raise  # the 429 / 503 pages, not a form error
+        except EmailTaken:
+            if state.settings.email_verification != "required":
+                show_error(form, EmailTaken())
+            else:
+                return tell_the_owner(form.email.data or "")
         except PortcullisError as exc:
             show_error(form, exc)
         else:
             return welcome(user)
     return render_form("portcullis/register.html", form)
+
+
+def tell_the_owner(address: str) -> ResponseReturnValue:
+    """Someone signed up with an address that has an account: answer as for a new account,
+    and mail the owner instead (no enumeration; only with verification required, where a
+    new account is not signed in either)."""
+    state = get_state()
+    owner = state.accounts.get_by_email(address)
+    if owner is not None:
+        try:
+            state.notifier.limit(owner.email, client_ip())
+        except Throttled:
+            pass  # the answer must not change; the owner has been told recently
+        else:
+            state.notifier.send_quietly(
+                "registration_attempt",
+                owner.email,
+                user=owner,
+                device=current_device(),
+                reset_link=url_for("portcullis.forgot_password", _external=True),
+            )
+    return render_template("portcullis/check_inbox.html", reason="verify", email=address)
 
 
 def welcome(user: UserMixin) -> ResponseReturnValue:

@@ -1,0 +1,161 @@
+"""Check a running configuration against the security checklist (``flask portcullis doctor``).
+
+Each finding names the standard it comes from, so an operator can look it
+up; any "fail" makes the command exit non-zero, so it can gate a deploy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from flask import Flask
+
+from . import health
+from .extension import State
+from .settings import OWASP_ARGON2
+
+WEAK_KEYS = {"dev", "secret", "changeme", "change-me", "secret-key", "development"}
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Finding:
+    status: Status
+    item: str
+    message: str
+    standard: str
+
+
+def _check(ok: bool, item: str, good: str, bad: str, standard: str, *, severe: bool) -> Finding:
+    status = Status.PASS if ok else Status.FAIL if severe else Status.WARN
+    return Finding(status, item, good if ok else bad, standard)
+
+
+def examine(app: Flask, state: State) -> list[Finding]:
+    """Return one finding per checklist item, in a stable order."""
+    config, settings = app.config, state.settings
+    key = str(config.get("SECRET_KEY") or "")
+    weak_key = len(key) < 32 or key.lower() in WEAK_KEYS or len(set(key)) < 8
+    redis_ok = state.throttle.healthy() if settings.redis_url else False
+    return [
+        _check(
+            not weak_key,
+            "secret key",
+            "long and random-looking",
+            "SECRET_KEY is short or guessable: use 32+ random bytes (secrets.token_hex(32))",
+            "OWASP ASVS 6.4.1",
+            severe=True,
+        ),
+        _check(
+            not app.debug,
+            "debug mode",
+            "off",
+            "debug mode is on: it shows code and a console to anyone who triggers an error",
+            "OWASP ASVS 14.3.2",
+            severe=True,
+        ),
+        _check(
+            bool(config.get("SESSION_COOKIE_SECURE")),
+            "Secure cookies",
+            "session cookie is Secure",
+            "session cookie is not Secure: serve over HTTPS and keep PORTCULLIS_SECURE_COOKIES on",
+            "OWASP ASVS 3.4.1",
+            severe=True,
+        ),
+        _check(
+            bool(config.get("SESSION_COOKIE_HTTPONLY")),
+            "HttpOnly cookies",
+            "session cookie is HttpOnly",
+            "session cookie is readable by scripts",
+            "OWASP ASVS 3.4.2",
+            severe=True,
+        ),
+        _check(
+            str(config.get("SESSION_COOKIE_SAMESITE")) in ("Lax", "Strict"),
+            "SameSite cookies",
+            f"SameSite={config.get('SESSION_COOKIE_SAMESITE')}",
+            "SESSION_COOKIE_SAMESITE should be Lax or Strict",
+            "OWASP ASVS 3.4.3",
+            severe=False,
+        ),
+        _check(
+            settings.argon2_is_owasp_strength,
+            "password hashing",
+            f"argon2id m={settings.argon2_memory_cost} t={settings.argon2_time_cost}",
+            f"argon2id below m={OWASP_ARGON2['memory_cost']}, t={OWASP_ARGON2['time_cost']}",
+            "OWASP ASVS 2.4.1 / Password Storage Cheat Sheet",
+            severe=True,
+        ),
+        _check(
+            settings.rate_limits,
+            "rate limits",
+            "on",
+            "RATELIMIT_ENABLED is false: sign-in can be guessed at full speed",
+            "OWASP ASVS 2.2.1 / NIST SP 800-63B 5.2.2",
+            severe=True,
+        ),
+        _check(
+            redis_ok,
+            "shared limits",
+            "rate limits kept in Redis",
+            "unreachable Redis at PORTCULLIS_REDIS_URL"
+            if settings.redis_url
+            else "no PORTCULLIS_REDIS_URL: each worker counts attempts alone",
+            "OWASP ASVS 2.2.1",
+            severe=bool(settings.redis_url),
+        ),
+        _check(
+            settings.session_idle_timeout <= 30 * 60 and settings.session_lifetime <= 12 * 3600,
+            "session timeouts",
+            f"idle {settings.session_idle_timeout}s, absolute {settings.session_lifetime}s",
+            "idle timeout above 30 minutes or lifetime above 12 hours",
+            "OWASP ASVS 3.3.2",
+            severe=False,
+        ),
+        _check(
+            settings.email_verification != "off",
+            "email verification",
+            settings.email_verification,
+            "off: addresses are never proven, so recovery may mail a stranger",
+            "NIST SP 800-63B 6.1.2.3",
+            severe=False,
+        ),
+        _check(
+            bool(config.get("MAIL_SERVER")),
+            "mail delivery",
+            f"SMTP via {config.get('MAIL_SERVER')}",
+            "no MAIL_SERVER: mail is printed to the console, users get none",
+            "OWASP ASVS 2.5.1",
+            severe=False,
+        ),
+        _check(
+            settings.security_headers,
+            "security headers",
+            "CSP, frame and content-type headers on",
+            "PORTCULLIS_SECURITY_HEADERS is off: make sure another layer sets them",
+            "OWASP ASVS 14.4",
+            severe=False,
+        ),
+        _check(
+            config.get("PREFERRED_URL_SCHEME") == "https",
+            "links in mail",
+            "https links",
+            "PREFERRED_URL_SCHEME is not https: set it (and SERVER_NAME) for links in mail",
+            "OWASP ASVS 9.1.1",
+            severe=False,
+        ),
+        _check(
+            health.database_ok(state),
+            "database",
+            "reachable, schema present",
+            "unreachable or not migrated: run flask db upgrade",
+            "operations",
+            severe=True,
+        ),
+    ]
