@@ -11,6 +11,7 @@ from typing import cast
 from flask import Flask, current_app
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .accounts import AccountService
 from .audit import AuditLog
@@ -161,6 +162,13 @@ class Portcullis:
         app.extensions["portcullis"] = state
 
         self._configure_cookies(app, settings)
+        if settings.trusted_proxies:
+            # Werkzeug's ProxyFix: the client address, scheme and host the n-th proxy from
+            # the app saw. Headers from further out are the client's own and ignored.
+            hops = settings.trusted_proxies
+            app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+                app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+            )
         login_manager: LoginManager = getattr(app, "login_manager", None) or LoginManager(app)
         web.init_app(app, state, login_manager)
         cli.init_app(app)

@@ -46,18 +46,7 @@ def current_session_record() -> SessionMixin | None:
 
 
 def client_ip() -> str:
-    """The client's address: the socket's peer, or with PORTCULLIS_TRUSTED_PROXIES = n the
-    n-th address from the right of X-Forwarded-For (the one our own proxy saw).
-
-    Trust the header only behind that many proxies of your own: otherwise
-    clients write it themselves and pick whatever address they like.
-    """
-    hops = get_state().settings.trusted_proxies
-    if hops:
-        header = request.headers.get("X-Forwarded-For", "")
-        forwarded = [part.strip() for part in header.split(",") if part.strip()]
-        if len(forwarded) >= hops:
-            return forwarded[-hops][:45]
+    """The client's address (behind PORTCULLIS_TRUSTED_PROXIES, as ProxyFix found it)."""
     return request.remote_addr or ""
 
 
