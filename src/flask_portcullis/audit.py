@@ -25,7 +25,19 @@ from .sessions import printable
 
 logger = logging.getLogger("flask_portcullis.audit")
 DETAIL_MAX = 2000
-_SECRET_WORDS = ("password", "token", "secret", "session_id", "code")
+_SECRET_WORDS = (
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "session_id",
+    "code",
+    "credential",
+    "cookie",
+    "authorization",
+    "otp",
+    "key",
+)
 
 
 class AuditLog:
@@ -46,14 +58,14 @@ class AuditLog:
         **detail: Any,
     ) -> None:
         """Write one event (in its own transaction) and send its signals."""
-        safe = {k: v for k, v in detail.items() if not any(w in k.lower() for w in _SECRET_WORDS)}
+        safe = _without_secrets(detail)
         row = self._models.AuditEvent(
             at=self._clock(),
             user_id=user_id,
             event=str(event),
             ip=ip[:45],
             user_agent=printable(user_agent)[:512],
-            detail=json.dumps(safe, default=str, ensure_ascii=False)[:DETAIL_MAX],
+            detail=_detail_json(safe),
         )
         self._db.add(row)
         self._db.commit()
@@ -118,3 +130,23 @@ class AuditLog:
         result = self._db.execute(delete(AuditEvent).where(AuditEvent.at < before))
         self._db.commit()
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _detail_json(detail: dict[str, Any]) -> str:
+    """Serialise ``detail``; one too long to keep whole keeps its keys, still valid JSON."""
+    text = json.dumps(detail, default=str, ensure_ascii=False)
+    if len(text) <= DETAIL_MAX:
+        return text
+    return json.dumps({"truncated": True, "keys": sorted(detail)[:50]}, ensure_ascii=False)[
+        :DETAIL_MAX
+    ]
+
+
+def _without_secrets(detail: dict[str, Any]) -> dict[str, Any]:
+    """Drop every key that looks like it holds a secret, at any depth."""
+    clean: dict[str, Any] = {}
+    for key, value in detail.items():
+        if any(word in str(key).lower() for word in _SECRET_WORDS):
+            continue
+        clean[key] = _without_secrets(value) if isinstance(value, dict) else value
+    return clean

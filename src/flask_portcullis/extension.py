@@ -13,6 +13,7 @@ from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .access_tokens import AccessTokens
 from .accounts import AccountService
 from .audit import AuditLog
 from .clock import Clock, utcnow
@@ -23,6 +24,7 @@ from .notify import Notifier
 from .password_policy import PasswordPolicy, PasswordValidator
 from .passwords import Hasher, PasswordHashing
 from .rbac import RoleService
+from .refresh_tokens import RefreshTokens
 from .sessions import SessionService
 from .settings import Settings
 from .throttling import LoginGuard, Throttle
@@ -44,6 +46,8 @@ class State:
     notifier: Notifier
     throttle: Throttle
     audit: AuditLog
+    access_tokens: AccessTokens
+    refresh_tokens: RefreshTokens
     clock: Clock
 
 
@@ -98,7 +102,7 @@ class Portcullis:
 
         ``clock`` overrides the extension's time source for this app only (tests).
         """
-        from . import cli, web
+        from . import api, cli, web
 
         clock = clock or self.clock
         settings = Settings.from_config(app.config)
@@ -157,6 +161,15 @@ class Portcullis:
             ),
             throttle=throttle,
             audit=AuditLog(session, self.models, clock),
+            access_tokens=AccessTokens(
+                keys,
+                algorithm=settings.jwt_algorithm,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                lifetime=settings.access_token_lifetime,
+                clock=clock,
+            ),
+            refresh_tokens=RefreshTokens(session, self.models, sessions, clock),
             clock=clock,
         )
         app.extensions["portcullis"] = state
@@ -171,6 +184,7 @@ class Portcullis:
             )
         login_manager: LoginManager = getattr(app, "login_manager", None) or LoginManager(app)
         web.init_app(app, state, login_manager)
+        api.init_app(app, state)
         cli.init_app(app)
         if settings.principal:
             from . import principal  # optional dependency: imported only when asked for

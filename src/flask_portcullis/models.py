@@ -174,6 +174,24 @@ def enforce_sqlite_foreign_keys(engine: Engine) -> None:
         cursor.close()
 
 
+class RefreshTokenMixin:
+    """One refresh token of an API session (its family). Only the SHA-256 digest is stored.
+
+    A used token stays until its session ends, so presenting it again is
+    recognised as reuse (RFC 6819 5.2.2.3, OAuth 2.0 Security BCP 4.14).
+    """
+
+    if TYPE_CHECKING:
+
+        def __init__(self, **columns: Any) -> None: ...
+
+        session_id: Mapped[str]  # mapped by build_models, with the foreign key
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
 class AuditEventMixin:
     """One security event. Append-only: rows are added, and pruned by age, never edited.
 
@@ -202,6 +220,7 @@ class Models:
     Permission: type[PermissionMixin]
     Session: type[SessionMixin]
     AuditEvent: type[AuditEventMixin]
+    RefreshToken: type[RefreshTokenMixin]
     user_roles: Table
     role_permissions: Table
 
@@ -240,6 +259,11 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
             {"sqlite_autoincrement": True},
         )
 
+    class RefreshToken(RefreshTokenMixin, base):
+        __tablename__ = "refresh_tokens"
+        __table_args__ = (Index("ix_refresh_tokens_session_id", "session_id"),)
+        session_id: Mapped[str] = mapped_column(ForeignKey("user_sessions.id", ondelete="CASCADE"))
+
     user_roles = Table(
         "user_roles",
         db.metadata,
@@ -257,4 +281,13 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
     Role.permissions = relationship(
         Permission, secondary=role_permissions, lazy="selectin", order_by=Permission.name
     )
-    return Models(user_model, Role, Permission, Session, AuditEvent, user_roles, role_permissions)
+    return Models(
+        user_model,
+        Role,
+        Permission,
+        Session,
+        AuditEvent,
+        RefreshToken,
+        user_roles,
+        role_permissions,
+    )

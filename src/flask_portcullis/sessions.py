@@ -73,11 +73,15 @@ class SessionService:
 
     def resolve(self, session_id: str) -> ActiveSession | None:
         """Return the live session for ``session_id``, or None when unknown, ended or expired."""
+        return self.resolve_record(digest(session_id))
+
+    def resolve_record(self, record_id: str) -> ActiveSession | None:
+        """Like resolve, by the stored id (API sessions, whose raw id is never handed out)."""
         Session, User = self._models.Session, self._models.User
         row = self._db.execute(
             select(Session, User)
             .join(User, User.id == Session.user_id)
-            .where(Session.id == digest(session_id))
+            .where(Session.id == record_id)
         ).first()
         if row is None:
             return None

@@ -21,10 +21,16 @@ PREFIX = "PORTCULLIS_"
 OWASP_ARGON2 = {"time_cost": 2, "memory_cost": 19456, "parallelism": 1}
 
 
-_EXAMPLES: dict[type, str] = {bool: "true", int: "3600", str: '"text"'}
+_EXAMPLES: dict[type, str] = {
+    bool: "true",
+    int: "3600",
+    str: '"text"',
+    tuple: "'[\"https://app.example.com\"]'",
+}
 # Keys that keep their ecosystem name instead of PORTCULLIS_* (Flask-Limiter's off switch).
 _KEYS = {"rate_limits": "RATELIMIT_ENABLED"}
 VERIFICATION_MODES = ("required", "optional", "off")
+JWT_ALGORITHMS = ("EdDSA", "ES256", "HS256")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,12 @@ class Settings:
     new_device_notice: bool = True
     audit_retention_days: int = 365
     trusted_proxies: int = 0
+    # The JSON API: JWT access tokens (RFC 7519) and CORS.
+    jwt_algorithm: str = "EdDSA"
+    jwt_issuer: str = "portcullis"
+    jwt_audience: str = "portcullis-api"
+    access_token_lifetime: int = 15 * 60
+    cors_origins: tuple[str, ...] = ()
     redis_url: str = ""
     redis_prefix: str = "portcullis"
     rate_limits: bool = True
@@ -79,6 +91,8 @@ class Settings:
                 continue
             value = config[key]
             expected = type(field.default)
+            if expected is tuple and isinstance(value, list | tuple):
+                value = tuple(value)
             # bool is an int subclass: refuse True for a number and 1 for a flag.
             if type(value) is not expected:
                 example = _EXAMPLES[expected]
@@ -106,6 +120,16 @@ class Settings:
             problems.append("PORTCULLIS_ARGON2_TIME_COST and _PARALLELISM must be at least 1.")
         if self.argon2_memory_cost < 8 * self.argon2_parallelism:
             problems.append("PORTCULLIS_ARGON2_MEMORY_COST must be at least 8 x parallelism KiB.")
+        if self.jwt_algorithm not in JWT_ALGORITHMS:
+            problems.append(
+                "PORTCULLIS_JWT_ALGORITHM must be one of " + ", ".join(JWT_ALGORITHMS) + "."
+            )
+        if not all(
+            isinstance(o, str) and o.startswith(("https://", "http://")) for o in self.cors_origins
+        ):
+            problems.append(
+                'PORTCULLIS_CORS_ORIGINS must list origins like "https://app.example.com".'
+            )
         if self.email_verification not in VERIFICATION_MODES:
             problems.append(
                 "PORTCULLIS_EMAIL_VERIFICATION must be one of "
@@ -138,6 +162,7 @@ class Settings:
             "verify_email_lifetime",
             "reset_password_lifetime",
             "audit_retention_days",
+            "access_token_lifetime",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{PREFIX}{name.upper()} must be a positive number of seconds.")

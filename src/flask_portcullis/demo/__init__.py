@@ -55,9 +55,9 @@ def create_app(
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret_key(Path(app.instance_path))
 
+    csrf.init_app(app)  # before Portcullis, which exempts its bearer-token API from it
     portcullis.init_app(app, clock=clock)
     migrate.init_app(app, db, directory=MIGRATIONS)
-    csrf.init_app(app)
 
     @app.route("/")
     def index() -> ResponseReturnValue:

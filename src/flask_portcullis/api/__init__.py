@@ -1,0 +1,64 @@
+"""The JSON API adapter (``/api/v1``): bearer tokens, problem+json errors, OpenAPI 3.1."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import DatabaseError, InterfaceError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+from ..exceptions import PortcullisError
+from ..extension import State
+from . import openapi, problems, views  # noqa: F401  (registers the routes)
+from .endpoints import SPECS, api_bp
+
+api_bp.register_error_handler(PortcullisError, problems.from_service_error)
+api_bp.register_error_handler(problems.BadBody, problems.from_bad_body)
+api_bp.register_error_handler(problems.Unauthorized, problems.from_unauthorized)
+api_bp.register_error_handler(HTTPException, problems.from_http)
+for outage in (DatabaseError, InterfaceError, PoolTimeout):
+    api_bp.register_error_handler(outage, problems.from_outage)
+
+
+@api_bp.route(
+    "/<path:anything>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+)
+def unknown(anything: str) -> Response:
+    """Anything else under /api/v1 is a problem+json 404, not the site's HTML page."""
+    return problems.problem(404, "not_found", "Not found", "No such endpoint or method.")
+
+
+@api_bp.route("/openapi.json")
+def openapi_json() -> Response:
+    server = request.url_root.rstrip("/") + api_bp.url_prefix  # type: ignore[operator]
+    return jsonify(openapi.document(server))
+
+
+@api_bp.route("/docs")
+def docs() -> ResponseReturnValue:
+    """A plain page listing every operation, with a link to the JSON document."""
+    return render_template(
+        "portcullis/api_docs.html", specs=SPECS, spec_url=url_for("portcullis_api.openapi_json")
+    )
+
+
+def init_app(app: Flask, state: State) -> None:
+    app.register_blueprint(api_bp)
+    # The API authenticates by bearer token only, never by cookie: CSRF does not apply.
+    csrf = app.extensions.get("csrf")
+    if csrf is not None:
+        csrf.exempt(api_bp)
+    origins = set(state.settings.cors_origins)
+    if origins:  # CORS is off unless origins are listed (no wildcard, no credentials)
+
+        @app.after_request
+        def cors(response: Response) -> Response:
+            origin = request.headers.get("Origin", "")
+            if request.blueprint == api_bp.name and origin in origins:
+                response.headers["Access-Control-Allow-Origin"] = origin
+                response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+                response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+                response.headers["Access-Control-Max-Age"] = "600"
+                response.vary.add("Origin")
+            return response

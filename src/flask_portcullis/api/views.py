@@ -1,0 +1,304 @@
+"""The JSON API: the same services as the HTML pages, behind bearer tokens instead of cookies.
+
+No view here reads the session cookie or ``current_user``: a browser's
+sign-in never authorises an API call, so the API needs no CSRF token, and
+an API token never signs a browser in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, g, jsonify, request, url_for
+
+from ..audit_events import Event
+from ..exceptions import NotFound, TokenInvalid
+from ..extension import State, get_state
+from ..models import UserMixin
+from ..notify import mask_email
+from ..web.events import audit
+from ..web.signin import client_ip, current_device
+from . import schemas
+from .endpoints import endpoint
+from .problems import Unauthorized
+
+AUTH_ERRORS = (401,)
+
+
+def bearer() -> tuple[UserMixin, dict[str, Any]]:
+    """The user and claims of this request's access token, or raise Unauthorized."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send an access token: Authorization: Bearer <token>.", invalid=False)
+    state = get_state()
+    try:
+        claims = state.access_tokens.verify(token.strip())
+    except TokenInvalid as exc:
+        raise Unauthorized(str(exc), invalid=True) from exc
+    user = state.accounts.get(int(claims["sub"])) if claims["sub"].isdigit() else None
+    if user is None or not user.active:
+        raise Unauthorized("The account of this token is not available.", invalid=True)
+    g.portcullis_claims = claims
+    return user, claims
+
+
+def token_pair(state: State, user_id: int, session: str, refresh_token: str) -> Response:
+    pair = schemas.TokenPair(
+        access_token=state.access_tokens.issue(user_id, session),
+        expires_in=state.access_tokens.lifetime,
+        refresh_token=refresh_token,
+    )
+    return jsonify(pair.model_dump())
+
+
+def user_body(user: UserMixin) -> dict[str, Any]:
+    return schemas.User(
+        id=user.id,
+        username=user.username,
+        email=user.email,
+        email_verified=user.email_verified,
+        created_at=user.created_at,
+        roles=sorted(role.name for role in user.roles),
+    ).model_dump(mode="json")
+
+
+def accepted(detail: str) -> tuple[Response, int]:
+    return jsonify(schemas.Accepted(detail=detail).model_dump()), 202
+
+
+@endpoint(
+    "/register",
+    "POST",
+    summary="Create an account (and send the verification mail)",
+    body=schemas.Register,
+    response=schemas.User,
+    status=201,
+    errors=(409, 422, 429),
+)
+def register(data: schemas.Register) -> tuple[Response, int]:
+    state = get_state()
+    user = state.accounts.register(data.username, data.email, data.password, client=client_ip())
+    audit(Event.ACCOUNT_CREATED, user.id, via="api")
+    if state.settings.email_verification != "off":
+        state.notifier.send_quietly(
+            "verify_email",
+            user.email,
+            user=user,
+            link=url_for(
+                "portcullis.verify_email",
+                token=state.accounts.make_verification_token(user),
+                _external=True,
+            ),
+            hours=state.settings.verify_email_lifetime // 3600,
+        )
+    return jsonify(user_body(user)), 201
+
+
+@endpoint(
+    "/login",
+    "POST",
+    summary="Sign in: an access token and a refresh token",
+    body=schemas.Login,
+    response=schemas.TokenPair,
+    errors=(401, 403, 429),
+)
+def login(data: schemas.Login) -> Response:
+    state = get_state()
+    user = state.accounts.authenticate(data.identity, data.password, client=client_ip())
+    grant = state.refresh_tokens.start(user, ip=client_ip(), user_agent=request.user_agent.string)
+    audit(Event.SIGN_IN, user.id, via="api")
+    return token_pair(state, user.id, grant.session, grant.refresh_token)
+
+
+@endpoint(
+    "/refresh",
+    "POST",
+    summary="Trade a refresh token for new tokens (the old one is used up)",
+    body=schemas.RefreshTokenBody,
+    response=schemas.TokenPair,
+    errors=(400,),
+)
+def refresh(data: schemas.RefreshTokenBody) -> Response:
+    state = get_state()
+    grant = state.refresh_tokens.rotate(data.refresh_token)
+    return token_pair(state, grant.user.id, grant.session, grant.refresh_token)
+
+
+@endpoint(
+    "/logout",
+    "POST",
+    summary="End the session of a refresh token (all its tokens)",
+    body=schemas.RefreshTokenBody,
+    status=204,
+)
+def logout(data: schemas.RefreshTokenBody) -> tuple[str, int]:
+    user_id = get_state().refresh_tokens.revoke(data.refresh_token)
+    if user_id is not None:
+        audit(Event.SIGN_OUT, user_id, via="api")
+    return "", 204
+
+
+@endpoint(
+    "/logout-everywhere",
+    "POST",
+    summary="End every session of the account: browsers and API clients",
+    status=204,
+    auth=True,
+    errors=AUTH_ERRORS,
+)
+def logout_everywhere() -> tuple[str, int]:
+    user, _ = bearer()
+    count = get_state().sessions.end_all(user.id)
+    audit(Event.SESSION_REVOKED, user.id, count=count, scope="all", via="api")
+    return "", 204
+
+
+@endpoint(
+    "/me",
+    "GET",
+    summary="The signed-in account",
+    response=schemas.User,
+    auth=True,
+    errors=AUTH_ERRORS,
+)
+def me() -> Response:
+    user, _ = bearer()
+    return jsonify(user_body(user))
+
+
+@endpoint(
+    "/password",
+    "POST",
+    summary="Change the password; every session and refresh token ends",
+    body=schemas.ChangePassword,
+    status=204,
+    auth=True,
+    errors=(401, 422),
+)
+def change_password(data: schemas.ChangePassword) -> tuple[str, int]:
+    user, _ = bearer()
+    state = get_state()
+    state.accounts.change_password(user, data.current_password, data.new_password)
+    audit(Event.PASSWORD_CHANGED, user.id, via="api")
+    state.notifier.password_changed(user, current_device(), reset=False)
+    return "", 204
+
+
+@endpoint(
+    "/verify-email/request",
+    "POST",
+    summary="Send a new verification link to the account's address",
+    response=schemas.Accepted,
+    status=202,
+    auth=True,
+    errors=(401, 429, 503),
+)
+def request_verification() -> tuple[Response, int]:
+    user, _ = bearer()
+    state = get_state()
+    if user.email_verified:
+        return accepted("The address is already verified.")
+    state.notifier.limit(user.email, client_ip())
+    state.notifier.verification(user, state.accounts.make_verification_token(user))
+    return accepted(f"A verification link is on its way to {mask_email(user.email)}.")
+
+
+@endpoint(
+    "/verify-email",
+    "POST",
+    summary="Verify the address with the token from the mail",
+    body=schemas.TokenBody,
+    response=schemas.User,
+    errors=(400,),
+)
+def verify_email(data: schemas.TokenBody) -> Response:
+    user = get_state().accounts.verify_email(data.token)
+    audit(Event.EMAIL_VERIFIED, user.id, via="api")
+    return jsonify(user_body(user))
+
+
+@endpoint(
+    "/forgot-password",
+    "POST",
+    summary="Mail a reset link (same answer for every address)",
+    body=schemas.EmailBody,
+    response=schemas.Accepted,
+    status=202,
+    errors=(429,),
+)
+def forgot_password(data: schemas.EmailBody) -> tuple[Response, int]:
+    state = get_state()
+    state.notifier.limit(data.email, client_ip())
+    user = state.accounts.get_by_email(data.email)
+    if user is not None and user.active:
+        state.notifier.password_reset(user, state.accounts.make_reset_token(user))
+    return accepted("If an account uses that address, a reset link is on its way.")
+
+
+@endpoint(
+    "/reset-password",
+    "POST",
+    summary="Set a new password with the token from the mail; every session ends",
+    body=schemas.ResetPassword,
+    status=204,
+    errors=(400, 422),
+)
+def reset_password(data: schemas.ResetPassword) -> tuple[str, int]:
+    state = get_state()
+    user = state.accounts.reset_password(data.token, data.password)
+    audit(Event.PASSWORD_RESET, user.id, via="api")
+    state.notifier.password_changed(user, current_device(), reset=True)
+    return "", 204
+
+
+@endpoint(
+    "/sessions",
+    "GET",
+    summary="The account's sessions: browsers and API clients",
+    response=schemas.Sessions,
+    auth=True,
+    errors=AUTH_ERRORS,
+    tag="sessions",
+)
+def list_sessions() -> Response:
+    user, claims = bearer()
+    records = get_state().sessions.list_for(user.id)
+    body = schemas.Sessions(
+        sessions=[
+            schemas.Session(
+                id=record.id,
+                created_at=record.created_at,
+                last_seen_at=record.last_seen_at,
+                ip=record.ip,
+                user_agent=record.user_agent,
+                current=record.id == claims["sid"],
+            )
+            for record in records
+        ]
+    )
+    return jsonify(body.model_dump(mode="json"))
+
+
+@endpoint(
+    "/sessions/{session_id}",
+    "DELETE",
+    summary="End one session of the account",
+    status=204,
+    auth=True,
+    errors=(401, 404),
+    tag="sessions",
+)
+def end_session(session_id: str) -> tuple[str, int]:
+    user, _ = bearer()
+    if not get_state().sessions.end_one(user.id, session_id[:64]):
+        raise NotFound("No such session.")
+    audit(Event.SESSION_REVOKED, user.id, count=1, scope="one", via="api")
+    return "", 204
+
+
+@endpoint("/jwks.json", "GET", summary="Public keys that verify access tokens", tag="keys")
+def jwks() -> Response:
+    response = jsonify(get_state().access_tokens.jwks())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
