@@ -28,6 +28,8 @@ DETAIL_MAX = 2000
 _SECRET_WORDS = (
     "password",
     "passwd",
+    "passphrase",
+    "pin",
     "token",
     "secret",
     "session_id",

@@ -23,7 +23,7 @@ import flask_login
 from sqlalchemy import Column, DateTime, Engine, ForeignKey, Index, String, Table, Text, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Mapped, mapped_column, relationship, scoped_session
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship, scoped_session
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .clock import utcnow
@@ -89,6 +89,12 @@ class UserMixin(flask_login.UserMixin):
 
     if TYPE_CHECKING:
         roles: Mapped[list[RoleMixin]]
+
+    @declared_attr.directive
+    def __table_args__(cls) -> dict[str, Any]:
+        # SQLite must never reuse a deleted user's id: sessions, role links and the audit
+        # trail name users by id. (Declare your own __table_args__? Keep this in it.)
+        return {"sqlite_autoincrement": True}
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users.
@@ -233,8 +239,6 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
 
         class User(UserMixin, base):
             __tablename__ = "users"
-            # Never reuse a deleted user's id on SQLite (ids name sessions and role links).
-            __table_args__ = ({"sqlite_autoincrement": True},)
 
         user_model = User
 

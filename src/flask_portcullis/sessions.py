@@ -112,6 +112,7 @@ class SessionService:
     def end_all(self, user_id: int, *, keep: str | None = None) -> int:
         """End every session of a user at once (but the one whose id is ``keep``); count them."""
         Session = self._models.Session
+        self._purge_expired(user_id)  # already over: not counted as ended now
         condition = Session.user_id == user_id
         if keep is not None:
             condition &= Session.id != digest(keep)
@@ -134,7 +135,19 @@ class SessionService:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     def list_for(self, user_id: int) -> Sequence[SessionMixin]:
-        """Return a user's sessions, most recently used first."""
+        """Return a user's live sessions, most recently used first."""
         Session = self._models.Session
+        self._purge_expired(user_id)
         query = select(Session).where(Session.user_id == user_id)
         return self._db.scalars(query.order_by(Session.last_seen_at.desc())).all()
+
+    def _purge_expired(self, user_id: int) -> None:
+        """Delete the user's sessions that timed out (they end lazily, on their next request)."""
+        Session = self._models.Session
+        now = self._clock()
+        idle_since = now - timedelta(seconds=self._settings.session_idle_timeout)
+        expired = (Session.expires_at <= now) | (
+            Session.remember.is_(False) & (Session.last_seen_at <= idle_since)
+        )
+        self._db.execute(delete(Session).where((Session.user_id == user_id) & expired))
+        self._db.commit()
