@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import current_app, has_app_context
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import signals
 from .audit_events import Event
@@ -70,7 +71,12 @@ class AuditLog:
             detail=_detail_json(safe),
         )
         self._db.add(row)
-        self._db.commit()
+        try:
+            self._db.commit()
+        except SQLAlchemyError:
+            # The action itself is done; losing its log row must not turn it into an error.
+            self._db.rollback()
+            logger.error("could not write audit event %s for user %s", event, user_id)
         sender = current_app._get_current_object() if has_app_context() else None  # type: ignore[attr-defined]
         payload: dict[str, Any] = {
             "user_id": user_id,

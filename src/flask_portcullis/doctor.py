@@ -53,7 +53,7 @@ def examine(app: Flask, state: State) -> list[Finding]:
             severe=True,
         ),
         _check(
-            not app.debug,
+            not (app.debug or state.debug),
             "debug mode",
             "off",
             "debug mode is on: it shows code and a console to anyone who triggers an error",

@@ -48,6 +48,7 @@ class State:
     audit: AuditLog
     access_tokens: AccessTokens
     refresh_tokens: RefreshTokens
+    debug: bool  # as configured when the app was set up (the CLI resets app.debug later)
     clock: Clock
 
 
@@ -170,6 +171,7 @@ class Portcullis:
                 clock=clock,
             ),
             refresh_tokens=RefreshTokens(session, self.models, sessions, clock),
+            debug=app.debug,
             clock=clock,
         )
         app.extensions["portcullis"] = state

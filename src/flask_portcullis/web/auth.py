@@ -18,6 +18,7 @@ from ..exceptions import (
     Unavailable,
 )
 from ..extension import get_state
+from ..identity import clean_email
 from ..models import UserMixin
 from .blueprints import bp
 from .events import audit
@@ -70,6 +71,7 @@ def tell_the_owner(address: str) -> ResponseReturnValue:
     and mail the owner instead (no enumeration; only with verification required, where a
     new account is not signed in either)."""
     state = get_state()
+    address = clean_email(address)  # shown and kept exactly as a new sign-up's would be
     owner = state.accounts.get_by_email(address)
     if owner is not None:
         try:
@@ -84,6 +86,7 @@ def tell_the_owner(address: str) -> ResponseReturnValue:
                 device=current_device(),
                 reset_link=url_for("portcullis.forgot_password", _external=True),
             )
+    session[PENDING_VERIFICATION] = address
     return render_template("portcullis/check_inbox.html", reason="verify", email=address)
 
 
@@ -106,7 +109,7 @@ def welcome(user: UserMixin) -> ResponseReturnValue:
                 "error",
             )
     if mode == "required":
-        session[PENDING_VERIFICATION] = user.id
+        session[PENDING_VERIFICATION] = user.email
         return render_template("portcullis/check_inbox.html", reason="verify", email=user.email)
     return redirect(after_login_url())
 
@@ -131,7 +134,8 @@ def login() -> ResponseReturnValue:
             )
         except EmailNotVerified as exc:
             audit(Event.SIGN_IN_FAILED, exc.user_id, reason="unverified")
-            session[PENDING_VERIFICATION] = exc.user_id
+            pending = get_state().accounts.get(exc.user_id)
+            session[PENDING_VERIFICATION] = pending.email if pending else ""
             form.form_errors.append(str(exc))
             return render_form("portcullis/login.html", form, unverified=True)
         else:

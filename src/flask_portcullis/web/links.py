@@ -23,7 +23,8 @@ from .feedback import render_form, show_error
 from .forms import ConfirmForm, ForgotPasswordForm, ResetPasswordForm
 from .signin import client_ip, current_device
 
-# Set when sign-in is refused for an unverified address, so "resend" knows whom to mail.
+# The address a signed-out visitor may ask to re-send a confirmation link to: set after a
+# sign-up (new or taken: both look alike) and after a sign-in refused for want of one.
 PENDING_VERIFICATION = "_portcullis_verify"
 
 
@@ -71,15 +72,12 @@ def resend_verification() -> ResponseReturnValue:
     """Send a fresh verification link to the signed-in user, or to the one just refused."""
     state = get_state()
     form = ConfirmForm()
-    if current_user.is_authenticated:
-        user = current_user._get_current_object()
-        back = url_for("portcullis.account")
-    else:
-        pending = session.get(PENDING_VERIFICATION)
-        user = state.accounts.get(pending) if isinstance(pending, int) else None
-        back = url_for("portcullis.login")
-    if not form.validate_on_submit() or user is None:
-        flash("Sign in again to ask for a new confirmation link.", "error")
+    if not current_user.is_authenticated:
+        return resend_to_pending_address(form)
+    user = current_user._get_current_object()
+    back = url_for("portcullis.account")
+    if not form.validate_on_submit():
+        flash("That form expired; press the button again.", "error")
         return redirect(back)
     if user.email_verified:
         flash("Your email address is already confirmed.", "info")
@@ -91,6 +89,27 @@ def resend_verification() -> ResponseReturnValue:
         flash(str(exc), "error")
     else:
         flash(f"We sent a new confirmation link to {mask_email(user.email)}.", "success")
+    return redirect(back)
+
+
+def resend_to_pending_address(form: ConfirmForm) -> ResponseReturnValue:
+    """Re-send to the address of the last sign-up or refused sign-in, answering the same
+    whether it has an account waiting for confirmation or not (no enumeration)."""
+    state = get_state()
+    back = url_for("portcullis.login")
+    pending = session.get(PENDING_VERIFICATION)
+    if not form.validate_on_submit() or not isinstance(pending, str):
+        flash("Sign in again to ask for a new confirmation link.", "error")
+        return redirect(back)
+    state.notifier.limit(pending, client_ip())
+    user = state.accounts.get_by_email(pending)
+    if user is not None and user.active and not user.email_verified:
+        try:
+            state.notifier.verification(user, state.accounts.make_verification_token(user))
+        except DeliveryFailed as exc:
+            flash(str(exc), "error")
+            return redirect(back)
+    flash(f"If {mask_email(pending)} still needs confirming, a new link is on its way.", "success")
     return redirect(back)
 
 

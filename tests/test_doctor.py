@@ -1,0 +1,383 @@
+"""``flask portcullis doctor``: a production-like configuration passes (exit 0) and names the
+standard behind each item; every failing item exits 1 with a FAIL line naming the problem;
+warnings print WARN and exit 0.
+
+The production-like configuration uses the real argon2 parameters (not the suite's cheap
+FAST_HASH), the real Redis on 127.0.0.1:6379 under a key prefix of the test's own, and the
+default cookie settings outside debug. Output is parsed line by line.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from flask_portcullis import get_state
+from flask_portcullis.demo import create_app
+from flask_portcullis.settings import OWASP_ARGON2, Settings
+
+from .conftest import FAST_HASH, free_port, make_app
+from .services import require_service
+
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+REAL_HASH = {
+    "PORTCULLIS_ARGON2_TIME_COST": OWASP_ARGON2["time_cost"],
+    "PORTCULLIS_ARGON2_MEMORY_COST": OWASP_ARGON2["memory_cost"],
+    "PORTCULLIS_ARGON2_PARALLELISM": OWASP_ARGON2["parallelism"],
+}
+_DEFAULTS = Settings()
+# make_app relaxes the sign-in limits for the suite; production runs the shipped ones.
+REAL_LIMITS = {
+    "PORTCULLIS_LOGIN_LIMIT_PER_CLIENT": _DEFAULTS.login_limit_per_client,
+    "PORTCULLIS_LOGIN_LIMIT_PER_ACCOUNT_CLIENT": _DEFAULTS.login_limit_per_account_client,
+    "PORTCULLIS_LOGIN_FREE_FAILURES": _DEFAULTS.login_free_failures,
+    "PORTCULLIS_REGISTER_LIMIT_PER_CLIENT": _DEFAULTS.register_limit_per_client,
+}
+# Every item the checklist covers, and the standard each one cites.
+STANDARDS = {
+    "secret key": "OWASP ASVS 6.4.1",
+    "debug mode": "OWASP ASVS 14.3.2",
+    "Secure cookies": "OWASP ASVS 3.4.1",
+    "HttpOnly cookies": "OWASP ASVS 3.4.2",
+    "SameSite cookies": "OWASP ASVS 3.4.3",
+    "password hashing": "OWASP ASVS 2.4.1 / Password Storage Cheat Sheet",
+    "rate limits": "OWASP ASVS 2.2.1 / NIST SP 800-63B 5.2.2",
+    "shared limits": "OWASP ASVS 2.2.1",
+    "session timeouts": "OWASP ASVS 3.3.2",
+    "email verification": "NIST SP 800-63B 6.1.2.3",
+    "mail delivery": "OWASP ASVS 2.5.1",
+    "security headers": "OWASP ASVS 14.4",
+    "links in mail": "OWASP ASVS 9.1.1",
+    "database": "operations",
+}
+# "FAIL  secret key        SECRET_KEY is short ...  [OWASP ASVS 6.4.1]"
+FINDING = re.compile(r"^(PASS|WARN|FAIL)  (\S+(?: \S+)*) {2,}(.*\S)  \[([^\]]+)\]$")
+SUMMARY = re.compile(r"^(\d+) passed, (\d+) warnings, (\d+) failed$")
+
+
+@dataclass(frozen=True)
+class Line:
+    status: str
+    message: str
+    standard: str
+
+
+@dataclass(frozen=True)
+class Report:
+    exit_code: int
+    findings: dict[str, Line]
+    summary: tuple[int, int, int]
+    output: str
+
+    def items(self, status: str) -> set[str]:
+        return {item for item, line in self.findings.items() if line.status == status}
+
+
+def run_doctor(app: Flask) -> Report:
+    """Run ``flask portcullis doctor`` on ``app`` and parse what it printed."""
+    result = app.test_cli_runner().invoke(args=["portcullis", "doctor"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    findings: dict[str, Line] = {}
+    summary: tuple[int, int, int] | None = None
+    for raw in result.stdout.splitlines():
+        if match := FINDING.match(raw):
+            status, item, message, standard = match.groups()
+            assert item not in findings, f"{item!r} reported twice:\n{result.stdout}"
+            findings[item] = Line(status, message, standard)
+        elif match := SUMMARY.match(raw):
+            passed, warned, failed = (int(group) for group in match.groups())
+            summary = (passed, warned, failed)
+    assert summary is not None, f"no summary line in:\n{result.stdout}"
+    report = Report(result.exit_code, findings, summary, result.stdout)
+    assert set(findings) == set(STANDARDS), f"items differ from the checklist:\n{result.stdout}"
+    counted = (len(report.items("PASS")), len(report.items("WARN")), len(report.items("FAIL")))
+    assert summary == counted, f"summary disagrees with the lines:\n{result.stdout}"
+    for item, line in findings.items():
+        assert line.standard == STANDARDS[item], (item, line)
+    return report
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    require_service("Redis", REDIS_HOST, REDIS_PORT, lambda: redis.Redis.from_url(REDIS_URL).ping())
+    prefix = "portcullis-doctor-" + secrets.token_hex(6)
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def production(redis_prefix: str) -> dict[str, Any]:
+    """A configuration the checklist passes in full."""
+    return {
+        "SECRET_KEY": secrets.token_hex(32),
+        "MAIL_SERVER": "smtp.example.com",
+        "MAIL_PORT": 587,
+        "MAIL_USE_TLS": True,
+        "PREFERRED_URL_SCHEME": "https",
+        "PORTCULLIS_REDIS_URL": REDIS_URL,
+        "PORTCULLIS_REDIS_PREFIX": redis_prefix,
+        "PORTCULLIS_EMAIL_VERIFICATION": "required",
+        **REAL_HASH,
+        **REAL_LIMITS,
+    }
+
+
+class Doctor(Protocol):
+    def __call__(self, config: dict[str, Any], *, app: Flask | None = None) -> Report: ...
+
+
+@pytest.fixture
+def doctor(tmp_path: Path) -> Iterator[Doctor]:
+    """Build a migrated app from a configuration and run the doctor on it."""
+    apps: list[Flask] = []
+
+    def examine(config: dict[str, Any], *, app: Flask | None = None) -> Report:
+        if app is None:
+            app = make_app(tmp_path / f"app{len(apps)}", None, **config)
+        apps.append(app)
+        return run_doctor(app)
+
+    yield examine
+    for app in apps:
+        with app.app_context():
+            get_state(app).db.engine.dispose()
+
+
+# -- a production configuration ---------------------------------------------------------------
+
+
+@pytest.mark.services
+def test_production_configuration_passes(doctor: Doctor, production: dict[str, Any]) -> None:
+    report = doctor(production)
+    assert report.exit_code == 0, report.output
+    assert report.items("PASS") == set(STANDARDS), report.output
+    assert report.summary == (len(STANDARDS), 0, 0)
+    # Outside debug the session cookie is Secure without anyone asking for it.
+    assert report.findings["Secure cookies"].standard == "OWASP ASVS 3.4.1"
+    assert report.findings["SameSite cookies"].message == "SameSite=Lax"
+    assert "m=19456 t=2" in report.findings["password hashing"].message
+    assert "smtp.example.com" in report.findings["mail delivery"].message
+    assert "Redis" in report.findings["shared limits"].message
+
+
+# -- failures: exit 1 and a FAIL line naming the problem ----------------------------------------
+
+
+FAILURES = [
+    pytest.param({"SECRET_KEY": "short-key"}, "secret key", "SECRET_KEY", id="short-key"),
+    pytest.param({"SECRET_KEY": "ab" * 32}, "secret key", "SECRET_KEY", id="repetitive-key"),
+    pytest.param({"SECRET_KEY": "changeme"}, "secret key", "guessable", id="well-known-key"),
+    pytest.param(
+        {"RATELIMIT_ENABLED": False}, "rate limits", "RATELIMIT_ENABLED", id="rate-limits-off"
+    ),
+    pytest.param(FAST_HASH, "password hashing", "argon2id below", id="cheap-argon2"),
+    pytest.param(
+        {"PORTCULLIS_ARGON2_TIME_COST": 1},
+        "password hashing",
+        "argon2id below",
+        id="argon2-time-cost-1",
+    ),
+    pytest.param(
+        {"PORTCULLIS_ARGON2_MEMORY_COST": 4096},
+        "password hashing",
+        "argon2id below",
+        id="argon2-memory-4MiB",
+    ),
+    pytest.param(
+        {"PORTCULLIS_SECURE_COOKIES": False},
+        "Secure cookies",
+        "not Secure",
+        id="cookies-not-secure",
+    ),
+]
+
+
+@pytest.mark.services
+@pytest.mark.parametrize(("change", "item", "named"), FAILURES)
+def test_each_failure_exits_1_and_names_the_problem(
+    doctor: Doctor, production: dict[str, Any], change: dict[str, Any], item: str, named: str
+) -> None:
+    report = doctor({**production, **change})
+    assert report.exit_code == 1, report.output
+    assert report.items("FAIL") == {item}, report.output
+    assert named in report.findings[item].message, report.output
+    assert report.summary == (len(STANDARDS) - 1, 0, 1)
+
+
+@pytest.mark.services
+def test_debug_mode_fails(
+    doctor: Doctor, production: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FLASK_DEBUG=1, as ``flask --debug`` or the environment turns it on, for the app and the
+    CLI alike. Debug also leaves the session cookie without Secure (a plain-HTTP server)."""
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    report = doctor(production)
+    assert report.exit_code == 1, report.output
+    assert report.items("FAIL") == {"debug mode", "Secure cookies"}, report.output
+    assert "debug mode is on" in report.findings["debug mode"].message
+
+
+@pytest.mark.services
+def test_debug_mode_from_the_app_config_fails(doctor: Doctor, production: dict[str, Any]) -> None:
+    report = doctor({**production, "DEBUG": True, "SESSION_COOKIE_SECURE": True})
+    assert report.findings["debug mode"].status == "FAIL", report.output
+    assert report.exit_code == 1, report.output
+
+
+@pytest.mark.services
+def test_unreachable_redis_fails(doctor: Doctor, production: dict[str, Any]) -> None:
+    report = doctor({**production, "PORTCULLIS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    assert report.exit_code == 1, report.output
+    assert report.items("FAIL") == {"shared limits"}, report.output
+    assert "unreachable Redis" in report.findings["shared limits"].message
+
+
+@pytest.mark.services
+def test_unreachable_database_fails(
+    doctor: Doctor, production: dict[str, Any], tmp_path: Path
+) -> None:
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test?connect_timeout=2"
+    settings = {"TESTING": True, **production, "SQLALCHEMY_DATABASE_URI": url}
+    app = create_app(settings, instance_path=str(tmp_path / "instance"))
+    report = doctor({}, app=app)
+    assert report.exit_code == 1, report.output
+    assert report.items("FAIL") == {"database"}, report.output
+    assert "unreachable" in report.findings["database"].message
+
+
+@pytest.mark.services
+def test_unmigrated_database_fails(
+    doctor: Doctor, production: dict[str, Any], tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    settings = {"TESTING": True, **production, "SQLALCHEMY_DATABASE_URI": url}
+    app = create_app(settings, instance_path=str(tmp_path / "instance"))
+    report = doctor({}, app=app)
+    assert report.exit_code == 1, report.output
+    assert report.items("FAIL") == {"database"}, report.output
+    assert "flask db upgrade" in report.findings["database"].message
+
+
+@pytest.mark.services
+def test_every_failure_at_once_is_listed(
+    doctor: Doctor, production: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASK_DEBUG", "1")
+    report = doctor(
+        {
+            **production,
+            **FAST_HASH,
+            "SECRET_KEY": "dev",
+            "RATELIMIT_ENABLED": False,
+            "PORTCULLIS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        }
+    )
+    assert report.exit_code == 1
+    assert report.items("FAIL") == {
+        "secret key",
+        "debug mode",
+        "Secure cookies",
+        "password hashing",
+        "rate limits",
+        "shared limits",
+    }, report.output
+    assert report.summary[2] == 6
+
+
+# -- warnings: WARN lines, exit 0 ---------------------------------------------------------------
+
+
+WARNINGS = [
+    pytest.param(
+        {"PORTCULLIS_REDIS_URL": ""}, "shared limits", "PORTCULLIS_REDIS_URL", id="no-redis"
+    ),
+    pytest.param({"MAIL_SERVER": None}, "mail delivery", "MAIL_SERVER", id="no-mail-server"),
+    pytest.param(
+        {"PORTCULLIS_EMAIL_VERIFICATION": "off"},
+        "email verification",
+        "off",
+        id="verification-off",
+    ),
+    pytest.param(
+        {"PORTCULLIS_SESSION_IDLE_TIMEOUT": 4 * 3600},
+        "session timeouts",
+        "idle timeout",
+        id="long-idle-timeout",
+    ),
+    pytest.param(
+        {"PORTCULLIS_SESSION_LIFETIME": 7 * 24 * 3600},
+        "session timeouts",
+        "lifetime",
+        id="long-session-lifetime",
+    ),
+    pytest.param(
+        {"SESSION_COOKIE_SAMESITE": "None"}, "SameSite cookies", "Lax", id="samesite-none"
+    ),
+    pytest.param({"PREFERRED_URL_SCHEME": "http"}, "links in mail", "https", id="http-links"),
+    pytest.param(
+        {"PORTCULLIS_SECURITY_HEADERS": False},
+        "security headers",
+        "PORTCULLIS_SECURITY_HEADERS",
+        id="security-headers-off",
+    ),
+]
+
+
+@pytest.mark.services
+@pytest.mark.parametrize(("change", "item", "named"), WARNINGS)
+def test_each_warning_exits_0(
+    doctor: Doctor, production: dict[str, Any], change: dict[str, Any], item: str, named: str
+) -> None:
+    config = {**production, **change}
+    config = {key: value for key, value in config.items() if value is not None}
+    report = doctor(config)
+    assert report.exit_code == 0, report.output
+    assert report.items("FAIL") == set(), report.output
+    assert report.items("WARN") == {item}, report.output
+    assert named in report.findings[item].message, report.output
+    assert report.summary == (len(STANDARDS) - 1, 1, 0)
+
+
+def test_development_defaults_warn_but_pass(doctor: Doctor) -> None:
+    """No Redis, no mail server, plain-HTTP links: warnings only (the suite's SQLite app with
+    the real hash parameters and a strong key)."""
+    report = doctor({**REAL_HASH, "SECRET_KEY": secrets.token_hex(32)})
+    assert report.exit_code == 0, report.output
+    assert report.items("FAIL") == set(), report.output
+    assert report.items("WARN") == {"shared limits", "mail delivery", "links in mail"}
+    assert report.summary == (len(STANDARDS) - 3, 3, 0)
+
+
+def test_doctor_output_names_no_secret(doctor: Doctor) -> None:
+    key = secrets.token_hex(32)
+    report = doctor({**REAL_HASH, "SECRET_KEY": key})
+    assert key not in report.output
+    assert key[:8] not in report.output
+
+
+def test_the_suites_own_app_fails_only_on_its_cheap_hash(
+    doctor: Doctor, client: FlaskClient
+) -> None:
+    """The doctor reads the configuration of a serving app and leaves it serving."""
+    app: Flask = client.application
+    report = doctor({}, app=app)
+    assert report.exit_code == 1  # the suite's cheap hash parameters
+    assert report.items("FAIL") == {"password hashing"}, report.output
+    assert client.get("/healthz").status_code == 200
