@@ -58,6 +58,7 @@ STANDARDS = {
     "mail delivery": "OWASP ASVS 2.5.1",
     "security headers": "OWASP ASVS 14.4",
     "links in mail": "OWASP ASVS 9.1.1",
+    "host of links": "OWASP WSTG-INPV-17",
     "database": "operations",
 }
 # "FAIL  secret key        SECRET_KEY is short ...  [OWASP ASVS 6.4.1]"
@@ -131,6 +132,7 @@ def production(redis_prefix: str) -> dict[str, Any]:
         "MAIL_PORT": 587,
         "MAIL_USE_TLS": True,
         "PREFERRED_URL_SCHEME": "https",
+        "SERVER_NAME": "accounts.example.com",
         "PORTCULLIS_REDIS_URL": REDIS_URL,
         "PORTCULLIS_REDIS_PREFIX": redis_prefix,
         "PORTCULLIS_EMAIL_VERIFICATION": "required",
@@ -358,7 +360,9 @@ def test_each_warning_exits_0(
 def test_development_defaults_warn_but_pass(doctor: Doctor) -> None:
     """No Redis, no mail server, plain-HTTP links: warnings only (the suite's SQLite app with
     the real hash parameters and a strong key)."""
-    report = doctor({**REAL_HASH, "SECRET_KEY": secrets.token_hex(32)})
+    report = doctor(
+        {**REAL_HASH, "SECRET_KEY": secrets.token_hex(32), "TRUSTED_HOSTS": ["localhost"]}
+    )
     assert report.exit_code == 0, report.output
     assert report.items("FAIL") == set(), report.output
     assert report.items("WARN") == {"shared limits", "mail delivery", "links in mail"}
@@ -379,5 +383,6 @@ def test_the_suites_own_app_fails_only_on_its_cheap_hash(
     app: Flask = client.application
     report = doctor({}, app=app)
     assert report.exit_code == 1  # the suite's cheap hash parameters
-    assert report.items("FAIL") == {"password hashing"}, report.output
+    # The suite's cheap hash parameters, and no SERVER_NAME/TRUSTED_HOSTS for links.
+    assert report.items("FAIL") == {"password hashing", "host of links"}, report.output
     assert client.get("/healthz").status_code == 200

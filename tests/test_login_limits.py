@@ -196,27 +196,54 @@ def test_after_the_free_failures_even_the_right_password_waits(build: AppFactory
     assert assert_throttled(login(client, "ada", PASSWORD)) == 4  # twice as long as the last
 
 
-def test_delays_double_up_to_the_maximum() -> None:
-    guard = LoginGuard(
+def fake_wall_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """A wall clock for the in-process storage and the guard (``limits`` uses time.time)."""
+    now = [1_800_000_000.0]
+    fake_time = types.SimpleNamespace(time=lambda: now[0])
+    monkeypatch.setattr("limits.storage.memory.time", fake_time)
+    monkeypatch.setattr("flask_portcullis.throttling.time", fake_time)
+    return now
+
+
+def make_guard(free_failures: int, max_delay: int) -> LoginGuard:
+    return LoginGuard(
         Throttle(),
         per_client="1000/minute",
         per_account_client="1000/minute",
         registrations_per_client="1000/minute",
-        free_failures=3,
-        max_delay=20,
+        free_failures=free_failures,
+        max_delay=max_delay,
     )
+
+
+def test_delays_double_up_to_the_maximum(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = fake_wall_clock(monkeypatch)
+    guard = make_guard(free_failures=3, max_delay=20)
     waits: list[int | None] = []
     for _ in range(9):
-        guard.failed("user:1")
-        try:
-            guard.before_attempt("user:1", "192.0.2.31")
-        except Throttled as exc:
-            waits.append(exc.retry_after)
-        else:
-            waits.append(None)
+        now[0] += 21  # past any earlier delay
+        guard.before_attempt("user:1", "192.0.2.31")  # a password check that then fails
+        waits.append(guard.retry_after("user:1") or None)
     assert waits == [None, None, None, 2, 4, 8, 16, 20, 20]
     assert guard.failures("user:1") == 9
+    with pytest.raises(Throttled):
+        guard.before_attempt("user:1", "192.0.2.31")  # still waiting: refused, not counted
+    assert guard.failures("user:1") == 9
     guard.before_attempt("user:2", "192.0.2.31")  # other accounts are not locked
+
+
+def test_parallel_guesses_get_one_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checks are counted before the password is: a burst cannot slip through together."""
+    fake_wall_clock(monkeypatch)
+    guard = make_guard(free_failures=1, max_delay=60)
+    allowed = 0
+    for _ in range(15):  # fifteen requests in flight before any of them has finished
+        try:
+            guard.before_attempt("user:3", "192.0.2.32")
+        except Throttled:
+            continue
+        allowed += 1
+    assert allowed == 2  # the free one, and the one that took the slot
 
 
 def test_the_lock_counts_per_account_whichever_identity_is_typed(build: AppFactory) -> None:
@@ -264,9 +291,10 @@ def test_a_hundred_failures_lock_until_the_password_is_reset(build: AppFactory) 
     user_id = make_user(app)
     with app.app_context():
         accounts = get_state(app).accounts
-        for _ in range(100):
+        for _ in range(99):
             with pytest.raises(InvalidCredentials):
                 accounts.authenticate("ada", "wrong password", client="192.0.2.60")
+        # The 100th consecutive attempt is not even checked: the account is locked.
         with pytest.raises(Throttled) as caught:
             accounts.authenticate("ada@example.com", PASSWORD, client="192.0.2.61")
         assert caught.value.retry_after >= FAILURE_MEMORY - 60  # locked, not slowed down
@@ -283,59 +311,39 @@ def test_a_hundred_failures_lock_until_the_password_is_reset(build: AppFactory) 
     assert_signed_in(login(browser(app, "192.0.2.62"), "ada", NEW_PASSWORD))
 
 
-def test_the_cap_holds_whatever_the_maximum_delay() -> None:
-    guard = LoginGuard(
-        Throttle(),
-        per_client="1000/minute",
-        per_account_client="1000/minute",
-        registrations_per_client="1000/minute",
-        free_failures=5,
-        max_delay=1,
-    )
+def test_the_cap_holds_whatever_the_maximum_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = fake_wall_clock(monkeypatch)
+    guard = make_guard(free_failures=5, max_delay=1)
     for _ in range(99):
-        guard.failed("user:7")
-    with pytest.raises(Throttled) as slowed:
+        now[0] += 2
         guard.before_attempt("user:7", "192.0.2.63")
-    assert slowed.value.retry_after == 1  # 99 failures: still only the (tiny) maximum delay
+    assert guard.retry_after("user:7") == 1  # 99 failures: still only the (tiny) maximum delay
 
-    assert guard.failed("user:7") == 100
+    now[0] += 2
     with pytest.raises(Throttled) as locked:
-        guard.before_attempt("user:7", "192.0.2.63")
+        guard.before_attempt("user:7", "192.0.2.63")  # the 100th is not even checked
     assert locked.value.retry_after >= FAILURE_MEMORY - 60
+    assert guard.failures("user:7") == 100
 
     guard.succeeded("user:7")  # what a password reset does
     guard.before_attempt("user:7", "192.0.2.63")
-    assert guard.failures("user:7") == 0
+    assert guard.failures("user:7") == 1
 
 
-def test_a_continuing_run_of_failures_is_not_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Simulated wall clock for the in-process storage and the guard (limits uses time.time).
-    now = [1_800_000_000.0]
-    fake_time = types.SimpleNamespace(time=lambda: now[0])
-    monkeypatch.setattr("limits.storage.memory.time", fake_time)
-    monkeypatch.setattr("flask_portcullis.throttling.time", fake_time)
-    guard = LoginGuard(
-        Throttle(),
-        per_client="1000/minute",
-        per_account_client="1000/minute",
-        registrations_per_client="1000/minute",
-        free_failures=5,
-        max_delay=60,
-    )
-
-    def attempt() -> int:
-        now[0] += 61  # past any lock from the last failure
-        guard.before_attempt("user:9", "192.0.2.64")
-        return guard.failed("user:9")
-
-    attempt()  # day 0: the first failure
+def test_the_cap_counts_a_run_for_thirty_days_from_its_first_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = fake_wall_clock(monkeypatch)
+    guard = make_guard(free_failures=5, max_delay=60)
+    guard.before_attempt("user:9", "192.0.2.64")  # day 0: the first failure
     now[0] += timedelta(days=29).total_seconds()
-    for _ in range(98):  # day 29: failures 2 to 99, each after its lock ran out
-        attempt()
-    now[0] += timedelta(days=2).total_seconds()  # the last failure was 2 days ago
-    assert attempt() == 100, "the 100th consecutive failure was counted as a first one"
-    with pytest.raises(Throttled):
+    for _ in range(98):  # day 29: failures 2 to 99, each after its delay ran out
+        now[0] += 61
         guard.before_attempt("user:9", "192.0.2.64")
+    now[0] += 61
+    with pytest.raises(Throttled) as locked:
+        guard.before_attempt("user:9", "192.0.2.64")
+    assert locked.value.retry_after >= FAILURE_MEMORY - 60
 
 
 def test_a_success_ends_the_run_of_failures(build: AppFactory) -> None:

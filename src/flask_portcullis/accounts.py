@@ -178,11 +178,9 @@ class AccountService:
         self._guard.before_attempt(account, client)
         if user is None:
             self.hashing.verify_dummy(password)
-            self._guard.failed(account)
             raise InvalidCredentials()
         result = self.hashing.verify(password, user.password_hash)
         if not result.ok:
-            self._guard.failed(account)
             raise InvalidCredentials(user.id)
         self._guard.succeeded(account)
         if not user.active:
@@ -196,8 +194,17 @@ class AccountService:
         return user
 
     def check_password(self, user: UserMixin, password: str) -> bool:
-        """Tell whether ``password`` is the user's current password (for re-authentication)."""
-        return self.hashing.verify(password, user.password_hash).ok
+        """Tell whether ``password`` is the user's current password (re-authentication).
+
+        Counted like sign-in attempts on the account (raises Throttled), so a
+        stolen session cannot be used to guess the password at leisure.
+        """
+        account = guard_key(user, "")
+        self._guard.reserve(account)
+        ok = self.hashing.verify(password, user.password_hash).ok
+        if ok:
+            self._guard.succeeded(account)
+        return ok
 
     # -- changes ---------------------------------------------------------------
 

@@ -143,6 +143,15 @@ def examine(app: Flask, state: State) -> list[Finding]:
             severe=False,
         ),
         _check(
+            bool(config.get("SERVER_NAME") or config.get("TRUSTED_HOSTS")),
+            "host of links",
+            "fixed by SERVER_NAME or TRUSTED_HOSTS",
+            "links in mails take their host from the request: set SERVER_NAME or TRUSTED_HOSTS, "
+            "or a forged Host header sends reset links to another site",
+            "OWASP WSTG-INPV-17",
+            severe=not (app.debug or state.debug),
+        ),
+        _check(
             config.get("PREFERRED_URL_SCHEME") == "https",
             "links in mail",
             "https links",

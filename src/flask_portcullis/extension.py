@@ -178,11 +178,12 @@ class Portcullis:
 
         self._configure_cookies(app, settings)
         if settings.trusted_proxies:
-            # Werkzeug's ProxyFix: the client address, scheme and host the n-th proxy from
-            # the app saw. Headers from further out are the client's own and ignored.
+            # Werkzeug's ProxyFix: the client address and scheme the n-th proxy from the app
+            # saw. Not X-Forwarded-Host: a proxy that does not set it would pass the
+            # client's own on, and links in mails are built from the host.
             hops = settings.trusted_proxies
             app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-                app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+                app.wsgi_app, x_for=hops, x_proto=hops
             )
         login_manager: LoginManager = getattr(app, "login_manager", None) or LoginManager(app)
         web.init_app(app, state, login_manager)

@@ -90,13 +90,17 @@ class LoginGuard:
     """Sign-in limits (per client, per account and client, growing delays per account) and
     the per-client limit on sign-ups.
 
-    Accounts are keyed by the identity typed (casefolded), so unknown
-    identities are slowed down exactly like real ones and a 429 reveals
-    nothing. After ``free_failures`` consecutive failures each further one
-    locks the account for twice as long as the last (up to ``max_delay``
-    seconds); the right password waits like any other. At 100 consecutive
-    failures the account stays locked until its password is reset by email,
-    which an attacker cannot do and the owner can at once.
+    Failures are counted per account (unknown identities by the name typed,
+    so they are slowed down exactly like real ones and a 429 says nothing).
+    Every attempt is counted as a failure *before* its password is checked,
+    with an atomic increment, and only a success clears the count: parallel
+    guesses cannot slip through together. After ``free_failures`` in a row,
+    each attempt needs a free slot: the first to take it (atomically) may
+    check its password and holds the account for twice as long as the last
+    holder (up to ``max_delay`` seconds); the others get 429, the right
+    password included. At 100 failures in a row the account is locked for
+    ``FAILURE_MEMORY`` (30 days) unless its owner resets the password by
+    email, which lifts it at once (NIST SP 800-63B 5.2.2).
     """
 
     def __init__(
@@ -119,58 +123,44 @@ class LoginGuard:
         self._max_delay = max_delay
 
     def before_attempt(self, account: str, client: str) -> None:
-        """Raise Throttled (or Unavailable if the counts cannot be reached) before any checking."""
+        """Count a sign-in attempt by ``client`` on ``account``, or raise Throttled.
+
+        Raises Unavailable when the counts cannot be reached and the guard fails closed.
+        """
         throttle, closed = self._throttle, self._fail_closed
         throttle.hit(self._per_client, "login-client", client, fail_closed=closed)
         pair = f"{account}|{client}"
         throttle.hit(self._per_account_client, "login-account-client", pair, fail_closed=closed)
-        if not throttle.enabled:
+        self.reserve(account)
+
+    def reserve(self, account: str) -> None:
+        """Count one password check on ``account`` as a failure until it succeeds, or raise
+        Throttled while the account waits out its delay. Also used for re-authentication."""
+        if not self._throttle.enabled:
             return
-        storage = throttle.storage
+        storage = self._throttle.storage
         try:
-            locked = storage.get(_lock_key(account))
-            expiry = storage.get_expiry(_lock_key(account)) if locked else 0.0
-        except StorageError as exc:
-            if not closed:
+            retry = self._retry_after(_lock_key(account))
+            if retry:
+                raise Throttled(retry)
+            count = storage.incr(_count_key(account), FAILURE_MEMORY)
+            if count <= self._free:
                 return
-            raise Unavailable("Signing in is paused for a moment. Please try again.") from exc
-        if locked:
-            raise Throttled(max(1, math.ceil(expiry - time.time())))
+            if count >= MAX_CONSECUTIVE_FAILURES:
+                storage.incr(_lock_key(account), FAILURE_MEMORY)
+                raise Throttled(FAILURE_MEMORY)
+            delay = min(2 ** (count - self._free), self._max_delay)
+            if storage.incr(_lock_key(account), delay) != 1:  # someone else took the slot
+                storage.incr(_count_key(account), FAILURE_MEMORY, amount=-1)
+                raise Throttled(self._retry_after(_lock_key(account)) or delay)
+        except StorageError as exc:
+            logger.error("rate-limit storage unreachable while checking %s", "an account")
+            if self._fail_closed:
+                raise Unavailable("Signing in is paused for a moment. Please try again.") from exc
 
     def before_registration(self, client: str) -> None:
         """Count one sign-up attempt from ``client``; raise Throttled when over the limit."""
         self._throttle.hit(self._registrations, "register-client", client)
-
-    def failed(self, account: str) -> int:
-        """Count a failure; lock the account when the free ones are used up. Return the count."""
-        if not self._throttle.enabled:
-            return 0
-        storage = self._throttle.storage
-        try:
-            # Re-set with a fresh expiry: a run of failures is remembered for
-            # FAILURE_MEMORY after its latest failure, not its first.
-            count = storage.get(_count_key(account)) + 1
-            storage.clear(_count_key(account))
-            storage.incr(_count_key(account), FAILURE_MEMORY, amount=count)
-            if count >= MAX_CONSECUTIVE_FAILURES:
-                delay = FAILURE_MEMORY
-            elif count > self._free:
-                delay = min(2 ** (count - self._free), self._max_delay)
-            else:
-                return count
-            storage.clear(_lock_key(account))
-            storage.incr(_lock_key(account), delay)
-        except StorageError:
-            logger.error("could not record a failed sign-in: rate-limit storage unreachable")
-            return 0
-        return count
-
-    def failures(self, account: str) -> int:
-        """Return the current run of consecutive failures for ``account``."""
-        try:
-            return int(self._throttle.storage.get(_count_key(account)))
-        except StorageError:
-            return 0
 
     def succeeded(self, account: str) -> None:
         """End the run of failures (a right password, or a password reset by email)."""
@@ -180,6 +170,20 @@ class LoginGuard:
             storage.clear(_lock_key(account))
         except StorageError:
             logger.error("could not clear failed sign-ins: rate-limit storage unreachable")
+
+    def retry_after(self, account: str) -> int:
+        """Seconds ``account`` must still wait; 0 when it may try now."""
+        return self._retry_after(_lock_key(account))
+
+    def failures(self, account: str) -> int:
+        """The current run of failed (or not yet successful) password checks on ``account``."""
+        return int(self._throttle.storage.get(_count_key(account)))
+
+    def _retry_after(self, key: str) -> int:
+        storage = self._throttle.storage
+        if not storage.get(key):
+            return 0
+        return max(1, math.ceil(storage.get_expiry(key) - time.time()))
 
 
 def _count_key(account: str) -> str:

@@ -60,5 +60,6 @@ def init_app(app: Flask, state: State) -> None:
                 response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
                 response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
                 response.headers["Access-Control-Max-Age"] = "600"
+                response.headers["Access-Control-Expose-Headers"] = "Retry-After, WWW-Authenticate"
                 response.vary.add("Origin")
             return response

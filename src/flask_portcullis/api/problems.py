@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from flask import Response, json
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 from werkzeug.exceptions import HTTPException
 
 from ..exceptions import (
@@ -136,6 +137,8 @@ def from_http(error: HTTPException) -> Response:
 
 
 def from_outage(error: Exception) -> Response:
+    if isinstance(error, IntegrityError | DataError | ProgrammingError):
+        raise error  # a bug, not an outage
     logger.error("API request failed on an outage: %s", error.__class__.__name__)
     return problem(
         503,

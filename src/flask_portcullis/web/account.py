@@ -48,10 +48,11 @@ def change_email() -> ResponseReturnValue:
     if form.validate_on_submit():
         user, state = me(), get_state()
         try:
+            # Limited first: otherwise "cannot be used" would answer unlimited questions.
+            state.notifier.limit(form.email.data or "", client_ip())
             email, token = state.accounts.request_email_change(
                 user, form.password.data or "", form.email.data or ""
             )
-            state.notifier.limit(email, client_ip())
             state.notifier.email_change(user, email, token, current_device())
             audit(Event.EMAIL_CHANGE_REQUESTED, user.id, new=mask_email(email))
         except Throttled:

@@ -6,7 +6,13 @@ import logging
 
 from flask import Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy.exc import DatabaseError, InterfaceError
+from sqlalchemy.exc import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    ProgrammingError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .. import health
@@ -16,6 +22,7 @@ from .blueprints import bp
 
 logger = logging.getLogger("flask_portcullis")
 RETRY_AFTER = "30"
+BUGS_NOT_OUTAGES = (IntegrityError, DataError, ProgrammingError)
 
 
 @bp.route("/healthz")
@@ -29,6 +36,8 @@ def healthz() -> ResponseReturnValue:
 
 def unavailable(error: Exception) -> ResponseReturnValue:
     """A clear 503 page, never a stack trace; the page itself needs no database."""
+    if isinstance(error, BUGS_NOT_OUTAGES):
+        raise error  # a constraint or SQL error is a bug to see, not an outage to wait out
     if not isinstance(error, Unavailable):
         logger.error("service unavailable: %s", error.__class__.__name__, exc_info=error)
     try:
