@@ -120,7 +120,9 @@ class AccountService:
         Uniqueness is decided by the database's unique indexes, so two
         simultaneous sign-ups with one name yield one account and one error.
         """
-        if client is not None:  # sign-ups from the web are limited per client; the CLI's are not
+        if client is not None:  # sign-ups from the web or API; the CLI's are not limited
+            if not self._settings.registration:
+                raise NotFound("Registration is closed.")
             self._guard.before_registration(client)
         username = clean_username(username)
         email = clean_email(email)

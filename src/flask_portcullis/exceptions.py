@@ -157,3 +157,11 @@ class Unavailable(PortcullisError):
     """A service the request needs (the database, Redis) cannot be reached: HTTP 503."""
 
     code: ClassVar[ErrorCode] = ErrorCode.UNAVAILABLE
+
+
+class RefreshTokenReused(TokenInvalid):
+    """A used refresh token came back: it was copied, and its whole session was ended."""
+
+    def __init__(self, user_id: int | None) -> None:
+        super().__init__("The refresh token was already used: the session is ended.")
+        self.user_id = user_id

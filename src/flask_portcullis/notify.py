@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import render_template, url_for
 
-from .exceptions import DeliveryFailed
+from .exceptions import DeliveryFailed, Throttled
 from .identity import identity_key
 from .mail import MailSender, Message
 from .models import UserMixin
@@ -106,10 +106,27 @@ class Notifier:
 
     # -- the mails -------------------------------------------------------------
 
-    def verification(self, user: UserMixin, token: str) -> None:
+    def verification(self, user: UserMixin, token: str, *, quiet: bool = False) -> None:
+        """Mail a verification link; ``quiet`` logs a failure instead of raising it."""
         link = url_for("portcullis.verify_email", token=token, _external=True)
         hours = self._settings.verify_email_lifetime // 3600
-        self.send("verify_email", user.email, user=user, link=link, hours=hours)
+        send = self.send_quietly if quiet else self.send
+        send("verify_email", user.email, user=user, link=link, hours=hours)
+
+    def registration_attempt(self, owner: UserMixin, device: Device, client: str) -> None:
+        """Tell an address's owner that someone tried to sign up with it (a few times an hour
+        at most; past that, silently nothing, so the visitor's answer never changes)."""
+        try:
+            self.limit(owner.email, client)
+        except Throttled:
+            return
+        self.send_quietly(
+            "registration_attempt",
+            owner.email,
+            user=owner,
+            device=device,
+            reset_link=url_for("portcullis.forgot_password", _external=True),
+        )
 
     def password_reset(self, user: UserMixin, token: str) -> None:
         link = url_for("portcullis.reset_password", token=token, _external=True)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from .clock import Clock
-from .exceptions import TokenInvalid
+from .exceptions import RefreshTokenReused, TokenInvalid
 from .models import DbSession, Models, UserMixin
 from .sessions import SessionService, digest
 
@@ -50,13 +50,22 @@ class RefreshTokens:
         if row is None:
             raise TokenInvalid("The refresh token is not valid.")
         if row.used_at is not None:
-            self._end_family(row.session_id)
-            raise TokenInvalid("The refresh token was already used: the session is ended.")
-        active = self._sessions.resolve_record(row.session_id)
+            raise RefreshTokenReused(self._end_family(row.session_id))
+        session_id = row.session_id
+        active = self._sessions.resolve_record(session_id)
         if active is None:
             raise TokenInvalid("The session of this refresh token has ended.")
-        row.used_at = self._clock()
-        return Grant(active.user, row.session_id, self._issue(row.session_id))
+        # Use it up atomically: of two requests racing with one token, one wins and the
+        # other is reuse (OAuth 2.0 Security BCP 4.14.2).
+        RefreshToken = self._models.RefreshToken
+        claimed = self._db.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == digest(token), RefreshToken.used_at.is_(None))
+            .values(used_at=self._clock())
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            raise RefreshTokenReused(self._end_family(session_id))
+        return Grant(active.user, session_id, self._issue(session_id))
 
     def revoke(self, token: str) -> int | None:
         """End the session ``token`` belongs to; return its user id (None if unknown)."""
@@ -77,8 +86,12 @@ class RefreshTokens:
         self._db.commit()
         return token
 
-    def _end_family(self, record_id: str) -> None:
+    def _end_family(self, record_id: str) -> int | None:
+        """End a session and all its tokens; return its user's id (for the audit log)."""
         RefreshToken, Session = self._models.RefreshToken, self._models.Session
+        record = self._db.get(Session, record_id)
+        user_id = record.user_id if record is not None else None
         self._db.execute(delete(RefreshToken).where(RefreshToken.session_id == record_id))
         self._db.execute(delete(Session).where(Session.id == record_id))
         self._db.commit()
+        return user_id

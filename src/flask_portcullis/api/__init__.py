@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify, render_template, request, url_for
+from flask import Flask, Response, current_app, jsonify, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import DatabaseError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
 
 from ..exceptions import PortcullisError
 from ..extension import State
 from . import openapi, problems, views  # noqa: F401  (registers the routes)
 from .endpoints import SPECS, api_bp
+
+MAX_BODY = 64 * 1024  # every API body is a few fields
+
+
+@api_bp.before_request
+def cap_body() -> None:
+    request.max_content_length = MAX_BODY
+
 
 api_bp.register_error_handler(PortcullisError, problems.from_service_error)
 api_bp.register_error_handler(problems.BadBody, problems.from_bad_body)
@@ -25,8 +34,24 @@ for outage in (DatabaseError, InterfaceError, PoolTimeout):
     "/<path:anything>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 )
 def unknown(anything: str) -> Response:
-    """Anything else under /api/v1 is a problem+json 404, not the site's HTML page."""
-    return problems.problem(404, "not_found", "Not found", "No such endpoint or method.")
+    """Anything else under /api/v1 is problem+json: 405 for a known path, else 404."""
+    api_rules = Map(
+        [
+            Rule(rule.rule, methods=rule.methods, endpoint=rule.endpoint)
+            for rule in current_app.url_map.iter_rules()
+            if rule.endpoint.startswith(f"{api_bp.name}.") and rule.endpoint != request.endpoint
+        ]
+    )
+    allowed = api_rules.bind("api").allowed_methods(request.path)
+    if allowed:
+        return problems.problem(
+            405,
+            "method_not_allowed",
+            "Method not allowed",
+            f"{request.method} is not allowed here.",
+            headers={"Allow": ", ".join(sorted(allowed))},
+        )
+    return problems.problem(404, "not_found", "Not found", "No such endpoint.")
 
 
 @api_bp.route("/openapi.json")

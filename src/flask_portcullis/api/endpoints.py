@@ -27,7 +27,7 @@ class Spec:
     response: type[BaseModel] | None
     status: int
     auth: bool
-    errors: tuple[int, ...]
+    errors: tuple[int, ...]  # other answers: a second success (< 400) or problem+json
     tag: str
     parameters: list[dict[str, Any]] = field(default_factory=list)
 
@@ -76,7 +76,10 @@ def parse(model: type[BaseModel]) -> BaseModel:
     """Validate the request body against ``model``; BadBody (400/422) tells what is wrong."""
     if not request.is_json:
         raise BadBody(400, "Send a JSON body with Content-Type: application/json.")
-    payload = request.get_json(silent=True)
+    try:
+        payload = request.get_json(silent=True)
+    except RecursionError:  # absurdly deep nesting
+        payload = None
     if not isinstance(payload, dict):
         raise BadBody(400, "The body must be a JSON object.")
     try:

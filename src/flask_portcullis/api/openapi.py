@@ -39,8 +39,13 @@ def _operation(spec: Spec) -> dict[str, Any]:
         success["content"] = {"application/json": {"schema": {"type": "object"}}}
     responses: dict[str, Any] = {str(spec.status): success}
     error_codes = set(spec.errors) | ({400, 422} if spec.body else set()) | {503}
+    accepted = {"application/json": {"schema": _ref(schemas.Accepted)}}
     for code in sorted(error_codes):
-        responses[str(code)] = {"description": REASONS[code], "content": problem}
+        # A second success (202 "check your inbox") or an error.
+        responses[str(code)] = {
+            "description": REASONS[code],
+            "content": accepted if code < 400 else problem,
+        }
     operation: dict[str, Any] = {
         "summary": spec.summary,
         "operationId": spec.method + spec.path.replace("/", "_").replace(".", "_"),
@@ -62,7 +67,7 @@ def _operation(spec: Spec) -> dict[str, Any]:
 def document(server_url: str) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document for ``server_url`` (the ``/api/v1`` prefix)."""
     paths: dict[str, dict[str, Any]] = {}
-    models: set[type[BaseModel]] = {schemas.Problem, schemas.FieldProblem}
+    models: set[type[BaseModel]] = {schemas.Problem, schemas.FieldProblem, schemas.Accepted}
     for spec in SPECS:
         paths.setdefault(spec.path, {})[spec.method] = _operation(spec)
         models.update(m for m in (spec.body, spec.response) if m is not None)

@@ -9,20 +9,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, g, jsonify, request, url_for
+from flask import Response, g, jsonify, request
 
 from ..audit_events import Event
-from ..exceptions import NotFound, TokenInvalid
+from ..exceptions import (
+    AccountInactive,
+    EmailNotVerified,
+    EmailTaken,
+    FieldError,
+    InvalidCredentials,
+    NotFound,
+    PasswordRejected,
+    RefreshTokenReused,
+    Throttled,
+    TokenInvalid,
+)
 from ..extension import State, get_state
 from ..models import UserMixin
 from ..notify import mask_email
-from ..web.events import audit
+from ..web.events import audit, notify_unusual_sign_in
 from ..web.signin import client_ip, current_device
 from . import schemas
 from .endpoints import endpoint
 from .problems import Unauthorized
 
 AUTH_ERRORS = (401,)
+CHECK_INBOX = "Check your inbox: follow the link we sent to confirm the address, then sign in."
 
 
 def bearer() -> tuple[UserMixin, dict[str, Any]]:
@@ -74,24 +86,27 @@ def accepted(detail: str) -> tuple[Response, int]:
     body=schemas.Register,
     response=schemas.User,
     status=201,
-    errors=(409, 422, 429),
+    errors=(202, 409, 422, 429),
 )
 def register(data: schemas.Register) -> tuple[Response, int]:
+    """201 with the account; with verification required, 202 for a new and a taken address
+    alike (the owner of a taken one is mailed instead), so nobody learns who has an account."""
     state = get_state()
-    user = state.accounts.register(data.username, data.email, data.password, client=client_ip())
+    required = state.settings.email_verification == "required"
+    try:
+        user = state.accounts.register(data.username, data.email, data.password, client=client_ip())
+    except EmailTaken:
+        if not required:
+            raise
+        owner = state.accounts.get_by_email(data.email)
+        if owner is not None:
+            state.notifier.registration_attempt(owner, current_device(), client_ip())
+        return accepted(CHECK_INBOX)
     audit(Event.ACCOUNT_CREATED, user.id, via="api")
     if state.settings.email_verification != "off":
-        state.notifier.send_quietly(
-            "verify_email",
-            user.email,
-            user=user,
-            link=url_for(
-                "portcullis.verify_email",
-                token=state.accounts.make_verification_token(user),
-                _external=True,
-            ),
-            hours=state.settings.verify_email_lifetime // 3600,
-        )
+        state.notifier.verification(user, state.accounts.make_verification_token(user), quiet=True)
+    if required:
+        return accepted(CHECK_INBOX)
     return jsonify(user_body(user)), 201
 
 
@@ -105,7 +120,20 @@ def register(data: schemas.Register) -> tuple[Response, int]:
 )
 def login(data: schemas.Login) -> Response:
     state = get_state()
-    user = state.accounts.authenticate(data.identity, data.password, client=client_ip())
+    try:
+        user = state.accounts.authenticate(data.identity, data.password, client=client_ip())
+    except (InvalidCredentials, AccountInactive, EmailNotVerified) as exc:
+        reason = {
+            InvalidCredentials: "credentials",
+            AccountInactive: "inactive",
+            EmailNotVerified: "unverified",
+        }[type(exc)]
+        audit(Event.SIGN_IN_FAILED, exc.user_id, reason=reason, via="api")
+        raise
+    except Throttled as exc:
+        audit(Event.THROTTLED, path=request.path, retry_after=exc.retry_after, via="api")
+        raise
+    notify_unusual_sign_in(user)
     grant = state.refresh_tokens.start(user, ip=client_ip(), user_agent=request.user_agent.string)
     audit(Event.SIGN_IN, user.id, via="api")
     return token_pair(state, user.id, grant.session, grant.refresh_token)
@@ -121,7 +149,11 @@ def login(data: schemas.Login) -> Response:
 )
 def refresh(data: schemas.RefreshTokenBody) -> Response:
     state = get_state()
-    grant = state.refresh_tokens.rotate(data.refresh_token)
+    try:
+        grant = state.refresh_tokens.rotate(data.refresh_token)
+    except RefreshTokenReused as exc:
+        audit(Event.SESSION_REVOKED, exc.user_id, reason="refresh-token-reused", via="api")
+        raise
     return token_pair(state, grant.user.id, grant.session, grant.refresh_token)
 
 
@@ -179,7 +211,13 @@ def me() -> Response:
 def change_password(data: schemas.ChangePassword) -> tuple[str, int]:
     user, _ = bearer()
     state = get_state()
-    state.accounts.change_password(user, data.current_password, data.new_password)
+    try:
+        state.accounts.change_password(user, data.current_password, data.new_password)
+    except InvalidCredentials:
+        # A wrong *current* password is a field error: the bearer token itself is fine.
+        raise FieldError("current_password", "That is not your current password.") from None
+    except PasswordRejected as exc:
+        raise FieldError("new_password", " ".join(exc.reasons)) from None
     audit(Event.PASSWORD_CHANGED, user.id, via="api")
     state.notifier.password_changed(user, current_device(), reset=False)
     return "", 204
@@ -202,6 +240,25 @@ def request_verification() -> tuple[Response, int]:
     state.notifier.limit(user.email, client_ip())
     state.notifier.verification(user, state.accounts.make_verification_token(user))
     return accepted(f"A verification link is on its way to {mask_email(user.email)}.")
+
+
+@endpoint(
+    "/verify-email/resend",
+    "POST",
+    summary="Send a new verification link to an address (same answer for every address)",
+    body=schemas.EmailBody,
+    response=schemas.Accepted,
+    status=202,
+    errors=(429,),
+)
+def resend_verification(data: schemas.EmailBody) -> tuple[Response, int]:
+    """For clients not signed in yet, e.g. when sign-in answers email_not_verified."""
+    state = get_state()
+    state.notifier.limit(data.email, client_ip())
+    user = state.accounts.get_by_email(data.email)
+    if user is not None and user.active and not user.email_verified:
+        state.notifier.verification(user, state.accounts.make_verification_token(user), quiet=True)
+    return accepted("If that address still needs verifying, a link is on its way.")
 
 
 @endpoint(

@@ -21,7 +21,7 @@ from ..extension import get_state
 from ..identity import clean_email
 from ..models import UserMixin
 from .blueprints import bp
-from .events import audit
+from .events import audit, notify_unusual_sign_in
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, LoginForm, RegisterForm
 from .links import PENDING_VERIFICATION
@@ -74,18 +74,7 @@ def tell_the_owner(address: str) -> ResponseReturnValue:
     address = clean_email(address)  # shown and kept exactly as a new sign-up's would be
     owner = state.accounts.get_by_email(address)
     if owner is not None:
-        try:
-            state.notifier.limit(owner.email, client_ip())
-        except Throttled:
-            pass  # the answer must not change; the owner has been told recently
-        else:
-            state.notifier.send_quietly(
-                "registration_attempt",
-                owner.email,
-                user=owner,
-                device=current_device(),
-                reset_link=url_for("portcullis.forgot_password", _external=True),
-            )
+        state.notifier.registration_attempt(owner, current_device(), client_ip())
     session[PENDING_VERIFICATION] = address
     return render_template("portcullis/check_inbox.html", reason="verify", email=address)
 
@@ -146,18 +135,6 @@ def login() -> ResponseReturnValue:
             flash(f"Signed in as {user.username}.", "success")
             return redirect(after_login_url())
     return render_form("portcullis/login.html", form)
-
-
-def notify_unusual_sign_in(user: UserMixin) -> None:
-    """Mail the owner about a sign-in from a new device, or one after a run of failures."""
-    state = get_state()
-    device = current_device()
-    failures = state.audit.failures_since_sign_in(user.id)
-    new_device = state.settings.new_device_notice and state.audit.is_new_device(
-        user.id, device.ip, request.user_agent.string
-    )
-    if new_device or failures >= state.settings.login_free_failures:
-        state.notifier.sign_in_notice(user, device, failures=failures)
 
 
 @bp.route("/logout", methods=["GET", "POST"])
