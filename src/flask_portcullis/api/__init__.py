@@ -14,7 +14,7 @@ from ..extension import State
 from . import openapi, problems, views  # noqa: F401  (registers the routes)
 from .endpoints import SPECS, api_bp
 
-MAX_BODY = 64 * 1024  # every API body is a few fields
+MAX_BODY = 256 * 1024  # a few fields: well above the longest valid body
 
 
 @api_bp.before_request
@@ -30,9 +30,17 @@ for outage in (DatabaseError, InterfaceError, PoolTimeout):
     api_bp.register_error_handler(outage, problems.from_outage)
 
 
-@api_bp.route(
-    "/<path:anything>", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-)
+# Every method a client might try, so no answer under /api/v1 falls back to the HTML pages.
+ANY_METHOD = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "PURGE",
+    "LINK", "UNLINK", "QUERY", "SEARCH", "REPORT",
+]  # fmt: skip
+
+
+@api_bp.route("", methods=ANY_METHOD, defaults={"anything": ""}, strict_slashes=False)
+@api_bp.route("/", methods=ANY_METHOD, defaults={"anything": ""})
+@api_bp.route("/<path:anything>", methods=ANY_METHOD)
 def unknown(anything: str) -> Response:
     """Anything else under /api/v1 is problem+json: 405 for a known path, else 404."""
     api_rules = Map(

@@ -20,6 +20,7 @@ REASONS = {
     403: "Forbidden for this account",
     404: "Not found",
     409: "Conflict with an existing account",
+    413: "The body is too large",
     422: "Validation failed",
     429: "Too many requests; see Retry-After",
     503: "A dependency is unavailable; see Retry-After",
@@ -38,7 +39,7 @@ def _operation(spec: Spec) -> dict[str, Any]:
     elif spec.path == "/jwks.json":
         success["content"] = {"application/json": {"schema": {"type": "object"}}}
     responses: dict[str, Any] = {str(spec.status): success}
-    error_codes = set(spec.errors) | ({400, 422} if spec.body else set()) | {503}
+    error_codes = set(spec.errors) | ({400, 413, 422} if spec.body else set()) | {503}
     accepted = {"application/json": {"schema": _ref(schemas.Accepted)}}
     for code in sorted(error_codes):
         # A second success (202 "check your inbox") or an error.

@@ -102,6 +102,8 @@ def from_service_error(error: PortcullisError) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if isinstance(error, Throttled) else None
     if isinstance(error, Unavailable | DeliveryFailed):
         headers = {"Retry-After": "30"}
+    if status == 401:  # RFC 9110 15.5.2: every 401 names a scheme
+        headers = {"WWW-Authenticate": 'Bearer realm="api"'}
     title = {
         401: "Unauthorized",
         403: "Forbidden",

@@ -7,6 +7,7 @@ an API token never signs a browser in.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Response, g, jsonify, request
@@ -48,7 +49,8 @@ def bearer() -> tuple[UserMixin, dict[str, Any]]:
         claims = state.access_tokens.verify(token.strip())
     except TokenInvalid as exc:
         raise Unauthorized(str(exc), invalid=True) from exc
-    user = state.accounts.get(int(claims["sub"])) if claims["sub"].isdigit() else None
+    subject = str(claims["sub"])
+    user = state.accounts.get(int(subject)) if re.fullmatch(r"[0-9]{1,18}", subject) else None
     if user is None or not user.active:
         raise Unauthorized("The account of this token is not available.", invalid=True)
     g.portcullis_claims = claims
@@ -86,7 +88,7 @@ def accepted(detail: str) -> tuple[Response, int]:
     body=schemas.Register,
     response=schemas.User,
     status=201,
-    errors=(202, 409, 422, 429),
+    errors=(202, 404, 409, 422, 429),
 )
 def register(data: schemas.Register) -> tuple[Response, int]:
     """201 with the account; with verification required, 202 for a new and a taken address
