@@ -256,10 +256,7 @@ def request_verification() -> tuple[Response, int]:
 def resend_verification(data: schemas.EmailBody) -> tuple[Response, int]:
     """For clients not signed in yet, e.g. when sign-in answers email_not_verified."""
     state = get_state()
-    state.notifier.limit(data.email, client_ip())
-    user = state.accounts.get_by_email(data.email)
-    if user is not None and user.active and not user.email_verified:
-        state.notifier.verification(user, state.accounts.make_verification_token(user), quiet=True)
+    state.notifier.offer_verification(state.accounts, data.email, client_ip())
     return accepted("If that address still needs verifying, a link is on its way.")
 
 
@@ -288,10 +285,7 @@ def verify_email(data: schemas.TokenBody) -> Response:
 )
 def forgot_password(data: schemas.EmailBody) -> tuple[Response, int]:
     state = get_state()
-    state.notifier.limit(data.email, client_ip())
-    user = state.accounts.get_by_email(data.email)
-    if user is not None and user.active:
-        state.notifier.password_reset(user, state.accounts.make_reset_token(user))
+    state.notifier.offer_reset(state.accounts, data.email, client_ip())
     return accepted("If an account uses that address, a reset link is on its way.")
 
 

@@ -101,14 +101,7 @@ def resend_to_pending_address(form: ConfirmForm) -> ResponseReturnValue:
     if not form.validate_on_submit() or not isinstance(pending, str):
         flash("Sign in again to ask for a new confirmation link.", "error")
         return redirect(back)
-    state.notifier.limit(pending, client_ip())
-    user = state.accounts.get_by_email(pending)
-    if user is not None and user.active and not user.email_verified:
-        try:
-            state.notifier.verification(user, state.accounts.make_verification_token(user))
-        except DeliveryFailed as exc:
-            flash(str(exc), "error")
-            return redirect(back)
+    state.notifier.offer_verification(state.accounts, pending, client_ip())
     flash(f"If {mask_email(pending)} still needs confirming, a new link is on its way.", "success")
     return redirect(back)
 
@@ -122,11 +115,7 @@ def forgot_password() -> ResponseReturnValue:
     state = get_state()
     form = ForgotPasswordForm()
     if form.validate_on_submit():
-        address = form.email.data or ""
-        state.notifier.limit(address, client_ip())
-        user = state.accounts.get_by_email(address)
-        if user is not None and user.active:
-            state.notifier.password_reset(user, state.accounts.make_reset_token(user))
+        state.notifier.offer_reset(state.accounts, form.email.data or "", client_ip())
         return render_template("portcullis/check_inbox.html", reason="reset")
     return render_form("portcullis/forgot_password.html", form)
 
