@@ -75,10 +75,14 @@ PORTCULLIS_TABLES = {
     "role_permissions",
     "audit_events",
     "refresh_tokens",
+    "two_factor",
+    "recovery_codes",
 }
 # Children before parents, so the foreign keys never object (MariaDB checks them per row).
 CLEANUP_ORDER = (
     "refresh_tokens",
+    "two_factor",
+    "recovery_codes",
     "user_sessions",
     "user_roles",
     "role_permissions",
@@ -276,7 +280,7 @@ def test_upgrade_creates_every_table_and_matches_the_models(fresh_app: Flask) ->
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
-            assert context.get_current_revision() == "0003_refresh_tokens"
+            assert context.get_current_revision() == "0004_two_factor"
             differences = compare_metadata(context, db.metadata)
     assert differences == [], "migrations and models disagree:\n" + pformat(differences)
 

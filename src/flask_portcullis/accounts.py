@@ -32,6 +32,9 @@ from .settings import Settings
 from .throttling import LoginGuard
 from .tokens import Purpose, TokenService
 
+# How long a correct password waits for its second factor.
+TWO_FACTOR_WINDOW = 5 * 60
+
 
 class AccountService:
     """Everything that creates, checks or changes a user account."""
@@ -55,6 +58,7 @@ class AccountService:
         self._sessions = sessions
         self._tokens = tokens
         self._guard = guard
+        self.guard = guard  # the second sign-in step counts its codes on the same lock
         self._settings = settings
         self._clock = clock
 
@@ -257,6 +261,17 @@ class AccountService:
     def check_link(self, purpose: Purpose, token: str) -> UserMixin:
         """Return the user a link is for, without using it up (its page is shown first)."""
         user, _ = self._check(purpose, token)
+        return user
+
+    def make_two_factor_challenge(self, user: UserMixin) -> str:
+        """A short-lived token saying "the password was right" (the API's second step)."""
+        return self._tokens.make(Purpose.TWO_FACTOR, user)
+
+    def check_two_factor_challenge(self, token: str) -> UserMixin:
+        """The user whose password a challenge vouches for (5 minutes), or TokenInvalid."""
+        user, _ = self._tokens.check(Purpose.TWO_FACTOR, token, TWO_FACTOR_WINDOW, self.get)
+        if not user.active:
+            raise TokenInvalid("This account is deactivated.")
         return user
 
     def verify_email(self, token: str) -> UserMixin:

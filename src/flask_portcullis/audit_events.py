@@ -22,6 +22,10 @@ class Event(StrEnum):
     ACCOUNT_DELETED = "account-deleted"
     ROLE_GRANTED = "role-granted"
     ROLE_REMOVED = "role-removed"
+    TWO_FACTOR_ENABLED = "two-factor-enabled"
+    TWO_FACTOR_DISABLED = "two-factor-disabled"
+    RECOVERY_CODES_REGENERATED = "recovery-codes-regenerated"
+    RECOVERY_CODE_USED = "recovery-code-used"
 
 
 LABELS: dict[Event, str] = {
@@ -41,4 +45,8 @@ LABELS: dict[Event, str] = {
     Event.ACCOUNT_DELETED: "Account deleted",
     Event.ROLE_GRANTED: "Role granted",
     Event.ROLE_REMOVED: "Role removed",
+    Event.TWO_FACTOR_ENABLED: "Two-factor sign-in turned on",
+    Event.TWO_FACTOR_DISABLED: "Two-factor sign-in turned off",
+    Event.RECOVERY_CODES_REGENERATED: "New recovery codes made",
+    Event.RECOVERY_CODE_USED: "Recovery code used",
 }

@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     THROTTLED = "throttled"
     DELIVERY_FAILED = "delivery_failed"
     UNAVAILABLE = "unavailable"
+    INVALID_CODE = "invalid_code"
 
 
 class PortcullisError(Exception):
@@ -165,3 +166,9 @@ class RefreshTokenReused(TokenInvalid):
     def __init__(self, user_id: int | None) -> None:
         super().__init__("The refresh token was already used: the session is ended.")
         self.user_id = user_id
+
+
+class InvalidCode(PortcullisError):
+    """A second-factor code (TOTP or recovery) is wrong, expired or already used."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.INVALID_CODE

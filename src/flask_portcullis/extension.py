@@ -29,6 +29,7 @@ from .sessions import SessionService
 from .settings import Settings
 from .throttling import LoginGuard, Throttle
 from .tokens import TokenService
+from .two_factor import TwoFactorService
 
 logger = logging.getLogger("flask_portcullis")
 
@@ -48,6 +49,7 @@ class State:
     audit: AuditLog
     access_tokens: AccessTokens
     refresh_tokens: RefreshTokens
+    two_factor: TwoFactorService
     debug: bool  # as configured when the app was set up (the CLI resets app.debug later)
     clock: Clock
 
@@ -171,6 +173,7 @@ class Portcullis:
                 clock=clock,
             ),
             refresh_tokens=RefreshTokens(session, self.models, sessions, clock),
+            two_factor=TwoFactorService(session, self.models, keys, settings.site_name, clock),
             debug=app.debug,
             clock=clock,
         )

@@ -20,7 +20,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import flask_login
-from sqlalchemy import Column, DateTime, Engine, ForeignKey, Index, String, Table, Text, event
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    event,
+)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship, scoped_session
@@ -198,6 +209,34 @@ class RefreshTokenMixin:
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
+class TwoFactorMixin:
+    """A user's TOTP secret (encrypted) and the last time step used (no replay)."""
+
+    if TYPE_CHECKING:
+
+        def __init__(self, **columns: Any) -> None: ...
+
+        user_id: Mapped[int]  # primary key and foreign key, mapped by build_models
+
+    secret: Mapped[str] = mapped_column(String(512))
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    enabled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RecoveryCodeMixin:
+    """One single-use recovery code, stored as a SHA-256 digest."""
+
+    if TYPE_CHECKING:
+
+        def __init__(self, **columns: Any) -> None: ...
+
+        user_id: Mapped[int]  # mapped by build_models, with the foreign key
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
 class AuditEventMixin:
     """One security event. Append-only: rows are added, and pruned by age, never edited.
 
@@ -227,6 +266,8 @@ class Models:
     Session: type[SessionMixin]
     AuditEvent: type[AuditEventMixin]
     RefreshToken: type[RefreshTokenMixin]
+    TwoFactor: type[TwoFactorMixin]
+    RecoveryCode: type[RecoveryCodeMixin]
     user_roles: Table
     role_permissions: Table
 
@@ -268,6 +309,17 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         __table_args__ = (Index("ix_refresh_tokens_session_id", "session_id"),)
         session_id: Mapped[str] = mapped_column(ForeignKey("user_sessions.id", ondelete="CASCADE"))
 
+    class TwoFactor(TwoFactorMixin, base):
+        __tablename__ = "two_factor"
+        user_id: Mapped[int] = mapped_column(
+            ForeignKey(user_fk, ondelete="CASCADE"), primary_key=True, autoincrement=False
+        )
+
+    class RecoveryCode(RecoveryCodeMixin, base):
+        __tablename__ = "recovery_codes"
+        __table_args__ = (Index("ix_recovery_codes_user_id", "user_id"),)
+        user_id: Mapped[int] = mapped_column(ForeignKey(user_fk, ondelete="CASCADE"))
+
     user_roles = Table(
         "user_roles",
         db.metadata,
@@ -292,6 +344,8 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         Session,
         AuditEvent,
         RefreshToken,
+        TwoFactor,
+        RecoveryCode,
         user_roles,
         role_permissions,
     )

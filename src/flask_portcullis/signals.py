@@ -37,6 +37,10 @@ account_deactivated = _signals.signal(f"portcullis.{Event.ACCOUNT_DEACTIVATED}")
 account_deleted = _signals.signal(f"portcullis.{Event.ACCOUNT_DELETED}")
 role_granted = _signals.signal(f"portcullis.{Event.ROLE_GRANTED}")
 role_removed = _signals.signal(f"portcullis.{Event.ROLE_REMOVED}")
+two_factor_enabled = _signals.signal(f"portcullis.{Event.TWO_FACTOR_ENABLED}")
+two_factor_disabled = _signals.signal(f"portcullis.{Event.TWO_FACTOR_DISABLED}")
+recovery_codes_regenerated = _signals.signal(f"portcullis.{Event.RECOVERY_CODES_REGENERATED}")
+recovery_code_used = _signals.signal(f"portcullis.{Event.RECOVERY_CODE_USED}")
 
 BY_EVENT: dict[Event, NamedSignal] = {
     Event(name.removeprefix("portcullis.")): signal

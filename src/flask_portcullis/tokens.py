@@ -27,12 +27,15 @@ class Purpose(StrEnum):
     VERIFY_EMAIL = "verify-email"
     RESET_PASSWORD = "reset-password"
     CHANGE_EMAIL = "change-email"
+    TWO_FACTOR = "two-factor"  # the API's challenge between password and second factor
 
 
 def _state(purpose: Purpose, user: UserMixin) -> str:
     # What must stay the same for the link to remain valid.
     if purpose is Purpose.VERIFY_EMAIL:
         return f"{user.email_key}|{user.email_verified_at}"
+    if purpose is Purpose.TWO_FACTOR:
+        return f"{user.password_hash}|{user.active}"
     if purpose is Purpose.RESET_PASSWORD:
         # The address too: a link sent to a mailbox the user has since left must die.
         return f"{user.password_hash}|{user.last_login_at}|{user.email_key}"

@@ -27,7 +27,8 @@ class Spec:
     response: type[BaseModel] | None
     status: int
     auth: bool
-    errors: tuple[int, ...]  # other answers: a second success (< 400) or problem+json
+    errors: tuple[int, ...]  # problem+json answers
+    others: tuple[tuple[int, type[BaseModel]], ...]  # further successes, e.g. 202
     tag: str
     parameters: list[dict[str, Any]] = field(default_factory=list)
 
@@ -45,6 +46,7 @@ def endpoint(
     status: int = 200,
     auth: bool = False,
     errors: tuple[int, ...] = (),
+    others: tuple[tuple[int, type[BaseModel]], ...] = (),
     tag: str = "account",
 ) -> Callable[[F], F]:
     """Register a route; with ``body`` the view gets the validated model as ``data``."""
@@ -64,7 +66,17 @@ def endpoint(
         ]
         SPECS.append(
             Spec(
-                path, method.lower(), summary, body, response, status, auth, errors, tag, parameters
+                path,
+                method.lower(),
+                summary,
+                body,
+                response,
+                status,
+                auth,
+                errors,
+                others,
+                tag,
+                parameters,
             )
         )
         return wrapped  # type: ignore[return-value]

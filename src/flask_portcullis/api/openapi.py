@@ -40,13 +40,13 @@ def _operation(spec: Spec) -> dict[str, Any]:
         success["content"] = {"application/json": {"schema": {"type": "object"}}}
     responses: dict[str, Any] = {str(spec.status): success}
     error_codes = set(spec.errors) | ({400, 413, 422} if spec.body else set()) | {503}
-    accepted = {"application/json": {"schema": _ref(schemas.Accepted)}}
-    for code in sorted(error_codes):
-        # A second success (202 "check your inbox") or an error.
+    for code, model in spec.others:
         responses[str(code)] = {
             "description": REASONS[code],
-            "content": accepted if code < 400 else problem,
+            "content": {"application/json": {"schema": _ref(model)}},
         }
+    for code in sorted(error_codes):
+        responses[str(code)] = {"description": REASONS[code], "content": problem}
     operation: dict[str, Any] = {
         "summary": spec.summary,
         "operationId": spec.method + spec.path.replace("/", "_").replace(".", "_"),
@@ -72,6 +72,7 @@ def document(server_url: str) -> dict[str, Any]:
     for spec in SPECS:
         paths.setdefault(spec.path, {})[spec.method] = _operation(spec)
         models.update(m for m in (spec.body, spec.response) if m is not None)
+        models.update(model for _, model in spec.others)
     components: dict[str, Any] = {}
     for model in sorted(models, key=lambda m: m.__name__):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")

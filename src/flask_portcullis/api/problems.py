@@ -17,6 +17,7 @@ from ..exceptions import (
     EmailTaken,
     ErrorCode,
     FieldError,
+    InvalidCode,
     InvalidCredentials,
     NotFound,
     PasswordRejected,
@@ -33,6 +34,7 @@ MIMETYPE = "application/problem+json"
 
 STATUS: list[tuple[type[PortcullisError], int]] = [
     (InvalidCredentials, 401),
+    (InvalidCode, 401),
     (AccountInactive, 403),
     (EmailNotVerified, 403),
     (UsernameTaken, 409),

@@ -56,6 +56,21 @@ class ResetPassword(Body):
     password: Password
 
 
+class TwoFactorStep(Body):
+    challenge: Token = Field(description="From the 202 answer of /login.")
+    code: Annotated[str, Field(max_length=64)] = Field(
+        description="A 6-digit TOTP code or a recovery code.", examples=["123456"]
+    )
+
+
+class TwoFactorChallenge(BaseModel):
+    """The password was right; the account has a second factor."""
+
+    challenge: str = Field(description="Send it with the code to /login/two-factor.")
+    expires_in: int = Field(examples=[300])
+    detail: str
+
+
 class TokenPair(BaseModel):
     access_token: str = Field(description="A JWT; send it as `Authorization: Bearer ...`.")
     token_type: Literal["Bearer"] = "Bearer"

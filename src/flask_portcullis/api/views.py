@@ -11,13 +11,16 @@ import re
 from typing import Any
 
 from flask import Response, g, jsonify, request
+from flask.typing import ResponseReturnValue
 
+from ..accounts import TWO_FACTOR_WINDOW
 from ..audit_events import Event
 from ..exceptions import (
     AccountInactive,
     EmailNotVerified,
     EmailTaken,
     FieldError,
+    InvalidCode,
     InvalidCredentials,
     NotFound,
     PasswordRejected,
@@ -88,7 +91,8 @@ def accepted(detail: str) -> tuple[Response, int]:
     body=schemas.Register,
     response=schemas.User,
     status=201,
-    errors=(202, 404, 409, 422, 429),
+    errors=(404, 409, 422, 429),
+    others=((202, schemas.Accepted),),
 )
 def register(data: schemas.Register) -> tuple[Response, int]:
     """201 with the account; with verification required, 202 for a new and a taken address
@@ -115,12 +119,13 @@ def register(data: schemas.Register) -> tuple[Response, int]:
 @endpoint(
     "/login",
     "POST",
-    summary="Sign in: an access token and a refresh token",
+    summary="Sign in: tokens, or (202) a challenge for the second factor",
     body=schemas.Login,
     response=schemas.TokenPair,
     errors=(401, 403, 429),
+    others=((202, schemas.TwoFactorChallenge),),
 )
-def login(data: schemas.Login) -> Response:
+def login(data: schemas.Login) -> ResponseReturnValue:
     state = get_state()
     try:
         user = state.accounts.authenticate(data.identity, data.password, client=client_ip())
@@ -135,10 +140,46 @@ def login(data: schemas.Login) -> Response:
     except Throttled as exc:
         audit(Event.THROTTLED, path=request.path, retry_after=exc.retry_after, via="api")
         raise
+    if state.two_factor.is_enabled(user):
+        challenge = schemas.TwoFactorChallenge(
+            challenge=state.accounts.make_two_factor_challenge(user),
+            expires_in=TWO_FACTOR_WINDOW,
+            detail="Send a code from the authenticator app (or a recovery code).",
+        )
+        return jsonify(challenge.model_dump()), 202
+    return signed_in(user)
+
+
+def signed_in(user: UserMixin, **detail: str) -> Response:
+    state = get_state()
     notify_unusual_sign_in(user)
     grant = state.refresh_tokens.start(user, ip=client_ip(), user_agent=request.user_agent.string)
-    audit(Event.SIGN_IN, user.id, via="api")
+    audit(Event.SIGN_IN, user.id, via="api", **detail)
     return token_pair(state, user.id, grant.session, grant.refresh_token)
+
+
+@endpoint(
+    "/login/two-factor",
+    "POST",
+    summary="Second step: the challenge and a TOTP or recovery code, for tokens",
+    body=schemas.TwoFactorStep,
+    response=schemas.TokenPair,
+    errors=(400, 401, 429),
+)
+def login_two_factor(data: schemas.TwoFactorStep) -> Response:
+    state = get_state()
+    user = state.accounts.check_two_factor_challenge(data.challenge)
+    account = f"user:{user.id}"
+    state.accounts.guard.reserve(account)  # wrong codes count like wrong passwords
+    try:
+        method = state.two_factor.verify(user, data.code)
+    except InvalidCode:
+        audit(Event.SIGN_IN_FAILED, user.id, reason="second-factor", via="api")
+        raise
+    state.accounts.guard.succeeded(account)
+    if method == "recovery":
+        audit(Event.RECOVERY_CODE_USED, user.id, via="api")
+    return signed_in(user, factor=method)
 
 
 @endpoint(

@@ -11,7 +11,15 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..audit_events import Event
 from ..exceptions import Throttled
 from ..extension import State
-from . import account, admin, auth, headers, health, links  # noqa: F401  (registers the routes)
+from . import (  # noqa: F401  (registers the routes)
+    account,
+    admin,
+    auth,
+    headers,
+    health,
+    links,
+    two_factor,
+)
 from .blueprints import admin_bp, bp
 from .events import audit
 from .signin import init_login_manager

@@ -27,6 +27,7 @@ from .forms import ConfirmForm, LoginForm, RegisterForm
 from .links import PENDING_VERIFICATION
 from .redirects import safe_next
 from .signin import client_ip, current_device, sign_in, sign_out
+from .two_factor import start_second_step
 
 # One message for unknown user and wrong password (OWASP ASVS 2.2.1 / no enumeration).
 BAD_CREDENTIALS = "Incorrect username, email or password."
@@ -129,6 +130,10 @@ def login() -> ResponseReturnValue:
             return render_form("portcullis/login.html", form, unverified=True)
         else:
             remember = bool(form.remember.data)
+            if get_state().two_factor.is_enabled(user):
+                return start_second_step(
+                    user, remember=remember, next_url=safe_next(request.args.get("next"))
+                )
             notify_unusual_sign_in(user)
             sign_in(user, remember=remember)
             audit(Event.SIGN_IN, user.id, remember=remember)

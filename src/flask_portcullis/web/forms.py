@@ -95,3 +95,14 @@ class ResetPasswordForm(Form):
 class ChangeEmailForm(Form):
     email = EmailField("New email address", validators=_required("new email address"))
     password = PasswordField("Current password", validators=_required("current password"))
+
+
+class CodeForm(Form):
+    code = StringField(
+        "Code",
+        validators=[DataRequired("Enter the code."), Length(max=64, message="Too long.")],
+    )
+
+
+class PasswordConfirmForm(Form):
+    password = PasswordField("Your password", validators=_required("password"))

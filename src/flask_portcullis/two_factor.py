@@ -1,0 +1,181 @@
+"""Time-based one-time passwords (RFC 6238) and single-use recovery codes.
+
+The shared secret is encrypted at rest (Fernet, with keys derived from
+``SECRET_KEY`` and its fallbacks, so rotation keeps it readable) and never
+shown again after setup. A code is accepted within one 30-second step of
+drift, and each step only once: the last used step is stored, so a code seen
+over someone's shoulder cannot be replayed. Recovery codes are stored only
+as SHA-256 digests (they are 80 random bits: no slow hash needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyotp
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import delete, func, select
+
+from .clock import Clock
+from .exceptions import InvalidCode
+from .models import DbSession, Models, UserMixin
+
+STEP = 30
+DRIFT_STEPS = 1
+RECOVERY_CODES = 10
+
+
+def _fernet_key(secret: str) -> bytes:
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"portcullis.totp", info=b"fernet")
+    return base64.urlsafe_b64encode(hkdf.derive(secret.encode()))
+
+
+def _digest(code: str) -> str:
+    return hashlib.sha256(normalize_recovery_code(code).encode()).hexdigest()
+
+
+def normalize_recovery_code(code: str) -> str:
+    """Recovery codes are read off paper: ignore case, spaces and dashes."""
+    return "".join(ch for ch in code.lower() if ch.isalnum())
+
+
+def new_recovery_code() -> str:
+    raw = base64.b32encode(secrets.token_bytes(10)).decode().lower()  # 80 bits, 16 characters
+    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A secret offered to a user, not yet confirmed with a code."""
+
+    secret: str
+    uri: str
+
+
+class TwoFactorService:
+    def __init__(
+        self,
+        db: DbSession,
+        models: Models,
+        secret_keys: Sequence[str],
+        issuer: str,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._models = models
+        # Current key first: MultiFernet encrypts with the first, decrypts with any.
+        self._fernet = MultiFernet([Fernet(_fernet_key(k)) for k in reversed(secret_keys)])
+        self._issuer = issuer
+        self._clock = clock
+
+    # -- state -------------------------------------------------------------------------
+
+    def is_enabled(self, user: UserMixin) -> bool:
+        return self._db.get(self._models.TwoFactor, user.id) is not None
+
+    def recovery_codes_left(self, user: UserMixin) -> int:
+        RecoveryCode = self._models.RecoveryCode
+        query = select(func.count(RecoveryCode.id)).where(
+            RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None)
+        )
+        return int(self._db.scalar(query) or 0)
+
+    # -- setup -------------------------------------------------------------------------
+
+    def begin(self, user: UserMixin) -> Setup:
+        """A fresh secret and its otpauth:// URI (for the QR code); nothing is stored yet."""
+        secret = pyotp.random_base32(32)  # 160 bits (RFC 4226 recommends at least 128)
+        return Setup(secret, self.uri(user, secret))
+
+    def uri(self, user: UserMixin, secret: str) -> str:
+        """The otpauth:// URI an authenticator app reads from the QR code."""
+        return pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=self._issuer)
+
+    def enable(self, user: UserMixin, secret: str, code: str) -> list[str]:
+        """Store ``secret`` once ``code`` proves the app has it; return new recovery codes."""
+        step = self._matching_step(secret, code, after=-1)
+        if step is None:
+            raise InvalidCode("That code does not match. Check the time on your phone.")
+        TwoFactor = self._models.TwoFactor
+        self._db.execute(delete(TwoFactor).where(TwoFactor.user_id == user.id))
+        self._db.add(
+            TwoFactor(
+                user_id=user.id,
+                secret=self._fernet.encrypt(secret.encode()).decode(),
+                last_step=step,
+                enabled_at=self._clock(),
+            )
+        )
+        return self._replace_recovery_codes(user)  # commits both
+
+    def disable(self, user: UserMixin) -> None:
+        """Remove the second factor and its recovery codes (the caller checks re-authentication)."""
+        TwoFactor, RecoveryCode = self._models.TwoFactor, self._models.RecoveryCode
+        self._db.execute(delete(TwoFactor).where(TwoFactor.user_id == user.id))
+        self._db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        self._db.commit()
+
+    def regenerate_recovery_codes(self, user: UserMixin) -> list[str]:
+        """Void the old set and return a new one (shown once)."""
+        return self._replace_recovery_codes(user)
+
+    # -- sign-in -------------------------------------------------------------------------
+
+    def verify(self, user: UserMixin, code: str) -> str:
+        """Accept a current TOTP code or an unused recovery code; return which ("totp" or
+        "recovery"), or raise InvalidCode. Either is usable once only."""
+        record = self._db.get(self._models.TwoFactor, user.id)
+        if record is None:
+            raise InvalidCode("Two-factor authentication is not set up.")
+        compact = "".join(code.split())
+        if compact.isdigit() and len(compact) == 6:
+            try:
+                secret = self._fernet.decrypt(record.secret.encode()).decode()
+            except InvalidToken as exc:
+                raise InvalidCode("The second factor cannot be read; ask an admin.") from exc
+            step = self._matching_step(secret, compact, after=record.last_step)
+            if step is not None:
+                record.last_step = step  # RFC 6238 5.2: refuse a second use of a step
+                self._db.commit()
+                return "totp"
+            raise InvalidCode("That code is not right, or was used already.")
+        RecoveryCode = self._models.RecoveryCode
+        row = self._db.scalars(
+            select(RecoveryCode).where(
+                RecoveryCode.user_id == user.id,
+                RecoveryCode.code_hash == _digest(code),
+                RecoveryCode.used_at.is_(None),
+            )
+        ).first()
+        if row is None:
+            raise InvalidCode("That code is not right, or was used already.")
+        row.used_at = self._clock()
+        self._db.commit()
+        return "recovery"
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _matching_step(self, secret: str, code: str, *, after: int) -> int | None:
+        totp = pyotp.TOTP(secret, interval=STEP)
+        now_step = int(self._clock().timestamp()) // STEP
+        for step in range(now_step - DRIFT_STEPS, now_step + DRIFT_STEPS + 1):
+            expected = totp.at(step * STEP)
+            if step > after and hmac.compare_digest(expected, code.strip()):
+                return step
+        return None
+
+    def _replace_recovery_codes(self, user: UserMixin) -> list[str]:
+        RecoveryCode = self._models.RecoveryCode
+        self._db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
+        for code in codes:
+            self._db.add(RecoveryCode(user_id=user.id, code_hash=_digest(code)))
+        self._db.commit()
+        return codes

@@ -1,0 +1,132 @@
+"""Two-factor sign-in pages: set up TOTP, recovery codes, and the second sign-in step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import segno
+from flask import flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+
+from ..audit_events import Event
+from ..decorators import login_required
+from ..exceptions import InvalidCode, Throttled
+from ..extension import get_state
+from ..models import UserMixin
+from .account import WRONG_PASSWORD, me
+from .blueprints import bp
+from .events import audit, notify_unusual_sign_in
+from .feedback import render_form
+from .forms import CodeForm, PasswordConfirmForm
+from .redirects import safe_next
+from .signin import sign_in
+
+# Between a right password and the second factor: who, whether to remember, where to go.
+PENDING = "_portcullis_2fa"
+SETUP = "_portcullis_totp_setup"
+WINDOW = 5 * 60
+
+
+def start_second_step(
+    user: UserMixin, *, remember: bool, next_url: str | None
+) -> ResponseReturnValue:
+    """Hold the sign-in until the second factor: nothing is signed in yet."""
+    session.clear()
+    expires = int(get_state().clock().timestamp()) + WINDOW
+    session[PENDING] = {"user": user.id, "remember": remember, "next": next_url, "until": expires}
+    return redirect(url_for("portcullis.login_two_factor"))
+
+
+def pending_user() -> tuple[UserMixin, dict[str, Any]] | None:
+    state = get_state()
+    pending = session.get(PENDING)
+    if not isinstance(pending, dict) or not isinstance(pending.get("user"), int):
+        return None
+    if int(state.clock().timestamp()) > int(pending.get("until", 0)):
+        session.pop(PENDING, None)
+        return None
+    user = state.accounts.get(pending["user"])
+    if user is None or not user.active:
+        return None
+    return user, pending
+
+
+@bp.route("/login/two-factor", methods=["GET", "POST"])
+def login_two_factor() -> ResponseReturnValue:
+    found = pending_user()
+    if found is None:
+        flash("Please sign in again.", "info")
+        return redirect(url_for("portcullis.login"))
+    user, pending = found
+    state = get_state()
+    form = CodeForm()
+    if form.validate_on_submit():
+        account = f"user:{user.id}"
+        state_guard = state.accounts.guard
+        try:
+            state_guard.reserve(account)  # wrong codes count like wrong passwords
+            method = state.two_factor.verify(user, form.code.data or "")
+        except Throttled:
+            raise
+        except InvalidCode as exc:
+            audit(Event.SIGN_IN_FAILED, user.id, reason="second-factor")
+            form.code.errors = [str(exc)]
+        else:
+            state_guard.succeeded(account)
+            if method == "recovery":
+                audit(Event.RECOVERY_CODE_USED, user.id)
+            notify_unusual_sign_in(user)
+            sign_in(user, remember=bool(pending.get("remember")))
+            audit(Event.SIGN_IN, user.id, remember=bool(pending.get("remember")), factor=method)
+            flash(f"Signed in as {user.username}.", "success")
+            target = safe_next(pending.get("next"))
+            return redirect(target or url_for(state.settings.post_login_view))
+    return render_form("portcullis/login_two_factor.html", form)
+
+
+@bp.route("/account/two-factor", methods=["GET", "POST"])
+@login_required
+def two_factor() -> ResponseReturnValue:
+    state, user = get_state(), me()
+    if state.two_factor.is_enabled(user):
+        return manage(user)
+    form = CodeForm()
+    setup = session.get(SETUP)
+    if form.validate_on_submit() and isinstance(setup, str):
+        try:
+            codes = state.two_factor.enable(user, setup, form.code.data or "")
+        except InvalidCode as exc:
+            form.code.errors = [str(exc)]
+        else:
+            session.pop(SETUP, None)
+            audit(Event.TWO_FACTOR_ENABLED, user.id)
+            flash("Two-factor sign-in is on.", "success")
+            return render_template("portcullis/recovery_codes.html", codes=codes)
+    if not isinstance(setup, str):  # kept across reloads: the app may have scanned it already
+        offer = state.two_factor.begin(user)
+        session[SETUP] = offer.secret
+        setup = offer.secret
+    uri = state.two_factor.uri(user, setup)
+    qr = segno.make(uri, error="m").svg_data_uri(scale=5, dark="#1d2330")
+    return render_form("portcullis/two_factor_setup.html", form, secret=setup, qr=qr, uri=uri)
+
+
+def manage(user: UserMixin) -> ResponseReturnValue:
+    """Two-factor is on: regenerate recovery codes or turn it off (both need the password)."""
+    state = get_state()
+    form = PasswordConfirmForm()
+    action = request.form.get("action", "")
+    if form.validate_on_submit() and action in ("disable", "regenerate"):
+        if not state.accounts.check_password(user, form.password.data or ""):
+            form.password.errors = [WRONG_PASSWORD]
+        elif action == "disable":
+            state.two_factor.disable(user)
+            audit(Event.TWO_FACTOR_DISABLED, user.id)
+            flash("Two-factor sign-in is off.", "info")
+            return redirect(url_for("portcullis.account"))
+        else:
+            codes = state.two_factor.regenerate_recovery_codes(user)
+            audit(Event.RECOVERY_CODES_REGENERATED, user.id)
+            return render_template("portcullis/recovery_codes.html", codes=codes)
+    left = state.two_factor.recovery_codes_left(user)
+    return render_form("portcullis/two_factor_manage.html", form, left=left)
