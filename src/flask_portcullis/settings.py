@@ -69,6 +69,8 @@ class Settings:
     register_limit_per_client: str = "10/hour"
     rate_limit_fail_closed: bool = True
     new_device_notice: bool = True
+    # ASVS 3.7.1: sensitive pages want a sign-in (or password) this recent, in seconds.
+    fresh_login_window: int = 10 * 60
     audit_retention_days: int = 365
     trusted_proxies: int = 0
     # The JSON API: JWT access tokens (RFC 7519) and CORS.
@@ -163,6 +165,7 @@ class Settings:
             "reset_password_lifetime",
             "audit_retention_days",
             "access_token_lifetime",
+            "fresh_login_window",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{PREFIX}{name.upper()} must be a positive number of seconds.")

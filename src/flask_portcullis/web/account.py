@@ -17,12 +17,22 @@ from ..notify import mask_email
 from .blueprints import bp
 from .events import audit
 from .feedback import render_form, show_error
-from .forms import ChangeEmailForm, ChangePasswordForm, ConfirmForm, DeleteAccountForm
+from .forms import (
+    ChangeEmailForm,
+    ChangePasswordForm,
+    ConfirmForm,
+    DeleteAccountForm,
+    PasswordConfirmForm,
+)
+from .fresh import ask_for_password, fresh_login_required
+from .redirects import safe_next
 from .signin import (
     client_ip,
     current_device,
     current_session_id,
     current_session_record,
+    is_fresh,
+    mark_fresh,
     sign_in,
     sign_out,
 )
@@ -119,7 +129,7 @@ def delete_account() -> ResponseReturnValue:
 
 
 @bp.route("/account/export")
-@login_required
+@fresh_login_required
 def export() -> ResponseReturnValue:
     state, user = get_state(), me()
     data = state.accounts.export(user)
@@ -138,6 +148,8 @@ def sessions() -> ResponseReturnValue:
     state, user = get_state(), me()
     form = ConfirmForm()
     current = current_session_record()
+    if request.method == "POST" and not is_fresh():  # listing is free; ending is sensitive
+        return ask_for_password()
     if form.validate_on_submit():
         target = request.form.get("session", "")
         if target == "others":
@@ -177,3 +189,16 @@ def activity_row(event: AuditEventMixin) -> dict[str, str]:
         "ip": event.ip,
         "user_agent": event.user_agent,
     }
+
+
+@bp.route("/reauthenticate", methods=["GET", "POST"])
+@login_required
+def reauthenticate() -> ResponseReturnValue:
+    """Ask for the password again before a sensitive page (OWASP ASVS 3.7.1)."""
+    form = PasswordConfirmForm()
+    if form.validate_on_submit():
+        if get_state().accounts.check_password(me(), form.password.data or ""):
+            mark_fresh()
+            return redirect(safe_next(request.args.get("next")) or url_for("portcullis.account"))
+        form.password.errors = [WRONG_PASSWORD]
+    return render_form("portcullis/reauthenticate.html", form)

@@ -18,6 +18,7 @@ from ..models import SessionMixin, UserMixin
 from ..notify import Device
 
 SESSION_KEY = "_portcullis_sid"
+AUTHENTICATED_AT = "_portcullis_auth_at"  # when the password (or a factor) was last given
 
 
 def load_user(user_id: str) -> UserMixin | None:
@@ -72,6 +73,7 @@ def sign_in(user: UserMixin, *, remember: bool) -> None:
         user, remember=remember, ip=client_ip(), user_agent=request.user_agent.string
     )
     session[SESSION_KEY] = session_id
+    session[AUTHENTICATED_AT] = int(state.clock().timestamp())
     session.permanent = remember
     login_user(user, remember=False, fresh=True, force=True)
 
@@ -90,3 +92,15 @@ def init_login_manager(login_manager: LoginManager) -> None:
     login_manager.login_view = "portcullis.login"
     login_manager.login_message = "Please sign in to see that page."
     login_manager.login_message_category = "info"
+
+
+def is_fresh() -> bool:
+    """Tell whether this browser gave its password within PORTCULLIS_FRESH_LOGIN_WINDOW."""
+    state = get_state()
+    at = session.get(AUTHENTICATED_AT)
+    now = int(state.clock().timestamp())
+    return isinstance(at, int) and now - at <= state.settings.fresh_login_window
+
+
+def mark_fresh() -> None:
+    session[AUTHENTICATED_AT] = int(get_state().clock().timestamp())

@@ -9,7 +9,6 @@ from flask import flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
 from ..audit_events import Event
-from ..decorators import login_required
 from ..exceptions import InvalidCode, Throttled
 from ..extension import get_state
 from ..models import UserMixin
@@ -18,6 +17,7 @@ from .blueprints import bp
 from .events import audit, notify_unusual_sign_in
 from .feedback import render_form
 from .forms import CodeForm, PasswordConfirmForm
+from .fresh import fresh_login_required
 from .redirects import safe_next
 from .signin import sign_in
 
@@ -85,7 +85,7 @@ def login_two_factor() -> ResponseReturnValue:
 
 
 @bp.route("/account/two-factor", methods=["GET", "POST"])
-@login_required
+@fresh_login_required
 def two_factor() -> ResponseReturnValue:
     state, user = get_state(), me()
     if state.two_factor.is_enabled(user):
