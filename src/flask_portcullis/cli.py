@@ -190,6 +190,20 @@ def revoke_sessions(identity: str) -> None:
     click.echo(f"ended {count} session(s) of {user.username}")
 
 
+@users.command("reset-two-factor")
+@click.argument("identity")
+@reports_errors
+def reset_two_factor(identity: str) -> None:
+    """Turn a user's second factor off and end their sessions: they enrol again (an admin
+    never learns or sets a secret)."""
+    state = get_state()
+    user = state.accounts.require_by_identity(identity)
+    state.two_factor.disable(user)
+    count = state.sessions.end_all(user.id)
+    _audit(Event.TWO_FACTOR_DISABLED, user.id, reset=True)
+    click.echo(f"two-factor sign-in of {user.username} is off; ended {count} session(s)")
+
+
 @roles.command("create")
 @click.argument("name")
 @click.option("--description", default="")

@@ -37,6 +37,7 @@ SUBJECTS = {
     "password_reset_done": "Your password was reset",
     "new_sign_in": "New sign-in to your account",
     "registration_attempt": "Someone tried to sign up with your address",
+    "factor_changed": "Your sign-in settings changed",
 }
 
 
@@ -184,6 +185,17 @@ class Notifier:
             user=user,
             device=device,
             failures=failures,
+            reset_link=url_for("portcullis.forgot_password", _external=True),
+        )
+
+    def factor_changed(self, user: UserMixin, device: Device, *, change: str) -> None:
+        """Tell the owner a second factor or its recovery codes changed or were used."""
+        self.send_quietly(
+            "factor_changed",
+            user.email,
+            user=user,
+            device=device,
+            change=change,
             reset_link=url_for("portcullis.forgot_password", _external=True),
         )
 

@@ -71,6 +71,8 @@ class Settings:
     new_device_notice: bool = True
     # ASVS 3.7.1: sensitive pages want a sign-in (or password) this recent, in seconds.
     fresh_login_window: int = 10 * 60
+    # Users holding any of these roles must set up a second factor before anything else.
+    require_2fa_for_roles: tuple[str, ...] = ()
     audit_retention_days: int = 365
     trusted_proxies: int = 0
     # The JSON API: JWT access tokens (RFC 7519) and CORS.
@@ -132,6 +134,8 @@ class Settings:
             problems.append(
                 'PORTCULLIS_CORS_ORIGINS must list origins like "https://app.example.com".'
             )
+        if not all(isinstance(role, str) and role for role in self.require_2fa_for_roles):
+            problems.append('PORTCULLIS_REQUIRE_2FA_FOR_ROLES lists role names, e.g. ["admin"].')
         if self.email_verification not in VERIFICATION_MODES:
             problems.append(
                 "PORTCULLIS_EMAIL_VERIFICATION must be one of "

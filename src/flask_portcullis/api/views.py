@@ -179,6 +179,12 @@ def login_two_factor(data: schemas.TwoFactorStep) -> Response:
     state.accounts.guard.succeeded(account)
     if method == "recovery":
         audit(Event.RECOVERY_CODE_USED, user.id, via="api")
+        left = state.two_factor.recovery_codes_left(user)
+        state.notifier.factor_changed(
+            user,
+            current_device(),
+            change=f"A recovery code was used to sign in. {left} unused codes are left.",
+        )
     return signed_in(user, factor=method)
 
 

@@ -45,6 +45,8 @@ def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:
     app.register_blueprint(admin_bp)
     headers.init_app(app, security_headers=state.settings.security_headers)
     health.init_app(app)
+    if state.settings.require_2fa_for_roles:
+        app.before_request(two_factor.require_second_factor)
 
     @app.context_processor
     def portcullis_context() -> dict[str, object]:

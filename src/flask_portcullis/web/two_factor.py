@@ -7,6 +7,7 @@ from typing import Any
 import segno
 from flask import flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from flask_login import current_user
 
 from ..audit_events import Event
 from ..exceptions import InvalidCode, Throttled
@@ -19,7 +20,7 @@ from .feedback import render_form
 from .forms import CodeForm, PasswordConfirmForm
 from .fresh import fresh_login_required
 from .redirects import safe_next
-from .signin import sign_in
+from .signin import current_device, sign_in
 
 # Between a right password and the second factor: who, whether to remember, where to go.
 PENDING = "_portcullis_2fa"
@@ -75,6 +76,12 @@ def login_two_factor() -> ResponseReturnValue:
             state_guard.succeeded(account)
             if method == "recovery":
                 audit(Event.RECOVERY_CODE_USED, user.id)
+                left = state.two_factor.recovery_codes_left(user)
+                state.notifier.factor_changed(
+                    user,
+                    current_device(),
+                    change=f"A recovery code was used to sign in. {left} unused codes are left.",
+                )
             notify_unusual_sign_in(user)
             sign_in(user, remember=bool(pending.get("remember")))
             audit(Event.SIGN_IN, user.id, remember=bool(pending.get("remember")), factor=method)
@@ -100,6 +107,9 @@ def two_factor() -> ResponseReturnValue:
         else:
             session.pop(SETUP, None)
             audit(Event.TWO_FACTOR_ENABLED, user.id)
+            state.notifier.factor_changed(
+                user, current_device(), change="Two-factor sign-in was turned on for your account."
+            )
             flash("Two-factor sign-in is on.", "success")
             return render_template("portcullis/recovery_codes.html", codes=codes)
     if not isinstance(setup, str):  # kept across reloads: the app may have scanned it already
@@ -122,11 +132,45 @@ def manage(user: UserMixin) -> ResponseReturnValue:
         elif action == "disable":
             state.two_factor.disable(user)
             audit(Event.TWO_FACTOR_DISABLED, user.id)
+            state.notifier.factor_changed(
+                user, current_device(), change="Two-factor sign-in was turned off for your account."
+            )
             flash("Two-factor sign-in is off.", "info")
             return redirect(url_for("portcullis.account"))
         else:
             codes = state.two_factor.regenerate_recovery_codes(user)
             audit(Event.RECOVERY_CODES_REGENERATED, user.id)
+            state.notifier.factor_changed(
+                user,
+                current_device(),
+                change="New recovery codes were made for your account; the old ones are void.",
+            )
             return render_template("portcullis/recovery_codes.html", codes=codes)
     left = state.two_factor.recovery_codes_left(user)
     return render_form("portcullis/two_factor_manage.html", form, left=left)
+
+
+# Where a user who must set up two-factor may still go.
+ENROLMENT_ENDPOINTS = {
+    "portcullis.two_factor",
+    "portcullis.reauthenticate",
+    "portcullis.logout",
+    "portcullis.static",
+    "portcullis.healthz",
+    "static",
+}
+
+
+def require_second_factor() -> ResponseReturnValue | None:
+    """PORTCULLIS_REQUIRE_2FA_FOR_ROLES: holders of those roles set up a second factor first."""
+    state = get_state()
+    if request.endpoint in ENROLMENT_ENDPOINTS or request.blueprint == "portcullis_api":
+        return None
+    if not current_user.is_authenticated:
+        return None
+    user = current_user._get_current_object()
+    roles = state.settings.require_2fa_for_roles
+    if any(user.has_role(role) for role in roles) and not state.two_factor.is_enabled(user):
+        flash("Your role needs two-factor sign-in: please set it up first.", "info")
+        return redirect(url_for("portcullis.two_factor"))
+    return None
