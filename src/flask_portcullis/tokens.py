@@ -35,7 +35,8 @@ def _state(purpose: Purpose, user: UserMixin) -> str:
     if purpose is Purpose.VERIFY_EMAIL:
         return f"{user.email_key}|{user.email_verified_at}"
     if purpose is Purpose.TWO_FACTOR:
-        return f"{user.password_hash}|{user.active}"
+        # Dies with a password change, and with the next password step.
+        return f"{user.password_hash}|{user.last_login_at}|{user.active}"
     if purpose is Purpose.RESET_PASSWORD:
         # The address too: a link sent to a mailbox the user has since left must die.
         return f"{user.password_hash}|{user.last_login_at}|{user.email_key}"

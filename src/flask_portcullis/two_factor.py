@@ -21,7 +21,7 @@ import pyotp
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from .clock import Clock
 from .exceptions import InvalidCode
@@ -142,9 +142,17 @@ class TwoFactorService:
                 raise InvalidCode("The second factor cannot be read; ask an admin.") from exc
             step = self._matching_step(secret, compact, after=record.last_step)
             if step is not None:
-                record.last_step = step  # RFC 6238 5.2: refuse a second use of a step
+                # RFC 6238 5.2: a step is used once. Claimed with one conditional UPDATE, so
+                # of two requests racing with one code, only one gets through.
+                TwoFactor = self._models.TwoFactor
+                claimed = self._db.execute(
+                    update(TwoFactor)
+                    .where(TwoFactor.user_id == user.id, TwoFactor.last_step < step)
+                    .values(last_step=step)
+                )
                 self._db.commit()
-                return "totp"
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    return "totp"
             raise InvalidCode("That code is not right, or was used already.")
         RecoveryCode = self._models.RecoveryCode
         row = self._db.scalars(
@@ -156,8 +164,15 @@ class TwoFactorService:
         ).first()
         if row is None:
             raise InvalidCode("That code is not right, or was used already.")
-        row.used_at = self._clock()
+        RecoveryCode = self._models.RecoveryCode
+        claimed = self._db.execute(
+            update(RecoveryCode)
+            .where(RecoveryCode.id == row.id, RecoveryCode.used_at.is_(None))
+            .values(used_at=self._clock())
+        )
         self._db.commit()
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            raise InvalidCode("That code is not right, or was used already.")
         return "recovery"
 
     # -- internals -----------------------------------------------------------------------

@@ -33,6 +33,7 @@ from ..models import UserMixin
 from ..notify import mask_email
 from ..web.events import audit, notify_unusual_sign_in
 from ..web.signin import client_ip, current_device
+from ..web.two_factor import code_guard_key
 from . import schemas
 from .endpoints import endpoint
 from .problems import Unauthorized
@@ -169,8 +170,8 @@ def signed_in(user: UserMixin, **detail: str) -> Response:
 def login_two_factor(data: schemas.TwoFactorStep) -> Response:
     state = get_state()
     user = state.accounts.check_two_factor_challenge(data.challenge)
-    account = f"user:{user.id}"
-    state.accounts.guard.reserve(account)  # wrong codes count like wrong passwords
+    account = code_guard_key(user)
+    state.accounts.guard.reserve(account)  # wrong codes have their own lock
     try:
         method = state.two_factor.verify(user, data.code)
     except InvalidCode:

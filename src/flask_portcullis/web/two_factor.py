@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from ..audit_events import Event
-from ..exceptions import InvalidCode, Throttled
+from ..exceptions import InvalidCode, Throttled, TokenInvalid
 from ..extension import get_state
 from ..models import UserMixin
 from .account import WRONG_PASSWORD, me
@@ -22,34 +22,40 @@ from .fresh import fresh_login_required
 from .redirects import safe_next
 from .signin import current_device, sign_in
 
-# Between a right password and the second factor: who, whether to remember, where to go.
+# Between a right password and the second factor: the challenge, remember-me, where to go.
 PENDING = "_portcullis_2fa"
 SETUP = "_portcullis_totp_setup"
-WINDOW = 5 * 60
 
 
 def start_second_step(
     user: UserMixin, *, remember: bool, next_url: str | None
 ) -> ResponseReturnValue:
-    """Hold the sign-in until the second factor: nothing is signed in yet."""
+    """Hold the sign-in until the second factor: nothing is signed in yet.
+
+    The pending state is the same signed challenge the API hands out: it
+    expires after five minutes and dies with a password change.
+    """
     session.clear()
-    expires = int(get_state().clock().timestamp()) + WINDOW
-    session[PENDING] = {"user": user.id, "remember": remember, "next": next_url, "until": expires}
+    challenge = get_state().accounts.make_two_factor_challenge(user)
+    session[PENDING] = {"challenge": challenge, "remember": remember, "next": next_url}
     return redirect(url_for("portcullis.login_two_factor"))
 
 
 def pending_user() -> tuple[UserMixin, dict[str, Any]] | None:
-    state = get_state()
     pending = session.get(PENDING)
-    if not isinstance(pending, dict) or not isinstance(pending.get("user"), int):
+    if not isinstance(pending, dict) or not isinstance(pending.get("challenge"), str):
         return None
-    if int(state.clock().timestamp()) > int(pending.get("until", 0)):
+    try:
+        user = get_state().accounts.check_two_factor_challenge(pending["challenge"])
+    except TokenInvalid:
         session.pop(PENDING, None)
         return None
-    user = state.accounts.get(pending["user"])
-    if user is None or not user.active:
-        return None
     return user, pending
+
+
+def code_guard_key(user: UserMixin) -> str:
+    """Wrong codes have a lock of their own: giving the password again must not reset it."""
+    return f"user:{user.id}:second-factor"
 
 
 @bp.route("/login/two-factor", methods=["GET", "POST"])
@@ -62,7 +68,7 @@ def login_two_factor() -> ResponseReturnValue:
     state = get_state()
     form = CodeForm()
     if form.validate_on_submit():
-        account = f"user:{user.id}"
+        account = code_guard_key(user)
         state_guard = state.accounts.guard
         try:
             state_guard.reserve(account)  # wrong codes count like wrong passwords
