@@ -82,3 +82,16 @@ def test_an_admin_resets_a_second_factor_by_forcing_re_enrolment(
         assert not get_state(app).two_factor.is_enabled(user)
         events = [e.event for e in get_state(app).audit.recent(user.id)]
     assert "two-factor-disabled" in events
+
+
+def test_the_pending_setup_secret_is_not_readable_in_the_cookie(
+    app: Flask, auth_client: FlaskClient
+) -> None:
+    page = auth_client.get("/account/two-factor").get_data(as_text=True)
+    match = SECRET.search(page)
+    assert match
+    cookie = auth_client.get_cookie("session")
+    assert cookie is not None
+    contents = app.session_interface.get_signing_serializer(app).loads(cookie.value)  # type: ignore[attr-defined]
+    assert match.group(1) not in str(contents)
+    assert match.group(1).lower() not in str(contents).lower()

@@ -94,6 +94,17 @@ class TwoFactorService:
         secret = pyotp.random_base32(32)  # 160 bits (RFC 4226 recommends at least 128)
         return Setup(secret, self.uri(user, secret))
 
+    def seal(self, secret: str) -> str:
+        """Encrypt a secret for keeping in the (signed, not encrypted) session cookie."""
+        return self._fernet.encrypt(secret.encode()).decode()
+
+    def unseal(self, sealed: str) -> str | None:
+        """The secret inside ``seal``'s output, or None when it is not one of ours."""
+        try:
+            return self._fernet.decrypt(sealed.encode()).decode()
+        except (InvalidToken, ValueError):
+            return None
+
     def uri(self, user: UserMixin, secret: str) -> str:
         """The otpauth:// URI an authenticator app reads from the QR code."""
         return pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=self._issuer)

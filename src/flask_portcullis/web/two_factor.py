@@ -104,8 +104,9 @@ def two_factor() -> ResponseReturnValue:
     if state.two_factor.is_enabled(user):
         return manage(user)
     form = CodeForm()
-    setup = session.get(SETUP)
-    if form.validate_on_submit() and isinstance(setup, str):
+    sealed = session.get(SETUP)
+    setup = state.two_factor.unseal(sealed) if isinstance(sealed, str) else None
+    if form.validate_on_submit() and setup is not None:
         try:
             codes = state.two_factor.enable(user, setup, form.code.data or "")
         except InvalidCode as exc:
@@ -118,10 +119,9 @@ def two_factor() -> ResponseReturnValue:
             )
             flash("Two-factor sign-in is on.", "success")
             return render_template("portcullis/recovery_codes.html", codes=codes)
-    if not isinstance(setup, str):  # kept across reloads: the app may have scanned it already
-        offer = state.two_factor.begin(user)
-        session[SETUP] = offer.secret
-        setup = offer.secret
+    if setup is None:  # kept across reloads: the app may have scanned it already
+        setup = state.two_factor.begin(user).secret
+        session[SETUP] = state.two_factor.seal(setup)  # encrypted: the cookie is only signed
     uri = state.two_factor.uri(user, setup)
     qr = segno.make(uri, error="m").svg_data_uri(scale=5, dark="#1d2330")
     return render_form("portcullis/two_factor_setup.html", form, secret=setup, qr=qr, uri=uri)
