@@ -122,16 +122,9 @@ class LiveServer:
         assert not self.errors, f"the server raised: {self.errors!r}"
 
 
-@pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
-    """Serve a fresh demo app (own SQLite file, shipped migrations) in a background thread.
-
-    Cookies stay Secure (the production default, PORTCULLIS_SECURE_COOKIES=True):
-    Chromium counts http://127.0.0.1 as a secure context (loopback is "potentially
-    trustworthy"), so it stores Secure cookies from it and sends them back. The
-    journey asserts this, so if a browser ever stops doing so the test says why.
-    """
-    app = make_app(tmp_path)
+@contextmanager
+def serve(app: Flask) -> Iterator[LiveServer]:
+    """Serve ``app`` over HTTP on 127.0.0.1 in a background thread, as ``live_server`` does."""
     server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
     live = LiveServer(app=app, url=f"http://127.0.0.1:{server.server_port}")
     got_request_exception.connect(live.record_error, app, weak=False)
@@ -146,6 +139,22 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         thread.join(timeout=10)
         server.server_close()
         got_request_exception.disconnect(live.record_error, app)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """Serve a fresh demo app (own SQLite file, shipped migrations) in a background thread.
+
+    Cookies stay Secure (the production default, PORTCULLIS_SECURE_COOKIES=True):
+    Chromium counts http://127.0.0.1 as a secure context (loopback is "potentially
+    trustworthy"), so it stores Secure cookies from it and sends them back. The
+    journey asserts this, so if a browser ever stops doing so the test says why.
+    """
+    app = make_app(tmp_path)
+    try:
+        with serve(app) as live:
+            yield live
+    finally:
         with app.app_context():
             get_state(app).db.engine.dispose()
 
@@ -176,25 +185,6 @@ def new_context(browser: Browser, live_server: LiveServer) -> Iterator[NewContex
 
 
 # -- a live server whose mail goes to the test SMTP server -----------------------------
-
-
-@contextmanager
-def serve(app: Flask) -> Iterator[LiveServer]:
-    """Serve ``app`` over HTTP on 127.0.0.1 in a background thread, as ``live_server`` does."""
-    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
-    live = LiveServer(app=app, url=f"http://127.0.0.1:{server.server_port}")
-    got_request_exception.connect(live.record_error, app, weak=False)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="live-server", daemon=True
-    )
-    thread.start()
-    try:
-        yield live
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        got_request_exception.disconnect(live.record_error, app)
 
 
 @pytest.fixture
