@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import secrets
 import socket
 import threading
 import time
@@ -118,6 +119,28 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own (on the real server); its keys go afterwards."""
+    import redis
+
+    from .services import require_service
+
+    require_service("Redis", "127.0.0.1", 6379, lambda: redis.Redis.from_url(REDIS_URL).ping())
+    prefix = "portcullis-test-" + secrets.token_hex(6)
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -26,7 +25,6 @@ from flask_portcullis.demo import create_app
 from flask_portcullis.settings import OWASP_ARGON2, Settings
 
 from .conftest import FAST_HASH, free_port, make_app
-from .services import require_service
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
@@ -106,21 +104,6 @@ def run_doctor(app: Flask) -> Report:
     for item, line in findings.items():
         assert line.standard == STANDARDS[item], (item, line)
     return report
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
-    require_service("Redis", REDIS_HOST, REDIS_PORT, lambda: redis.Redis.from_url(REDIS_URL).ping())
-    prefix = "portcullis-doctor-" + secrets.token_hex(6)
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture

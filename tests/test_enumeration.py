@@ -29,7 +29,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_portcullis import get_state
-from flask_portcullis.notify import SUBJECTS, mask_email
+from flask_portcullis.identity import mask_email
+from flask_portcullis.notify import SUBJECTS
 from flask_portcullis.settings import OWASP_ARGON2
 from flask_portcullis.web.auth import BAD_CREDENTIALS
 

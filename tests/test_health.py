@@ -25,7 +25,6 @@ from typing import Any, Protocol
 
 import flask_migrate
 import pytest
-import redis
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
@@ -279,21 +278,6 @@ class TcpProxy:
                         destination.sendall(data)
                     except OSError:
                         return
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
-    require_service("Redis", REDIS_HOST, REDIS_PORT, lambda: redis.Redis.from_url(REDIS_URL).ping())
-    prefix = "portcullis-health-" + secrets.token_hex(6)
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ real ones back (``REAL_LIMITS``, pinned against the defaults by the first test).
 from __future__ import annotations
 
 import re
-import secrets
 import time
 import types
 from collections.abc import Iterator
@@ -30,7 +29,6 @@ from flask_portcullis.throttling import FAILURE_MEMORY, LoginGuard, Throttle
 from flask_portcullis.web.auth import BAD_CREDENTIALS
 
 from .conftest import PASSWORD, free_port, login, make_app, make_user, submit
-from .services import require_service
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 NEW_PASSWORD = "a brand new passphrase for ada"
@@ -65,19 +63,6 @@ def build(tmp_path: Path) -> Iterator[AppFactory]:
     for app in apps:
         with app.app_context():
             get_state(app).db.engine.dispose()
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
-    require_service("Redis", "127.0.0.1", 6379, lambda: redis.Redis.from_url(REDIS_URL).ping())
-    prefix = "portcullis-test-" + secrets.token_hex(6)
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def browser(app: Flask, ip: str = "192.0.2.1", forwarded_for: str | None = None) -> FlaskClient:

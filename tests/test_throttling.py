@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,6 @@ from flask_portcullis.exceptions import Throttled
 from flask_portcullis.throttling import Throttle
 
 from .conftest import make_app, submit
-from .services import require_service
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -54,19 +51,6 @@ def test_in_process_counts_belong_to_one_app(tmp_path: Path) -> None:
         submit(second.test_client(), "/forgot-password", {"email": "x@example.com"}).status_code
         == 200
     )
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    require_service("Redis", "127.0.0.1", 6379, lambda: redis.Redis.from_url(REDIS_URL).ping())
-    prefix = "portcullis-test-" + secrets.token_hex(6)
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.mark.services

@@ -57,8 +57,7 @@ class AccountService:
         self.policy = policy
         self._sessions = sessions
         self._tokens = tokens
-        self._guard = guard
-        self.guard = guard  # the second sign-in step counts its codes on the same lock
+        self.guard = guard  # public: the second sign-in step counts its codes with it too
         self._settings = settings
         self._clock = clock
 
@@ -127,7 +126,7 @@ class AccountService:
         if client is not None:  # sign-ups from the web or API; the CLI's are not limited
             if not self._settings.registration:
                 raise NotFound("Registration is closed.")
-            self._guard.before_registration(client)
+            self.guard.before_registration(client)
         username = clean_username(username)
         email = clean_email(email)
         self.policy.require(password, username=username, email=email)
@@ -181,14 +180,14 @@ class AccountService:
         """
         user = self.get_by_identity(identity)
         account = guard_key(user, identity)
-        self._guard.before_attempt(account, client)
+        self.guard.before_attempt(account, client)
         if user is None:
             self.hashing.verify_dummy(password)
             raise InvalidCredentials()
         result = self.hashing.verify(password, user.password_hash)
         if not result.ok:
             raise InvalidCredentials(user.id)
-        self._guard.succeeded(account)
+        self.guard.succeeded(account)
         if not user.active:
             raise AccountInactive(user.id)
         if self._settings.email_verification == "required" and not user.email_verified:
@@ -206,10 +205,10 @@ class AccountService:
         stolen session cannot be used to guess the password at leisure.
         """
         account = guard_key(user, "")
-        self._guard.reserve(account)
+        self.guard.reserve(account)
         ok = self.hashing.verify(password, user.password_hash).ok
         if ok:
-            self._guard.succeeded(account)
+            self.guard.succeeded(account)
         return ok
 
     # -- changes ---------------------------------------------------------------
@@ -289,7 +288,7 @@ class AccountService:
         """Set a new password through a reset link; every session ends, nobody is signed in."""
         user = self.check_link(Purpose.RESET_PASSWORD, token)
         self.set_password(user, new)
-        self._guard.succeeded(guard_key(user, ""))  # the owner proved it: lift any lock
+        self.guard.succeeded(guard_key(user, ""))  # the owner proved it: lift any lock
         return user
 
     def request_email_change(

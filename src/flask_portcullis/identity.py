@@ -73,3 +73,9 @@ def clean_email(value: str) -> str:
     if len(identity_key(result.normalized)) > EMAIL_MAX:
         raise FieldError("email", "That email address is too long.")
     return result.normalized
+
+
+def mask_email(address: str) -> str:
+    """Show enough of an address to recognise it, not enough to harvest it: a***@example.com."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}***@{domain}"

@@ -20,6 +20,7 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from typing import Any, Protocol, TextIO
 
 from .exceptions import ConfigurationError, DeliveryFailed
+from .identity import mask_email
 
 logger = logging.getLogger("flask_portcullis.mail")
 
@@ -89,8 +90,9 @@ class SMTPSender:
                 smtp.sendmail(envelope_from, [message.to], data, mail_options=options)
         except (OSError, smtplib.SMTPException, UnicodeError, ValueError) as exc:
             # Log the server's complaint, never the message: it may hold a link.
-            masked = f"{message.to[:1]}***@{message.to.rpartition('@')[2]}"
-            logger.error("could not send %r to %s: %s", message.subject, masked, exc)
+            logger.error(
+                "could not send %r to %s: %s", message.subject, mask_email(message.to), exc
+            )
             raise DeliveryFailed("We could not send the email. Please try again.") from exc
 
 

@@ -20,7 +20,7 @@ from .exceptions import DeliveryFailed, Throttled
 
 if TYPE_CHECKING:
     from .accounts import AccountService
-from .identity import identity_key
+from .identity import identity_key, mask_email
 from .mail import MailSender, Message
 from .models import UserMixin
 from .settings import Settings
@@ -39,12 +39,6 @@ SUBJECTS = {
     "registration_attempt": "Someone tried to sign up with your address",
     "factor_changed": "Your sign-in settings changed",
 }
-
-
-def mask_email(address: str) -> str:
-    """Show enough of an address to recognise it, not enough to harvest it: a***@example.com."""
-    local, _, domain = address.rpartition("@")
-    return f"{local[:1]}***@{domain}"
 
 
 @dataclass(frozen=True)

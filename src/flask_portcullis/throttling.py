@@ -72,10 +72,6 @@ class Throttle:
         stats = self._limiter.get_window_stats(item, scope, identifier)
         return max(1, math.ceil(stats.reset_time - time.time()))
 
-    def reset(self) -> None:
-        """Forget every count (tests, and an operator clearing a false alarm)."""
-        self.storage.reset()
-
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]

@@ -29,8 +29,8 @@ from ..exceptions import (
     TokenInvalid,
 )
 from ..extension import State, get_state
+from ..identity import mask_email
 from ..models import UserMixin
-from ..notify import mask_email
 from ..web.events import audit, notify_unusual_sign_in
 from ..web.signin import client_ip, current_device
 from ..web.two_factor import code_guard_key

@@ -12,8 +12,8 @@ from ..audit_events import LABELS, Event
 from ..decorators import login_required
 from ..exceptions import DeliveryFailed, InvalidCredentials, PortcullisError, Throttled
 from ..extension import get_state
+from ..identity import mask_email
 from ..models import AuditEventMixin, UserMixin
-from ..notify import mask_email
 from .blueprints import bp
 from .events import audit
 from .feedback import render_form, show_error

@@ -15,7 +15,7 @@ from flask_login import current_user
 from ..audit_events import Event
 from ..exceptions import DeliveryFailed, EmailTaken, PortcullisError, TokenExpired, TokenInvalid
 from ..extension import get_state
-from ..notify import mask_email
+from ..identity import mask_email
 from ..tokens import Purpose
 from .blueprints import bp
 from .events import audit
