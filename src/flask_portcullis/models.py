@@ -332,10 +332,11 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         Column("role_id", ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
         Column("permission_id", ForeignKey("permissions.id", ondelete="CASCADE"), primary_key=True),
     )
-    # Roles load only when a check needs them; a role's permissions come with it.
+    # A user's roles come with the per-request session lookup (one query; see
+    # SessionService.resolve_record); a role's permissions only when a check needs them.
     user_model.roles = relationship(Role, secondary=user_roles)
     Role.permissions = relationship(
-        Permission, secondary=role_permissions, lazy="selectin", order_by=Permission.name
+        Permission, secondary=role_permissions, order_by=Permission.name
     )
     return Models(
         user_model,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import joinedload
 
 from .clock import Clock
 from .models import DbSession, Models, SessionMixin, UserMixin
@@ -78,11 +79,18 @@ class SessionService:
     def resolve_record(self, record_id: str) -> ActiveSession | None:
         """Like resolve, by the stored id (API sessions, whose raw id is never handed out)."""
         Session, User = self._models.Session, self._models.User
-        row = self._db.execute(
-            select(Session, User)
-            .join(User, User.id == Session.user_id)
-            .where(Session.id == record_id)
-        ).first()
+        # One round trip per request: the session, its user and the user's roles (the
+        # navigation asks for roles on every page).
+        row = (
+            self._db.execute(
+                select(Session, User)
+                .join(User, User.id == Session.user_id)
+                .where(Session.id == record_id)
+                .options(joinedload(User.roles))
+            )
+            .unique()
+            .first()
+        )
         if row is None:
             return None
         record, user = row
