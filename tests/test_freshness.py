@@ -88,3 +88,30 @@ def test_anonymous_visitors_sign_in_first(client: FlaskClient) -> None:
     response = client.get("/account/export")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/login?next=")
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/account/password", "current_password"),
+        ("/account/email", "password"),
+        ("/account/delete", "password"),
+    ],
+)
+def test_current_password_forms_answer_429_once_locked(
+    tmp_path: Path, clock: FakeClock, path: str, field: str
+) -> None:
+    """A throttled check is the 429 page, never dressed up as a form error."""
+    app = make_app(tmp_path, clock, PORTCULLIS_LOGIN_FREE_FAILURES=2)
+    make_user(app)
+    client = app.test_client()
+    login(client)
+    data = {
+        "current_password": "wrong password",
+        "new_password": "a new long passphrase",
+        "new_password_confirm": "a new long passphrase",
+        "email": "ada@new.example",
+        "password": "wrong password",
+    }
+    statuses = [submit(client, path, data).status_code for _ in range(4)]
+    assert statuses == [422, 422, 422, 429], field

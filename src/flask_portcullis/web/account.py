@@ -10,7 +10,7 @@ from flask_login import current_user
 
 from ..audit_events import LABELS, Event
 from ..decorators import login_required
-from ..exceptions import DeliveryFailed, InvalidCredentials, PortcullisError, Throttled
+from ..exceptions import DeliveryFailed, FieldError, InvalidCredentials, PasswordRejected
 from ..extension import get_state
 from ..identity import mask_email
 from ..models import AuditEventMixin, UserMixin
@@ -65,13 +65,11 @@ def change_email() -> ResponseReturnValue:
             )
             state.notifier.email_change(user, email, token, current_device())
             audit(Event.EMAIL_CHANGE_REQUESTED, user.id, new=mask_email(email))
-        except Throttled:
-            raise
         except InvalidCredentials:
             form.password.errors = [WRONG_PASSWORD]
         except DeliveryFailed as exc:
             form.form_errors.append(str(exc))
-        except PortcullisError as exc:
+        except (FieldError, PasswordRejected) as exc:
             show_error(form, exc)
         else:
             flash(
@@ -97,7 +95,7 @@ def change_password() -> ResponseReturnValue:
             )
         except InvalidCredentials:
             form.current_password.errors = [WRONG_PASSWORD]
-        except PortcullisError as exc:
+        except (FieldError, PasswordRejected) as exc:
             show_error(form, exc, password_field="new_password")
         else:
             # Every old session has ended; this browser continues on a fresh id.

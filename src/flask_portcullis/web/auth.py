@@ -12,10 +12,9 @@ from ..exceptions import (
     DeliveryFailed,
     EmailNotVerified,
     EmailTaken,
+    FieldError,
     InvalidCredentials,
-    PortcullisError,
-    Throttled,
-    Unavailable,
+    PasswordRejected,
 )
 from ..extension import get_state
 from ..identity import clean_email
@@ -53,14 +52,12 @@ def register() -> ResponseReturnValue:
                 form.password.data or "",
                 client=client_ip(),
             )
-        except (Throttled, Unavailable):
-            raise  # the 429 / 503 pages, not a form error
         except EmailTaken:
             if state.settings.email_verification != "required":
                 show_error(form, EmailTaken())
             else:
                 return tell_the_owner(form.email.data or "")
-        except PortcullisError as exc:
+        except (FieldError, PasswordRejected) as exc:  # others: the 429 / 503 / 404 pages
             show_error(form, exc)
         else:
             return welcome(user)

@@ -13,7 +13,14 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from ..audit_events import Event
-from ..exceptions import DeliveryFailed, EmailTaken, PortcullisError, TokenExpired, TokenInvalid
+from ..exceptions import (
+    DeliveryFailed,
+    EmailTaken,
+    FieldError,
+    PasswordRejected,
+    TokenExpired,
+    TokenInvalid,
+)
 from ..extension import get_state
 from ..identity import mask_email
 from ..tokens import Purpose
@@ -134,7 +141,7 @@ def reset_password(token: str) -> ResponseReturnValue:
             user = state.accounts.reset_password(token, form.password.data or "")
         except TokenInvalid as exc:
             return link_problem(exc, again=again, again_label="Send me a new link")
-        except PortcullisError as exc:
+        except (FieldError, PasswordRejected) as exc:
             show_error(form, exc)
         else:
             audit(Event.PASSWORD_RESET, user.id)

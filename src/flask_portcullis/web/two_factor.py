@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from ..audit_events import Event
-from ..exceptions import InvalidCode, Throttled, TokenInvalid
+from ..exceptions import InvalidCode, TokenInvalid
 from ..extension import get_state
 from ..models import UserMixin
 from .account import WRONG_PASSWORD, me
@@ -73,8 +73,6 @@ def login_two_factor() -> ResponseReturnValue:
         try:
             state_guard.reserve(account)  # wrong codes count like wrong passwords
             method = state.two_factor.verify(user, form.code.data or "")
-        except Throttled:
-            raise
         except InvalidCode as exc:
             audit(Event.SIGN_IN_FAILED, user.id, reason="second-factor")
             form.code.errors = [str(exc)]
