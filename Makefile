@@ -16,7 +16,7 @@ install: $(BIN)/python
 install-dev: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 
-# Serve the demo on http://127.0.0.1:5000 with SQLite in ./instance.
+# Serve the demo on http://localhost:5000 (passkeys need a host name) with SQLite in ./instance.
 # Debug mode because this is a local, plain-HTTP server: cookies are marked
 # Secure only outside debug, and not every browser accepts Secure cookies
 # over http:// (Chromium does on loopback; Safari does not).

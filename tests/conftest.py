@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -124,23 +125,35 @@ def free_port() -> int:
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A Redis key prefix of this test's own (on the real server); its keys go afterwards."""
+@contextmanager
+def redis_key_prefix() -> Iterator[str]:
+    """Give a Redis key prefix of its own (on the real server); its keys go afterwards.
+
+    A context manager rather than only a fixture, so fixtures of any scope can use it.
+    """
     import redis
 
     from .services import require_service
 
     require_service("Redis", "127.0.0.1", 6379, lambda: redis.Redis.from_url(REDIS_URL).ping())
     prefix = "portcullis-test-" + secrets.token_hex(6)
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
     try:
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
+        yield prefix
     finally:
-        client.close()
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            keys = list(client.scan_iter(f"{prefix}*"))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own (on the real server); its keys go afterwards."""
+    with redis_key_prefix() as prefix:
+        yield prefix
 
 
 @pytest.fixture(scope="session")
@@ -277,3 +290,11 @@ def auth_client(client: FlaskClient, user: int) -> FlaskClient:
     response = login(client)
     assert response.status_code == 302, response.get_data(as_text=True)
     return client
+
+
+PASSKEY_CHALLENGE = re.compile(r"challenge&#34;: &#34;[\w-]+")
+
+
+def without_challenges(page: str) -> str:
+    """The page with its passkey challenges blanked: random per render, like CSRF tokens."""
+    return PASSKEY_CHALLENGE.sub("challenge&#34;: &#34;", page)

@@ -77,12 +77,14 @@ PORTCULLIS_TABLES = {
     "refresh_tokens",
     "two_factor",
     "recovery_codes",
+    "passkeys",
 }
 # Children before parents, so the foreign keys never object (MariaDB checks them per row).
 CLEANUP_ORDER = (
     "refresh_tokens",
     "two_factor",
     "recovery_codes",
+    "passkeys",
     "user_sessions",
     "user_roles",
     "role_permissions",
@@ -280,7 +282,7 @@ def test_upgrade_creates_every_table_and_matches_the_models(fresh_app: Flask) ->
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
-            assert context.get_current_revision() == "0004_two_factor"
+            assert context.get_current_revision() == "0005_passkeys"
             differences = compare_metadata(context, db.metadata)
     assert differences == [], "migrations and models disagree:\n" + pformat(differences)
 

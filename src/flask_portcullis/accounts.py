@@ -188,15 +188,20 @@ class AccountService:
         if not result.ok:
             raise InvalidCredentials(user.id)
         self.guard.succeeded(account)
+        if result.needs_rehash:
+            user.password_hash = self.hashing.hash(password)
+        self.admit(user)
+        return user
+
+    def admit(self, user: UserMixin) -> None:
+        """After a right password or passkey: refuse a deactivated or (when verification is
+        required) unconfirmed account, else note the sign-in."""
         if not user.active:
             raise AccountInactive(user.id)
         if self._settings.email_verification == "required" and not user.email_verified:
             raise EmailNotVerified(user.id)
-        if result.needs_rehash:
-            user.password_hash = self.hashing.hash(password)
         user.last_login_at = self._clock()
         self._db.commit()
-        return user
 
     def check_password(self, user: UserMixin, password: str) -> bool:
         """Tell whether ``password`` is the user's current password (re-authentication).

@@ -26,6 +26,8 @@ class Event(StrEnum):
     TWO_FACTOR_DISABLED = "two-factor-disabled"
     RECOVERY_CODES_REGENERATED = "recovery-codes-regenerated"
     RECOVERY_CODE_USED = "recovery-code-used"
+    PASSKEY_ADDED = "passkey-added"
+    PASSKEY_REMOVED = "passkey-removed"
 
 
 LABELS: dict[Event, str] = {
@@ -49,4 +51,6 @@ LABELS: dict[Event, str] = {
     Event.TWO_FACTOR_DISABLED: "Two-factor sign-in turned off",
     Event.RECOVERY_CODES_REGENERATED: "New recovery codes made",
     Event.RECOVERY_CODE_USED: "Recovery code used",
+    Event.PASSKEY_ADDED: "Passkey added",
+    Event.PASSKEY_REMOVED: "Passkey removed",
 }

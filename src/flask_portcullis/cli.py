@@ -194,14 +194,16 @@ def revoke_sessions(identity: str) -> None:
 @click.argument("identity")
 @reports_errors
 def reset_two_factor(identity: str) -> None:
-    """Turn a user's second factor off and end their sessions: they enrol again (an admin
-    never learns or sets a secret)."""
+    """Remove a user's second factors (app, recovery codes, passkeys) and end their sessions:
+    they enrol again (an admin never learns or sets a secret)."""
     state = get_state()
     user = state.accounts.require_by_identity(identity)
-    state.two_factor.disable(user)
+    state.two_factor.reset(user)
     count = state.sessions.end_all(user.id)
     _audit(Event.TWO_FACTOR_DISABLED, user.id, reset=True)
-    click.echo(f"two-factor sign-in of {user.username} is off; ended {count} session(s)")
+    click.echo(
+        f"two-factor sign-in of {user.username} is off, passkeys removed; ended {count} session(s)"
+    )
 
 
 @roles.command("create")

@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     UNAVAILABLE = "unavailable"
     INVALID_CODE = "invalid_code"
+    PASSKEY_REJECTED = "passkey_rejected"
 
 
 class PortcullisError(Exception):
@@ -172,3 +173,10 @@ class InvalidCode(PortcullisError):
     """A second-factor code (TOTP or recovery) is wrong, expired or already used."""
 
     code: ClassVar[ErrorCode] = ErrorCode.INVALID_CODE
+
+
+class PasskeyRejected(PortcullisError):
+    """A WebAuthn response did not verify: wrong challenge, origin or signature, an unknown
+    or removed passkey, or a sign counter that went backwards."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.PASSKEY_REJECTED

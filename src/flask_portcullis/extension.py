@@ -21,6 +21,7 @@ from .exceptions import ConfigurationError
 from .mail import MailSender, sender_from_config
 from .models import Models, UserMixin, build_models, enforce_sqlite_foreign_keys
 from .notify import Notifier
+from .passkeys import PasskeyService
 from .password_policy import PasswordPolicy, PasswordValidator
 from .passwords import Hasher, PasswordHashing
 from .rbac import RoleService
@@ -50,6 +51,7 @@ class State:
     access_tokens: AccessTokens
     refresh_tokens: RefreshTokens
     two_factor: TwoFactorService
+    passkeys: PasskeyService
     debug: bool  # as configured when the app was set up (the CLI resets app.debug later)
     clock: Clock
 
@@ -174,6 +176,7 @@ class Portcullis:
             ),
             refresh_tokens=RefreshTokens(session, self.models, sessions, clock),
             two_factor=TwoFactorService(session, self.models, keys, settings.site_name, clock),
+            passkeys=PasskeyService(session, self.models, clock),
             debug=app.debug,
             clock=clock,
         )

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Engine,
     ForeignKey,
     Index,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -237,6 +238,31 @@ class RecoveryCodeMixin:
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
+class PasskeyMixin:
+    """A WebAuthn credential (passkey): its public key, never a secret.
+
+    Looked up by ``credential_key``, a SHA-256 digest of the credential id,
+    because credential ids run to 1,023 bytes, too long for a portable
+    unique index.
+    """
+
+    if TYPE_CHECKING:
+
+        def __init__(self, **columns: Any) -> None: ...
+
+        user_id: Mapped[int]  # mapped by build_models, with the foreign key
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    credential_key: Mapped[str] = mapped_column(String(64), unique=True)
+    credential_id: Mapped[str] = mapped_column(Text)  # base64url, as the browser sends it
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE_Key
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    name: Mapped[str] = mapped_column(String(64))
+    transports: Mapped[str] = mapped_column(String(255), default="")  # comma-separated hints
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
 class AuditEventMixin:
     """One security event. Append-only: rows are added, and pruned by age, never edited.
 
@@ -268,6 +294,7 @@ class Models:
     RefreshToken: type[RefreshTokenMixin]
     TwoFactor: type[TwoFactorMixin]
     RecoveryCode: type[RecoveryCodeMixin]
+    Passkey: type[PasskeyMixin]
     user_roles: Table
     role_permissions: Table
 
@@ -320,6 +347,11 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         __table_args__ = (Index("ix_recovery_codes_user_id", "user_id"),)
         user_id: Mapped[int] = mapped_column(ForeignKey(user_fk, ondelete="CASCADE"))
 
+    class Passkey(PasskeyMixin, base):
+        __tablename__ = "passkeys"
+        __table_args__ = (Index("ix_passkeys_user_id", "user_id"),)
+        user_id: Mapped[int] = mapped_column(ForeignKey(user_fk, ondelete="CASCADE"))
+
     user_roles = Table(
         "user_roles",
         db.metadata,
@@ -347,6 +379,7 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         RefreshToken,
         TwoFactor,
         RecoveryCode,
+        Passkey,
         user_roles,
         role_permissions,
     )

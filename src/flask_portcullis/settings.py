@@ -73,6 +73,10 @@ class Settings:
     fresh_login_window: int = 10 * 60
     # Users holding any of these roles must set up a second factor before anything else.
     require_2fa_for_roles: tuple[str, ...] = ()
+    # WebAuthn relying party: empty means this request's host name and origin (fine for
+    # localhost; set both in production so a proxy's Host header cannot choose them).
+    webauthn_rp_id: str = ""
+    webauthn_origins: tuple[str, ...] = ()
     audit_retention_days: int = 365
     trusted_proxies: int = 0
     # The JSON API: JWT access tokens (RFC 7519) and CORS.
@@ -134,6 +138,15 @@ class Settings:
             problems.append(
                 'PORTCULLIS_CORS_ORIGINS must list origins like "https://app.example.com".'
             )
+        if not all(
+            isinstance(o, str) and o.startswith(("https://", "http://")) and o.count("/") == 2
+            for o in self.webauthn_origins
+        ):
+            problems.append(
+                'PORTCULLIS_WEBAUTHN_ORIGINS must list origins like "https://example.com".'
+            )
+        if any(ch in self.webauthn_rp_id for ch in ":/ "):
+            problems.append("PORTCULLIS_WEBAUTHN_RP_ID is a host name, without scheme or port.")
         if not all(isinstance(role, str) and role for role in self.require_2fa_for_roles):
             problems.append('PORTCULLIS_REQUIRE_2FA_FOR_ROLES lists role names, e.g. ["admin"].')
         if self.email_verification not in VERIFICATION_MODES:

@@ -41,6 +41,8 @@ two_factor_enabled = _signals.signal(f"portcullis.{Event.TWO_FACTOR_ENABLED}")
 two_factor_disabled = _signals.signal(f"portcullis.{Event.TWO_FACTOR_DISABLED}")
 recovery_codes_regenerated = _signals.signal(f"portcullis.{Event.RECOVERY_CODES_REGENERATED}")
 recovery_code_used = _signals.signal(f"portcullis.{Event.RECOVERY_CODE_USED}")
+passkey_added = _signals.signal(f"portcullis.{Event.PASSKEY_ADDED}")
+passkey_removed = _signals.signal(f"portcullis.{Event.PASSKEY_REMOVED}")
 
 BY_EVENT: dict[Event, NamedSignal] = {
     Event(name.removeprefix("portcullis.")): signal

@@ -123,11 +123,16 @@ class LoginGuard:
 
         Raises Unavailable when the counts cannot be reached and the guard fails closed.
         """
-        throttle, closed = self._throttle, self._fail_closed
-        throttle.hit(self._per_client, "login-client", client, fail_closed=closed)
+        self.before_client_attempt(client)
         pair = f"{account}|{client}"
-        throttle.hit(self._per_account_client, "login-account-client", pair, fail_closed=closed)
+        self._throttle.hit(
+            self._per_account_client, "login-account-client", pair, fail_closed=self._fail_closed
+        )
         self.reserve(account)
+
+    def before_client_attempt(self, client: str) -> None:
+        """Count a sign-in attempt that names no account (a passkey) against ``client``."""
+        self._throttle.hit(self._per_client, "login-client", client, fail_closed=self._fail_closed)
 
     def reserve(self, account: str) -> None:
         """Count one password check on ``account`` as a failure until it succeeds, or raise

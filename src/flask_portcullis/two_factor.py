@@ -21,7 +21,7 @@ import pyotp
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 
 from .clock import Clock
 from .exceptions import InvalidCode
@@ -77,8 +77,17 @@ class TwoFactorService:
 
     # -- state -------------------------------------------------------------------------
 
-    def is_enabled(self, user: UserMixin) -> bool:
+    def has_totp(self, user: UserMixin) -> bool:
         return self._db.get(self._models.TwoFactor, user.id) is not None
+
+    def is_enabled(self, user: UserMixin) -> bool:
+        """Tell whether sign-in needs a second factor: a TOTP app or a passkey (one query)."""
+        TwoFactor, Passkey = self._models.TwoFactor, self._models.Passkey
+        query = select(
+            exists().where(TwoFactor.user_id == user.id)
+            | exists().where(Passkey.user_id == user.id)
+        )
+        return bool(self._db.scalar(query))
 
     def recovery_codes_left(self, user: UserMixin) -> int:
         RecoveryCode = self._models.RecoveryCode
@@ -127,11 +136,30 @@ class TwoFactorService:
         return self._replace_recovery_codes(user)  # commits both
 
     def disable(self, user: UserMixin) -> None:
-        """Remove the second factor and its recovery codes (the caller checks re-authentication)."""
-        TwoFactor, RecoveryCode = self._models.TwoFactor, self._models.RecoveryCode
+        """Remove the TOTP secret (the caller checks re-authentication); the recovery codes
+        stay while a passkey is still a second factor."""
+        TwoFactor = self._models.TwoFactor
         self._db.execute(delete(TwoFactor).where(TwoFactor.user_id == user.id))
-        self._db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
         self._db.commit()
+        self.factor_removed(user)
+
+    def factor_removed(self, user: UserMixin) -> None:
+        """After a factor is removed: with none left, the recovery codes go too."""
+        if not self.is_enabled(user):
+            RecoveryCode = self._models.RecoveryCode
+            self._db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+            self._db.commit()
+
+    def reset(self, user: UserMixin) -> None:
+        """Remove every second factor, passkeys included: the admin's reset, which makes the
+        user enrol again and never reveals a secret."""
+        for model in (self._models.TwoFactor, self._models.RecoveryCode, self._models.Passkey):
+            self._db.execute(delete(model).where(model.user_id == user.id))
+        self._db.commit()
+
+    def ensure_recovery_codes(self, user: UserMixin) -> list[str]:
+        """New recovery codes if the user has no unused ones (the first passkey), else none."""
+        return [] if self.recovery_codes_left(user) else self._replace_recovery_codes(user)
 
     def regenerate_recovery_codes(self, user: UserMixin) -> list[str]:
         """Void the old set and return a new one (shown once)."""
@@ -142,11 +170,11 @@ class TwoFactorService:
     def verify(self, user: UserMixin, code: str) -> str:
         """Accept a current TOTP code or an unused recovery code; return which ("totp" or
         "recovery"), or raise InvalidCode. Either is usable once only."""
-        record = self._db.get(self._models.TwoFactor, user.id)
-        if record is None:
-            raise InvalidCode("Two-factor authentication is not set up.")
         compact = "".join(code.split())
         if compact.isdigit() and len(compact) == 6:
+            record = self._db.get(self._models.TwoFactor, user.id)
+            if record is None:
+                raise InvalidCode("There is no authenticator app on this account.")
             try:
                 secret = self._fernet.decrypt(record.secret.encode()).decode()
             except InvalidToken as exc:

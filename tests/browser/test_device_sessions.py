@@ -22,7 +22,7 @@ def sign_in(page: Page, base: str, identity: str, password: str) -> None:
     page.goto("/login")
     page.get_by_label("Username or email", exact=True).fill(identity)
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page).to_have_url(f"{base}/")
     expect(page.get_by_role("status")).to_have_text(f"Signed in as {identity}.")
 

@@ -54,7 +54,7 @@ def sign_in(page: Page, identity: str, password: str, *, remember: bool = False)
     page.get_by_label("Username or email", exact=True).fill(identity)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_label("Keep me signed in on this device").set_checked(remember)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def sign_out(page: Page) -> None:

@@ -18,6 +18,7 @@ from . import (  # noqa: F401  (registers the routes)
     headers,
     health,
     links,
+    passkeys,
     two_factor,
 )
 from .blueprints import admin_bp, bp

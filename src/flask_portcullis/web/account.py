@@ -15,6 +15,7 @@ from ..extension import get_state
 from ..identity import mask_email
 from ..models import AuditEventMixin, UserMixin
 from .blueprints import bp
+from .ceremony import begin, relying_party
 from .events import audit
 from .feedback import render_form, show_error
 from .forms import (
@@ -199,4 +200,9 @@ def reauthenticate() -> ResponseReturnValue:
             mark_fresh()
             return redirect(safe_next(request.args.get("next")) or url_for("portcullis.account"))
         form.password.errors = [WRONG_PASSWORD]
-    return render_form("portcullis/reauthenticate.html", form)
+    state, user = get_state(), me()
+    options = None
+    if state.passkeys.count(user):
+        ceremony = state.passkeys.authentication_options(relying_party(), user)
+        options = begin("reauthenticate", ceremony)
+    return render_form("portcullis/reauthenticate.html", form, passkey_options=options)

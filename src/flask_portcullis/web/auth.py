@@ -20,6 +20,7 @@ from ..extension import get_state
 from ..identity import clean_email
 from ..models import UserMixin
 from .blueprints import bp
+from .ceremony import begin, relying_party
 from .events import audit, notify_unusual_sign_in
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, LoginForm, RegisterForm
@@ -124,10 +125,10 @@ def login() -> ResponseReturnValue:
             pending = get_state().accounts.get(exc.user_id)
             session[PENDING_VERIFICATION] = pending.email if pending else ""
             form.form_errors.append(str(exc))
-            return render_form("portcullis/login.html", form, unverified=True)
+            return login_page(form, unverified=True)
         else:
             remember = bool(form.remember.data)
-            if get_state().two_factor.is_enabled(user):
+            if get_state().two_factor.is_enabled(user):  # an app or a passkey
                 return start_second_step(
                     user, remember=remember, next_url=safe_next(request.args.get("next"))
                 )
@@ -136,7 +137,14 @@ def login() -> ResponseReturnValue:
             audit(Event.SIGN_IN, user.id, remember=remember)
             flash(f"Signed in as {user.username}.", "success")
             return redirect(after_login_url())
-    return render_form("portcullis/login.html", form)
+    return login_page(form)
+
+
+def login_page(form: LoginForm, **context: object) -> ResponseReturnValue:
+    """The sign-in page, with a passkey challenge for its button and for autofill."""
+    ceremony = get_state().passkeys.authentication_options(relying_party())
+    options = begin("sign-in", ceremony)
+    return render_form("portcullis/login.html", form, passkey_options=options, **context)
 
 
 @bp.route("/logout", methods=["GET", "POST"])

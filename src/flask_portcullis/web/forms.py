@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import request
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, StringField
+from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 # Far above any real value, far below anything that costs real work to hash or look up.
@@ -106,3 +106,21 @@ class CodeForm(Form):
 
 class PasswordConfirmForm(Form):
     password = PasswordField("Your password", validators=_required("password"))
+
+
+class PasskeyForm(Form):
+    """The browser's WebAuthn answer, as JSON, put into a hidden field by passkeys.js."""
+
+    credential = HiddenField(
+        validators=[
+            DataRequired("The passkey gave no answer; try again."),
+            Length(max=16 * 1024, message="Too long."),
+        ]
+    )
+
+
+class AddPasskeyForm(PasskeyForm):
+    name = StringField(
+        "Name",
+        validators=[DataRequired("Give the passkey a name."), Length(max=64, message="Too long.")],
+    )

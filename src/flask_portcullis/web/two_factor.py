@@ -15,6 +15,7 @@ from ..extension import get_state
 from ..models import UserMixin
 from .account import WRONG_PASSWORD, me
 from .blueprints import bp
+from .ceremony import begin, relying_party
 from .events import audit, notify_unusual_sign_in
 from .feedback import render_form
 from .forms import CodeForm, PasswordConfirmForm
@@ -86,20 +87,43 @@ def login_two_factor() -> ResponseReturnValue:
                     current_device(),
                     change=f"A recovery code was used to sign in. {left} unused codes are left.",
                 )
-            notify_unusual_sign_in(user)
-            sign_in(user, remember=bool(pending.get("remember")))
-            audit(Event.SIGN_IN, user.id, remember=bool(pending.get("remember")), factor=method)
-            flash(f"Signed in as {user.username}.", "success")
-            target = safe_next(pending.get("next"))
-            return redirect(target or url_for(state.settings.post_login_view))
-    return render_form("portcullis/login_two_factor.html", form)
+            return finish_second_step(user, pending, factor=method)
+    return second_step_page(user, form)
+
+
+def second_step_page(user: UserMixin, form: CodeForm) -> ResponseReturnValue:
+    """The code field if the user has an app (recovery codes always work), and the passkey
+    button if they have a passkey."""
+    state = get_state()
+    options = None
+    if state.passkeys.count(user):
+        ceremony = state.passkeys.authentication_options(relying_party(), user)
+        options = begin("second-factor", ceremony)
+    return render_form(
+        "portcullis/login_two_factor.html",
+        form,
+        has_totp=state.two_factor.has_totp(user),
+        passkey_options=options,
+    )
+
+
+def finish_second_step(
+    user: UserMixin, pending: dict[str, Any], *, factor: str
+) -> ResponseReturnValue:
+    remember = bool(pending.get("remember"))
+    notify_unusual_sign_in(user)
+    sign_in(user, remember=remember)
+    audit(Event.SIGN_IN, user.id, remember=remember, factor=factor)
+    flash(f"Signed in as {user.username}.", "success")
+    target = safe_next(pending.get("next"))
+    return redirect(target or url_for(get_state().settings.post_login_view))
 
 
 @bp.route("/account/two-factor", methods=["GET", "POST"])
 @fresh_login_required
 def two_factor() -> ResponseReturnValue:
     state, user = get_state(), me()
-    if state.two_factor.is_enabled(user):
+    if state.two_factor.has_totp(user):
         return manage(user)
     form = CodeForm()
     sealed = session.get(SETUP)
@@ -157,7 +181,9 @@ def manage(user: UserMixin) -> ResponseReturnValue:
 # Where a user who must set up two-factor may still go.
 ENROLMENT_ENDPOINTS = {
     "portcullis.two_factor",
+    "portcullis.passkeys",
     "portcullis.reauthenticate",
+    "portcullis.reauthenticate_passkey",
     "portcullis.logout",
     "portcullis.static",
     "portcullis.healthz",

@@ -1,0 +1,176 @@
+"""Passkey pages: add and remove them, and sign in with one (without a password, as the
+second step after one, or to confirm it is you before a sensitive page).
+
+The browser part is static/passkeys.js: it runs the WebAuthn ceremony with
+the options a page carries in ``data-passkey-options`` and posts the answer
+in the form's hidden ``credential`` field, with the form's CSRF token.
+"""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from ..audit_events import Event
+from ..decorators import login_required
+from ..exceptions import AccountInactive, EmailNotVerified, FieldError, PasskeyRejected
+from ..extension import get_state
+from ..models import UserMixin
+from .account import me
+from .auth import after_login_url
+from .blueprints import bp
+from .ceremony import begin, relying_party, take_challenge
+from .events import audit, notify_unusual_sign_in
+from .feedback import render_form, show_error
+from .forms import AddPasskeyForm, ConfirmForm, PasskeyForm
+from .fresh import fresh_login_required
+from .redirects import safe_next
+from .signin import client_ip, current_device, mark_fresh, sign_in
+from .two_factor import code_guard_key, finish_second_step, pending_user
+
+EXPIRED = "That took too long. Please try again."
+
+
+@bp.route("/account/passkeys", methods=["GET", "POST"])
+@fresh_login_required
+def passkeys() -> ResponseReturnValue:
+    state, user = get_state(), me()
+    if request.method == "POST" and request.form.get("action") == "remove":
+        return remove(user)
+    form = AddPasskeyForm()
+    if form.validate_on_submit():
+        challenge = take_challenge("register")
+        try:
+            if challenge is None:
+                raise PasskeyRejected(EXPIRED)
+            passkey = state.passkeys.register(
+                user, relying_party(), form.credential.data or "", challenge, form.name.data or ""
+            )
+        except FieldError as exc:
+            show_error(form, exc)
+        except PasskeyRejected as exc:
+            form.form_errors.append(str(exc))
+        else:
+            audit(Event.PASSKEY_ADDED, user.id, passkey=passkey.name)
+            state.notifier.factor_changed(
+                user, current_device(), change=f"A passkey named “{passkey.name}” was added."
+            )
+            flash(f"Passkey “{passkey.name}” added.", "success")
+            codes = state.two_factor.ensure_recovery_codes(user)  # the first second factor
+            if codes:
+                return render_template("portcullis/recovery_codes.html", codes=codes)
+            return redirect(url_for("portcullis.passkeys"))
+    options = begin("register", state.passkeys.registration_options(user, relying_party()))
+    return render_form(
+        "portcullis/passkeys.html",
+        form,
+        passkeys=state.passkeys.list_for(user),
+        remove_form=ConfirmForm(formdata=None),
+        options=options,
+        recovery_codes_left=state.two_factor.recovery_codes_left(user),
+    )
+
+
+def remove(user: UserMixin) -> ResponseReturnValue:
+    state = get_state()
+    raw_id = request.form.get("passkey", "")
+    if ConfirmForm().validate_on_submit() and raw_id.isdigit():
+        passkey = state.passkeys.remove(user, int(raw_id))
+        if passkey is not None:
+            state.two_factor.factor_removed(user)
+            audit(Event.PASSKEY_REMOVED, user.id, passkey=passkey.name)
+            state.notifier.factor_changed(
+                user, current_device(), change=f"The passkey named “{passkey.name}” was removed."
+            )
+            flash(f"Passkey “{passkey.name}” removed.", "info")
+            return redirect(url_for("portcullis.passkeys"))
+    flash("That passkey was removed already.", "info")
+    return redirect(url_for("portcullis.passkeys"))
+
+
+@bp.route("/login/passkey", methods=["POST"])
+def login_passkey() -> ResponseReturnValue:
+    """Passwordless: a passkey that verified its owner (PIN or biometrics) is both factors."""
+    state = get_state()
+    back = redirect(url_for("portcullis.login", next=safe_next(request.args.get("next"))))
+    form = PasskeyForm()
+    if not form.validate_on_submit():
+        flash("That sign-in form expired; please try again.", "error")
+        return back
+    state.accounts.guard.before_client_attempt(client_ip())
+    challenge = take_challenge("sign-in")
+    try:
+        if challenge is None:
+            raise PasskeyRejected(EXPIRED)
+        user, _ = state.passkeys.authenticate(
+            relying_party(), form.credential.data or "", challenge
+        )
+        state.accounts.admit(user)
+    except PasskeyRejected as exc:
+        audit(Event.SIGN_IN_FAILED, reason="passkey")
+        flash(str(exc), "error")
+        return back
+    except (AccountInactive, EmailNotVerified) as exc:
+        reason = "inactive" if isinstance(exc, AccountInactive) else "unverified"
+        audit(Event.SIGN_IN_FAILED, exc.user_id, reason=reason)
+        flash("This account cannot sign in yet: sign in with your password to see why.", "error")
+        return back
+    remember = bool(request.form.get("remember"))
+    notify_unusual_sign_in(user)
+    sign_in(user, remember=remember)
+    audit(Event.SIGN_IN, user.id, remember=remember, factor="passkey")
+    flash(f"Signed in as {user.username}.", "success")
+    return redirect(after_login_url())
+
+
+@bp.route("/login/two-factor/passkey", methods=["POST"])
+def login_two_factor_passkey() -> ResponseReturnValue:
+    """The second step with a passkey instead of a code."""
+    found = pending_user()
+    if found is None:
+        flash("Please sign in again.", "info")
+        return redirect(url_for("portcullis.login"))
+    user, pending = found
+    state = get_state()
+    form = PasskeyForm()
+    challenge = take_challenge("second-factor")
+    if form.validate_on_submit():
+        account = code_guard_key(user)
+        state.accounts.guard.reserve(account)  # counted like a wrong code until it verifies
+        try:
+            if challenge is None:
+                raise PasskeyRejected(EXPIRED)
+            state.passkeys.authenticate(
+                relying_party(), form.credential.data or "", challenge, user=user
+            )
+        except PasskeyRejected as exc:
+            audit(Event.SIGN_IN_FAILED, user.id, reason="second-factor")
+            flash(str(exc), "error")
+        else:
+            state.accounts.guard.succeeded(account)
+            return finish_second_step(user, pending, factor="passkey")
+    return redirect(url_for("portcullis.login_two_factor"))
+
+
+@bp.route("/reauthenticate/passkey", methods=["POST"])
+@login_required
+def reauthenticate_passkey() -> ResponseReturnValue:
+    """A passkey of the signed-in user instead of the password, before a sensitive page."""
+    state, user = get_state(), me()
+    target = safe_next(request.args.get("next"))
+    form = PasskeyForm()
+    challenge = take_challenge("reauthenticate")
+    if form.validate_on_submit():
+        state.accounts.guard.before_client_attempt(client_ip())
+        try:
+            if challenge is None:
+                raise PasskeyRejected(EXPIRED)
+            state.passkeys.authenticate(
+                relying_party(), form.credential.data or "", challenge, user=user
+            )
+        except PasskeyRejected as exc:
+            flash(str(exc), "error")
+        else:
+            mark_fresh()
+            return redirect(target or url_for("portcullis.account"))
+    return redirect(url_for("portcullis.reauthenticate", next=target))
