@@ -833,6 +833,18 @@ def test_api_wrong_code_is_a_401_problem(
     assert api_step(client, challenge, code_for(enrolled.secret, clock)).status_code == 200
 
 
+def test_api_challenge_is_used_up_by_its_sign_in(
+    client: FlaskClient, clock: FakeClock, enrolled: Enrolled
+) -> None:
+    challenge = api_challenge(client)
+    clock.advance(seconds=5)  # the person types the code
+    assert api_step(client, challenge, code_for(enrolled.secret, clock)).status_code == 200
+    clock.advance(seconds=STEP)  # a fresh code, within the challenge's five minutes
+    assert_problem(
+        api_step(client, challenge, code_for(enrolled.secret, clock)), 400, "token_invalid"
+    )
+
+
 def test_api_challenge_lasts_five_minutes(
     client: FlaskClient, clock: FakeClock, enrolled: Enrolled
 ) -> None:

@@ -194,8 +194,9 @@ class AccountService:
         return user
 
     def admit(self, user: UserMixin) -> None:
-        """After a right password or passkey: refuse a deactivated or (when verification is
-        required) unconfirmed account, else note the sign-in."""
+        """After a right password, passkey or second factor: refuse a deactivated or (when
+        verification is required) unconfirmed account, else note the sign-in. Noting it ends
+        any two-factor challenge issued before (its fingerprint holds ``last_login_at``)."""
         if not user.active:
             raise AccountInactive(user.id)
         if self._settings.email_verification == "required" and not user.email_verified:

@@ -8,10 +8,13 @@ an API token never signs a browser in.
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
 from flask import Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.orm import joinedload
 
 from ..accounts import TWO_FACTOR_WINDOW
 from ..audit_events import Event
@@ -30,7 +33,7 @@ from ..exceptions import (
 )
 from ..extension import State, get_state
 from ..identity import mask_email
-from ..models import UserMixin
+from ..models import Models, UserMixin
 from ..web.events import audit, notify_unusual_sign_in
 from ..web.signin import client_ip, current_device
 from ..web.two_factor import code_guard_key
@@ -54,11 +57,22 @@ def bearer() -> tuple[UserMixin, dict[str, Any]]:
     except TokenInvalid as exc:
         raise Unauthorized(str(exc), invalid=True) from exc
     subject = str(claims["sub"])
-    user = state.accounts.get(int(subject)) if re.fullmatch(r"[0-9]{1,18}", subject) else None
+    user = None
+    if re.fullmatch(r"[0-9]{1,18}", subject):
+        found = state.db.session.execute(token_user(state.models), {"user_id": int(subject)})
+        user = found.unique().scalar_one_or_none()
     if user is None or not user.active:
         raise Unauthorized("The account of this token is not available.", invalid=True)
     g.portcullis_claims = claims
     return user, claims
+
+
+@cache
+def token_user(models: Models) -> Select[Any]:
+    """The user of a token with their roles, in one round trip (``/me`` lists the roles),
+    composed once per set of models rather than on every request."""
+    User = models.User
+    return select(User).where(User.id == bindparam("user_id")).options(joinedload(User.roles))
 
 
 def token_pair(state: State, user_id: int, session: str, refresh_token: str) -> Response:
@@ -178,6 +192,7 @@ def login_two_factor(data: schemas.TwoFactorStep) -> Response:
         audit(Event.SIGN_IN_FAILED, user.id, reason="second-factor", via="api")
         raise
     state.accounts.guard.succeeded(account)
+    state.accounts.admit(user)  # the challenge is used up
     if method == "recovery":
         audit(Event.RECOVERY_CODE_USED, user.id, via="api")
         left = state.two_factor.recovery_codes_left(user)

@@ -111,6 +111,7 @@ def finish_second_step(
     user: UserMixin, pending: dict[str, Any], *, factor: str
 ) -> ResponseReturnValue:
     remember = bool(pending.get("remember"))
+    get_state().accounts.admit(user)  # the pending challenge is used up
     notify_unusual_sign_in(user)
     sign_in(user, remember=remember)
     audit(Event.SIGN_IN, user.id, remember=remember, factor=factor)
