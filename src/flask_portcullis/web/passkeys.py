@@ -26,7 +26,7 @@ from .forms import AddPasskeyForm, ConfirmForm, PasskeyForm
 from .fresh import fresh_login_required
 from .redirects import safe_next
 from .signin import client_ip, current_device, mark_fresh, sign_in
-from .two_factor import code_guard_key, finish_second_step, pending_user
+from .two_factor import code_guard_key, finish_second_step, new_recovery_codes, pending_user
 
 EXPIRED = "That took too long. Please try again."
 
@@ -35,8 +35,11 @@ EXPIRED = "That took too long. Please try again."
 @fresh_login_required
 def passkeys() -> ResponseReturnValue:
     state, user = get_state(), me()
-    if request.method == "POST" and request.form.get("action") == "remove":
+    action = request.form.get("action") if request.method == "POST" else None
+    if action == "remove":
         return remove(user)
+    if action == "regenerate" and ConfirmForm().validate_on_submit():
+        return new_recovery_codes(user)  # the page itself wants a recent sign-in
     form = AddPasskeyForm()
     if form.validate_on_submit():
         challenge = take_challenge("register")

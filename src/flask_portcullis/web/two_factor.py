@@ -167,16 +167,22 @@ def manage(user: UserMixin) -> ResponseReturnValue:
             flash("Two-factor sign-in is off.", "info")
             return redirect(url_for("portcullis.account"))
         else:
-            codes = state.two_factor.regenerate_recovery_codes(user)
-            audit(Event.RECOVERY_CODES_REGENERATED, user.id)
-            state.notifier.factor_changed(
-                user,
-                current_device(),
-                change="New recovery codes were made for your account; the old ones are void.",
-            )
-            return render_template("portcullis/recovery_codes.html", codes=codes)
+            return new_recovery_codes(user)
     left = state.two_factor.recovery_codes_left(user)
     return render_form("portcullis/two_factor_manage.html", form, left=left)
+
+
+def new_recovery_codes(user: UserMixin) -> ResponseReturnValue:
+    """Void the old recovery codes, show the new set once, and tell the owner."""
+    state = get_state()
+    codes = state.two_factor.regenerate_recovery_codes(user)
+    audit(Event.RECOVERY_CODES_REGENERATED, user.id)
+    state.notifier.factor_changed(
+        user,
+        current_device(),
+        change="New recovery codes were made for your account; the old ones are void.",
+    )
+    return render_template("portcullis/recovery_codes.html", codes=codes)
 
 
 # Where a user who must set up two-factor may still go.
