@@ -256,7 +256,10 @@ def _loads(credential: str) -> dict[str, Any]:
     """Parse the browser's JSON, refusing oversized or non-object input before the library."""
     if len(credential) > CREDENTIAL_JSON_MAX:
         raise ValueError("credential too large")
-    value = json.loads(credential)
+    try:
+        value = json.loads(credential)
+    except RecursionError as exc:  # a kilobyte of "[" is enough
+        raise ValueError("credential nested too deeply") from exc
     if not isinstance(value, dict):
         raise ValueError("credential is not an object")
     return value

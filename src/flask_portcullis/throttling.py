@@ -61,6 +61,16 @@ class Throttle:
             if fail_closed:
                 raise Unavailable("Signing in is paused for a moment. Please try again.") from exc
 
+    def claim_once(self, scope: str, key: str, seconds: int) -> bool:
+        """True the first time ``key`` is claimed within ``seconds``, False after (whether or
+        not limits are enabled: this is a single-use check, not a limit). Raises Unavailable
+        when the storage is down, as a replay cannot be ruled out then."""
+        try:
+            return self.storage.incr(f"portcullis/once/{scope}/{_digest(key)}", seconds) == 1
+        except StorageError as exc:
+            logger.error("rate-limit storage unreachable (%s): %s", scope, exc)
+            raise Unavailable("Signing in is paused for a moment. Please try again.") from exc
+
     def healthy(self) -> bool:
         """Tell whether the storage answers (always true in-process)."""
         try:

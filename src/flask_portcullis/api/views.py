@@ -68,7 +68,7 @@ def bearer() -> tuple[UserMixin, dict[str, Any]]:
 
 
 @cache
-def token_user(models: Models) -> Select[Any]:
+def token_user(models: Models) -> Select[UserMixin]:
     """The user of a token with their roles, in one round trip (``/me`` lists the roles),
     composed once per set of models rather than on every request."""
     User = models.User
@@ -159,7 +159,11 @@ def login(data: schemas.Login) -> ResponseReturnValue:
         challenge = schemas.TwoFactorChallenge(
             challenge=state.accounts.make_two_factor_challenge(user),
             expires_in=TWO_FACTOR_WINDOW,
-            detail="Send a code from the authenticator app (or a recovery code).",
+            detail=(
+                "Send a code from the authenticator app (or a recovery code)."
+                if state.two_factor.has_totp(user)
+                else "Send a recovery code: passkeys work on the web pages only."
+            ),
         )
         return jsonify(challenge.model_dump()), 202
     return signed_in(user)

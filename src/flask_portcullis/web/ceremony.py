@@ -3,6 +3,9 @@
 The challenge is kept in the session (signed by Flask) under the purpose it
 was made for, taken out when the answer comes back, and good for five
 minutes: an answer made for the login page cannot be used to add a passkey.
+Taking it out of a cookie does not stop a copy of the cookie being sent
+again, so each challenge is also claimed once in the rate-limit storage
+(shared through Redis when several processes serve the site).
 """
 
 from __future__ import annotations
@@ -43,13 +46,16 @@ def begin(purpose: str, ceremony: Ceremony) -> str:
 
 def take_challenge(purpose: str) -> bytes | None:
     """The challenge made for ``purpose`` within five minutes, once; otherwise None."""
+    state = get_state()
     pending = session.pop(CEREMONY, None)
     if not isinstance(pending, dict) or pending.get("purpose") != purpose:
         return None
     at, challenge = pending.get("at"), pending.get("challenge")
-    now = int(get_state().clock().timestamp())
+    now = int(state.clock().timestamp())
     if not isinstance(at, int) or not isinstance(challenge, str):
         return None
     if not 0 <= now - at <= CHALLENGE_LIFETIME:
+        return None
+    if not state.throttle.claim_once("webauthn-challenge", challenge, CHALLENGE_LIFETIME):
         return None
     return base64url_to_bytes(challenge)

@@ -114,7 +114,7 @@ class PasskeyForm(Form):
     credential = HiddenField(
         validators=[
             DataRequired("The passkey gave no answer; try again."),
-            Length(max=16 * 1024, message="Too long."),
+            Length(max=16 * 1024, message="The passkey's answer was too long; try again."),
         ]
     )
 

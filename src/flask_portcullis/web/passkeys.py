@@ -28,7 +28,14 @@ from .redirects import safe_next
 from .signin import client_ip, current_device, mark_fresh, sign_in
 from .two_factor import code_guard_key, finish_second_step, new_recovery_codes, pending_user
 
-EXPIRED = "That took too long. Please try again."
+EXPIRED = "That passkey request expired or was used already. Please try again."
+
+
+def form_problem(form: PasskeyForm) -> str:
+    """Why a passkey form was refused, in words for a flash message."""
+    if form.csrf_token.errors:
+        return "That form expired; please try again."
+    return next(iter(form.credential.errors), EXPIRED)
 
 
 @bp.route("/account/passkeys", methods=["GET", "POST"])
@@ -54,7 +61,7 @@ def passkeys() -> ResponseReturnValue:
         except PasskeyRejected as exc:
             form.form_errors.append(str(exc))
         else:
-            audit(Event.PASSKEY_ADDED, user.id, passkey=passkey.name)
+            audit(Event.PASSKEY_ADDED, user.id, name=passkey.name)
             state.notifier.factor_changed(
                 user, current_device(), change=f"A passkey named “{passkey.name}” was added."
             )
@@ -63,6 +70,8 @@ def passkeys() -> ResponseReturnValue:
             if codes:
                 return render_template("portcullis/recovery_codes.html", codes=codes)
             return redirect(url_for("portcullis.passkeys"))
+    elif request.method == "POST":
+        form.form_errors.extend(form.credential.errors)  # a hidden field shows no errors
     options = begin("register", state.passkeys.registration_options(user, relying_party()))
     return render_form(
         "portcullis/passkeys.html",
@@ -81,7 +90,7 @@ def remove(user: UserMixin) -> ResponseReturnValue:
         passkey = state.passkeys.remove(user, int(raw_id))
         if passkey is not None:
             state.two_factor.factor_removed(user)
-            audit(Event.PASSKEY_REMOVED, user.id, passkey=passkey.name)
+            audit(Event.PASSKEY_REMOVED, user.id, name=passkey.name)
             state.notifier.factor_changed(
                 user, current_device(), change=f"The passkey named “{passkey.name}” was removed."
             )
@@ -98,7 +107,7 @@ def login_passkey() -> ResponseReturnValue:
     back = redirect(url_for("portcullis.login", next=safe_next(request.args.get("next"))))
     form = PasskeyForm()
     if not form.validate_on_submit():
-        flash("That sign-in form expired; please try again.", "error")
+        flash(form_problem(form), "error")
         return back
     state.accounts.guard.before_client_attempt(client_ip())
     challenge = take_challenge("sign-in")
@@ -152,6 +161,8 @@ def login_two_factor_passkey() -> ResponseReturnValue:
         else:
             state.accounts.guard.succeeded(account)
             return finish_second_step(user, pending, factor="passkey")
+    else:
+        flash(form_problem(form), "error")
     return redirect(url_for("portcullis.login_two_factor"))
 
 
@@ -176,4 +187,6 @@ def reauthenticate_passkey() -> ResponseReturnValue:
         else:
             mark_fresh()
             return redirect(target or url_for("portcullis.account"))
+    else:
+        flash(form_problem(form), "error")
     return redirect(url_for("portcullis.reauthenticate", next=target))
