@@ -271,6 +271,10 @@ class PageProblems:
         self.console_errors.append(f"{message.text} at {message.location}")
 
     def on_request_failed(self, request: Request) -> None:
+        # A navigation (a form posted quickly) cancels the loads still under way, such as
+        # the deferred passkeys.js: the browser stopped them, nothing failed.
+        if request.failure == "net::ERR_ABORTED":
+            return
         self.failed.append(f"{request.method} {request.url}: {request.failure}")
 
     def on_response(self, response: Response) -> None:
