@@ -143,26 +143,8 @@ def login_two_factor_passkey() -> ResponseReturnValue:
         flash("Please sign in again.", "info")
         return redirect(url_for("portcullis.login"))
     user, pending = found
-    state = get_state()
-    form = PasskeyForm()
-    challenge = take_challenge("second-factor")
-    if form.validate_on_submit():
-        account = code_guard_key(user)
-        state.accounts.guard.reserve(account)  # counted like a wrong code until it verifies
-        try:
-            if challenge is None:
-                raise PasskeyRejected(EXPIRED)
-            state.passkeys.authenticate(
-                relying_party(), form.credential.data or "", challenge, user=user
-            )
-        except PasskeyRejected as exc:
-            audit(Event.SIGN_IN_FAILED, user.id, reason="second-factor")
-            flash(str(exc), "error")
-        else:
-            state.accounts.guard.succeeded(account)
-            return finish_second_step(user, pending, factor="passkey")
-    else:
-        flash(form_problem(form), "error")
+    if own_passkey_verified(user, "second-factor"):
+        return finish_second_step(user, pending, factor="passkey")
     return redirect(url_for("portcullis.login_two_factor"))
 
 
@@ -170,23 +152,33 @@ def login_two_factor_passkey() -> ResponseReturnValue:
 @login_required
 def reauthenticate_passkey() -> ResponseReturnValue:
     """A passkey of the signed-in user instead of the password, before a sensitive page."""
-    state, user = get_state(), me()
     target = safe_next(request.args.get("next"))
-    form = PasskeyForm()
-    challenge = take_challenge("reauthenticate")
-    if form.validate_on_submit():
-        state.accounts.guard.before_client_attempt(client_ip())
-        try:
-            if challenge is None:
-                raise PasskeyRejected(EXPIRED)
-            state.passkeys.authenticate(
-                relying_party(), form.credential.data or "", challenge, user=user
-            )
-        except PasskeyRejected as exc:
-            flash(str(exc), "error")
-        else:
-            mark_fresh()
-            return redirect(target or url_for("portcullis.account"))
-    else:
-        flash(form_problem(form), "error")
+    if own_passkey_verified(me(), "reauthenticate"):
+        mark_fresh()
+        return redirect(target or url_for("portcullis.account"))
     return redirect(url_for("portcullis.reauthenticate", next=target))
+
+
+def own_passkey_verified(user: UserMixin, purpose: str) -> bool:
+    """Check the posted answer against the challenge made for ``purpose`` and ``user``'s own
+    passkeys; flash why when it fails. Failures count on the second-factor lock, like wrong
+    codes, and are audited."""
+    state = get_state()
+    form = PasskeyForm()
+    challenge = take_challenge(purpose)
+    if not form.validate_on_submit():
+        flash(form_problem(form), "error")
+        return False
+    account = code_guard_key(user)
+    state.accounts.guard.reserve(account)  # a failure until it verifies
+    try:
+        if challenge is None:
+            raise PasskeyRejected(EXPIRED)
+        answer = form.credential.data or ""
+        state.passkeys.authenticate(relying_party(), answer, challenge, user=user)
+    except PasskeyRejected as exc:
+        audit(Event.SIGN_IN_FAILED, user.id, reason=purpose)
+        flash(str(exc), "error")
+        return False
+    state.accounts.guard.succeeded(account)
+    return True
