@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app flask_portcullis.demo
 
-.PHONY: run test lint typecheck install install-dev clean
+.PHONY: run test lint typecheck install install-dev bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,19 @@ run: install
 	$(FLASK) run --debug --host 127.0.0.1 --port 5000
 
 lint: install-dev
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts bench
+	$(BIN)/ruff format --check src tests scripts bench
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest
+
+# Portcullis beside a bare Flask route, a tutorial-style app and Flask-Security-Too
+# (installed into bench/.venv-fst), all under gunicorn; writes bench/RESULTS.md.
+# Needs wrk (apt-get install wrk). `bench/run.py --help` for rounds, lengths, --profile.
+bench: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ tokens whose algorithm is not in the allow-list it is given.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import secrets
@@ -79,6 +80,22 @@ def make_key(secret: str, algorithm: str) -> SigningKey:
     return SigningKey(kid=kid, private=private, public=private.public_key(), jwk=public_jwk)
 
 
+def _unverified_kid(token: str) -> str:
+    """Read the ``kid`` that picks the key, before anything is verified.
+
+    Only the header segment is decoded here, as PyJWT's ``decode`` parses and
+    checks the whole token anyway (parsing it twice cost a sixth of a verify).
+    """
+    segment = token.partition(".")[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error) as exc:  # bad base64, UTF-8 or JSON
+        raise TokenInvalid("The access token is malformed.") from exc
+    if not isinstance(header, dict):
+        raise TokenInvalid("The access token is malformed.")
+    return str(header.get("kid"))
+
+
 class AccessTokens:
     """Issue and verify access tokens; publish the public keys."""
 
@@ -119,11 +136,7 @@ class AccessTokens:
 
     def verify(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid token, or raise TokenInvalid / TokenExpired."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise TokenInvalid("The access token is malformed.") from exc
-        key = self._by_kid.get(str(header.get("kid")))
+        key = self._by_kid.get(_unverified_kid(token))
         if key is None:
             raise TokenInvalid("The access token was signed with an unknown key.")
         try:
