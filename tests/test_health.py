@@ -396,9 +396,10 @@ def test_sqlite_file_unreadable(build: AppFactory, tmp_path: Path, how: str) -> 
     forms = Forms(app.test_client())
     before = counts(app)
     database = tmp_path / "app" / "test.db"
+    # Pooled connections would keep the old file open; closing the last one also writes
+    # the demo's write-ahead log back into the file, so the copy below is whole.
+    dispose(app)
     original = database.read_bytes()
-
-    dispose(app)  # pooled connections would keep the old file open
     break_file(database, how)
     try:
         assert_health(forms.client.get("/healthz"), 503, {"database": "unreachable"})

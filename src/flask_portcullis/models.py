@@ -328,6 +328,9 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         __table_args__ = (
             Index("ix_audit_events_user_id_at", "user_id", "at"),
             Index("ix_audit_events_at", "at"),
+            # The sign-in checks (failures since the last sign-in, new device) search one
+            # user's events of one kind: without it they read the whole history every time.
+            Index("ix_audit_events_user_id_event_id", "user_id", "event", "id"),
             {"sqlite_autoincrement": True},
         )
 

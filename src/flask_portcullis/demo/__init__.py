@@ -19,6 +19,7 @@ from flask import Flask, render_template
 from flask.typing import ResponseReturnValue
 from flask_migrate import Migrate
 from flask_wtf import CSRFProtect
+from sqlalchemy import Engine, event
 from werkzeug.exceptions import HTTPException
 
 from .. import MIGRATIONS, Portcullis
@@ -58,6 +59,9 @@ def create_app(
     csrf.init_app(app)  # before Portcullis, which exempts its bearer-token API from it
     portcullis.init_app(app, clock=clock)
     migrate.init_app(app, db, directory=MIGRATIONS)
+    with app.app_context():
+        for engine in db.engines.values():
+            write_ahead_log(engine)
 
     @app.route("/")
     def index() -> ResponseReturnValue:
@@ -68,6 +72,22 @@ def create_app(
         return render_template("portcullis/error.html", error=error), error.code or 500
 
     return app
+
+
+def write_ahead_log(engine: Engine) -> None:
+    """Run SQLite in WAL mode: readers never wait for the writer, and a commit is not a
+    wait for the disk (synchronous=NORMAL: a power cut may lose the last commits, but
+    never corrupts the file). Twice the sign-ins per second in bench/; other databases
+    are left alone."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def wal(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
 
 
 def instance_secret_key(instance: Path) -> str:
