@@ -33,11 +33,13 @@ test: lint
 	$(BIN)/pytest
 
 # Portcullis beside a bare Flask route, a tutorial-style app and Flask-Security-Too
-# (installed into bench/.venv-fst), all under gunicorn; writes bench/RESULTS.md.
+# (installed into bench/.venv-fst), all under gunicorn; writes bench/RESULTS.md. Then
+# 1k vs 1M users in PostgreSQL and 1 vs 4 workers: bench/SCALE.md.
 # Needs wrk (apt-get install wrk). `bench/run.py --help` for rounds, lengths, --profile.
 bench: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/users_scale.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
