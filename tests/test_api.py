@@ -610,7 +610,17 @@ def test_me_without_a_token_asks_for_one(api: FlaskClient, user: int) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["Bearer", "Bearer ", "Basic YWRhOnB3", "Token abc", "Bearer not.a.jwt", "Bearer abc"],
+    [
+        "Bearer",
+        "Bearer ",
+        "Basic YWRhOnB3",
+        "Token abc",
+        "Bearer not.a.jwt",
+        "Bearer abc",
+        # A header segment of nested JSON arrays: deep enough to exhaust a recursive parser.
+        "Bearer " + base64.urlsafe_b64encode(b"[" * 1200).decode().rstrip("=") + ".e30.sig",
+        "Bearer " + "e" * 2000 + ".e30.sig",
+    ],
 )
 def test_me_with_a_bad_authorization_header_is_401(
     api: FlaskClient, user: int, header: str

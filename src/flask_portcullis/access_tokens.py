@@ -80,6 +80,9 @@ def make_key(secret: str, algorithm: str) -> SigningKey:
     return SigningKey(kid=kid, private=private, public=private.public_key(), jwk=public_jwk)
 
 
+HEADER_MAX = 1024  # ours are ~100 characters; a longer one is not worth parsing
+
+
 def _unverified_kid(token: str) -> str:
     """Read the ``kid`` that picks the key, before anything is verified.
 
@@ -87,9 +90,11 @@ def _unverified_kid(token: str) -> str:
     checks the whole token anyway (parsing it twice cost a sixth of a verify).
     """
     segment = token.partition(".")[0]
+    if len(segment) > HEADER_MAX:
+        raise TokenInvalid("The access token is malformed.")
     try:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error) as exc:  # bad base64, UTF-8 or JSON
+    except (ValueError, binascii.Error, RecursionError) as exc:  # bad base64, UTF-8, JSON
         raise TokenInvalid("The access token is malformed.") from exc
     if not isinstance(header, dict):
         raise TokenInvalid("The access token is malformed.")

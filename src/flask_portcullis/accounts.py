@@ -7,10 +7,12 @@ API call these methods and map the typed errors they raise.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from .clock import Clock
 from .exceptions import (
@@ -66,6 +68,15 @@ class AccountService:
     def get(self, user_id: int) -> UserMixin | None:
         """Return the user with ``user_id``, or None."""
         return self._db.get(self._models.User, user_id)
+
+    def get_with_roles(self, user_id: int) -> UserMixin | None:
+        """The user and their roles in one round trip (the API's bearer check)."""
+        return self._db.execute(self._with_roles, {"user_id": user_id}).unique().scalar()
+
+    @cached_property
+    def _with_roles(self) -> Select[UserMixin]:
+        User = self._models.User  # composed once, not on every request
+        return select(User).where(User.id == bindparam("user_id")).options(joinedload(User.roles))
 
     def get_by_identity(self, identity: str) -> UserMixin | None:
         """Find a user by username or email, case-insensitively, or return None."""

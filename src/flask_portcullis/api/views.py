@@ -8,13 +8,10 @@ an API token never signs a browser in.
 from __future__ import annotations
 
 import re
-from functools import cache
 from typing import Any
 
 from flask import Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Select, bindparam, select
-from sqlalchemy.orm import joinedload
 
 from ..accounts import TWO_FACTOR_WINDOW
 from ..audit_events import Event
@@ -33,7 +30,7 @@ from ..exceptions import (
 )
 from ..extension import State, get_state
 from ..identity import mask_email
-from ..models import Models, UserMixin
+from ..models import UserMixin
 from ..web.events import audit, notify_unusual_sign_in
 from ..web.signin import client_ip, current_device
 from ..web.two_factor import code_guard_key
@@ -59,20 +56,11 @@ def bearer() -> tuple[UserMixin, dict[str, Any]]:
     subject = str(claims["sub"])
     user = None
     if re.fullmatch(r"[0-9]{1,18}", subject):
-        found = state.db.session.execute(token_user(state.models), {"user_id": int(subject)})
-        user = found.unique().scalar_one_or_none()
+        user = state.accounts.get_with_roles(int(subject))
     if user is None or not user.active:
         raise Unauthorized("The account of this token is not available.", invalid=True)
     g.portcullis_claims = claims
     return user, claims
-
-
-@cache
-def token_user(models: Models) -> Select[UserMixin]:
-    """The user of a token with their roles, in one round trip (``/me`` lists the roles),
-    composed once per set of models rather than on every request."""
-    User = models.User
-    return select(User).where(User.id == bindparam("user_id")).options(joinedload(User.roles))
 
 
 def token_pair(state: State, user_id: int, session: str, refresh_token: str) -> Response:
