@@ -128,7 +128,7 @@ def add_passkey(
     client: FlaskClient, key: SoftAuthenticator, name: str = "Work laptop"
 ) -> TestResponse:
     form = prompt(client, PASSKEYS)
-    return post(client, form, key.create(form.options), name=name)
+    return post(client, form, key.create(form.options), name=name, password=PASSWORD)
 
 
 def use_passkey(
@@ -356,11 +356,14 @@ class Bench:
         *,
         origin: str | None = None,
         rp_id: str | None = None,
+        verify_user: bool | None = None,
     ) -> tuple[UserMixin, PasskeyMixin]:
-        """A whole sign-in ceremony; ``user`` None is passwordless, else a second factor."""
-        ceremony = self.passkeys.authentication_options(RP, user)
+        """A whole sign-in ceremony; ``user`` None is passwordless, else a second factor
+        (which needs no user verification unless ``verify_user`` says so)."""
+        verify = user is None if verify_user is None else verify_user
+        ceremony = self.passkeys.authentication_options(RP, user, verify_user=verify)
         answer = key.get(ceremony.options, origin=origin, rp_id=rp_id)
-        return self.passkeys.authenticate(RP, answer, ceremony.challenge, user)
+        return self.passkeys.authenticate(RP, answer, ceremony.challenge, user, verify_user=verify)
 
 
 @pytest.fixture
@@ -510,6 +513,19 @@ def test_without_a_password_the_device_must_verify_the_person(bench: Bench) -> N
     with pytest.raises(PasskeyRejected):
         bench.sign_in(key)
     owner, _ = bench.sign_in(key, bench.ada)
+    assert owner.id == bench.ada.id
+    # Standing in for the password (re-authentication), it must verify the person too.
+    with pytest.raises(PasskeyRejected):
+        bench.sign_in(key, bench.ada, verify_user=True)
+
+
+def test_without_a_user_handle_a_passwordless_answer_is_refused(bench: Bench) -> None:
+    """WebAuthn 7.2 step 6: with no list of allowed passkeys, the answer must name its owner."""
+    key, _ = bench.enrol()
+    key.user_handle = None
+    with pytest.raises(PasskeyRejected):
+        bench.sign_in(key)
+    owner, _ = bench.sign_in(key, bench.ada)  # after the password the owner is known
     assert owner.id == bench.ada.id
 
 
@@ -754,7 +770,13 @@ def test_the_first_passkey_comes_with_ten_recovery_codes_and_is_listed(
     options = json.loads(form.options)
     assert options["rp"] == {"id": "localhost", "name": get_state(app).settings.site_name}
     assert form.action == PASSKEYS
-    response = post(auth_client, form, SoftAuthenticator().create(form.options), name="Work laptop")
+    response = post(
+        auth_client,
+        form,
+        SoftAuthenticator().create(form.options),
+        name="Work laptop",
+        password=PASSWORD,
+    )
     codes = recovery_codes_of(response)
     assert len(set(codes)) == 10
     assert stored(app, user) == (1, 10)
@@ -779,7 +801,7 @@ def test_a_passkey_already_on_the_account_is_left_out_and_refused(
     form = prompt(auth_client, PASSKEYS)
     excluded = [c["id"] for c in json.loads(form.options)["excludeCredentials"]]
     assert excluded == [b64url(key.credential_id)]
-    again = post(auth_client, form, key.create(form.options), name="Again")
+    again = post(auth_client, form, key.create(form.options), name="Again", password=PASSWORD)
     assert again.status_code == 422
     assert "That passkey is registered already." in error_messages(auth_client, again)
     assert stored(app, user) == (1, 10)
@@ -800,7 +822,13 @@ def test_a_bad_name_is_shown_next_to_the_field_and_nothing_is_added(
     assert stored(app, user) == (0, 0)
     # The page offers a new challenge: trying again with a good name works.
     retry = prompt_of(response, PASSKEYS)
-    good = post(auth_client, retry, SoftAuthenticator().create(retry.options), name="Laptop")
+    good = post(
+        auth_client,
+        retry,
+        SoftAuthenticator().create(retry.options),
+        name="Laptop",
+        password=PASSWORD,
+    )
     assert len(recovery_codes_of(good)) == 10
 
 
@@ -1003,7 +1031,13 @@ def test_a_challenge_to_add_a_passkey_lasts_five_minutes(
 ) -> None:
     form = prompt(auth_client, PASSKEYS)
     clock.advance(seconds=CHALLENGE_LIFETIME + 1)  # still within the fresh sign-in window
-    late = post(auth_client, form, SoftAuthenticator().create(form.options), name="Laptop")
+    late = post(
+        auth_client,
+        form,
+        SoftAuthenticator().create(form.options),
+        name="Laptop",
+        password=PASSWORD,
+    )
     assert late.status_code == 422
     assert any(EXPIRED in m for m in error_messages(auth_client, late))
     assert stored(app, user) == (0, 0)
@@ -1076,7 +1110,13 @@ def test_a_login_page_challenge_cannot_add_a_passkey(
     login_page = prompt(other, "/login")
     carry_challenge(other, auth_client)
     swapped = {**json.loads(form.options), "challenge": login_page.challenge}
-    response = post(auth_client, form, SoftAuthenticator().create(json.dumps(swapped)), name="Key")
+    response = post(
+        auth_client,
+        form,
+        SoftAuthenticator().create(json.dumps(swapped)),
+        name="Key",
+        password=PASSWORD,
+    )
     assert response.status_code == 422
     assert any(EXPIRED in m for m in error_messages(auth_client, response))
     assert stored(app, user) == (0, 0)
@@ -1194,6 +1234,9 @@ def test_turning_off_the_app_keeps_the_passkey_and_the_recovery_codes(
     assert path_of(add_passkey(auth_client, key)) == PASSKEYS  # the app's codes serve both
     off = submit(auth_client, "/account/two-factor", {"password": PASSWORD, "action": "disable"})
     assert path_of(off) == "/account"
+    assert notices(auth_client, off) == [
+        "The authenticator app was removed; your passkeys remain your second factor."
+    ]
     assert stored(app, user) == (1, 10)
     sign_out(auth_client)
     assert path_of(login(auth_client)) == SECOND_STEP
@@ -1250,6 +1293,54 @@ def test_reauthenticating_with_a_refused_passkey_stays_stale(
         assert path_of(response) == "/reauthenticate"
         assert any(REJECTED in m for m in error_messages(client, response))
         assert client.get(PASSKEYS).status_code == 302
+
+
+def test_a_touch_without_the_pin_does_not_stand_in_for_the_password(
+    app: Flask, client: FlaskClient, clock: FakeClock, user: int
+) -> None:
+    """A bare security key (presence only) is a second factor, not a re-authentication."""
+    key = give_passkey(app, user, SoftAuthenticator(verifies_user=False)).key
+    assert path_of(login(client, "ada")) == "/login/two-factor"
+    assert path_of(use_passkey(client, key, "/login/two-factor")) == HOME  # after a password
+    clock.advance(seconds=FRESH_WINDOW + 60)
+    response = use_passkey(client, key, "/reauthenticate?next=/account/passkeys")
+    assert path_of(response) == "/reauthenticate"
+    assert client.get(PASSKEYS).status_code == 302  # still asks
+
+
+def test_adding_a_passkey_asks_for_the_current_password(
+    app: Flask, auth_client: FlaskClient, user: int
+) -> None:
+    form = prompt(auth_client, PASSKEYS)
+    response = post(
+        auth_client, form, SoftAuthenticator().create(form.options), name="Laptop", password="no"
+    )
+    assert response.status_code == 422
+    assert "That is not your current password." in error_messages(auth_client, response)
+    assert stored(app, user) == (0, 0)
+    assert events(app, Event.PASSKEY_ADDED) == []
+
+
+def test_no_recovery_codes_without_a_second_factor(
+    app: Flask, auth_client: FlaskClient, user: int
+) -> None:
+    form = prompt(auth_client, PASSKEYS)
+    response = auth_client.post(
+        PASSKEYS, data={"csrf_token": form.csrf_token, "action": "regenerate"}
+    )
+    assert path_of(response) == PASSKEYS
+    assert stored(app, user) == (0, 0)
+
+
+def test_the_export_lists_passkeys_without_their_keys(
+    app: Flask, auth_client: FlaskClient, user: int
+) -> None:
+    recovery_codes_of(add_passkey(auth_client, SoftAuthenticator(), "Work laptop"))
+    data = json.loads(auth_client.get("/account/export").get_data(as_text=True))
+    [passkey] = data["passkeys"]
+    assert passkey["name"] == "Work laptop"
+    assert passkey["last_used_at"] is None
+    assert set(passkey) == {"name", "created_at", "last_used_at"}
 
 
 # -- the admin's reset, the JSON API, role policy, explicit relying party -------------------------
@@ -1318,12 +1409,24 @@ def test_explicit_relying_party_settings_refuse_answers_made_for_localhost(
     key = SoftAuthenticator()
     form = prompt(client, PASSKEYS)
     assert json.loads(form.options)["rp"]["id"] == "example.com"
-    refused = post(client, form, key.create(form.options, origin="http://localhost"), name="Key")
+    refused = post(
+        client,
+        form,
+        key.create(form.options, origin="http://localhost"),
+        name="Key",
+        password=PASSWORD,
+    )
     assert refused.status_code == 422
     assert any(REJECTED in m for m in error_messages(client, refused))
     assert stored(app, user) == (0, 0)
     form = prompt(client, PASSKEYS)
-    added = post(client, form, key.create(form.options, origin="https://example.com"), name="Key")
+    added = post(
+        client,
+        form,
+        key.create(form.options, origin="https://example.com"),
+        name="Key",
+        password=PASSWORD,
+    )
     assert len(recovery_codes_of(added)) == 10
     sign_out(client)
     for origin, rp_id in [
@@ -1384,7 +1487,7 @@ def answer_with(
     client, page = ready_to_answer(site, key, endpoint)
     form = prompt(client, page)
     assert urlsplit(form.action).path == endpoint
-    return client, post(client, form, credential, name="Spare")
+    return client, post(client, form, credential, name="Spare", password=PASSWORD)
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS.values(), ids=ENDPOINTS.keys())

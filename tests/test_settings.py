@@ -20,6 +20,16 @@ def test_defaults_are_safe() -> None:
     assert settings.secure_cookies
 
 
+def test_passkey_origins_may_be_subdomains_of_the_relying_party() -> None:
+    settings = Settings.from_config(
+        {
+            "PORTCULLIS_WEBAUTHN_RP_ID": "example.com",
+            "PORTCULLIS_WEBAUTHN_ORIGINS": ["https://example.com", "https://login.example.com"],
+        }
+    )
+    assert settings.webauthn_origins == ("https://example.com", "https://login.example.com")
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -36,6 +46,17 @@ def test_defaults_are_safe() -> None:
         ({"PORTCULLIS_REDIS_URL": "localhost:6379"}, "redis://"),
         ({"PORTCULLIS_RESET_PASSWORD_LIFETIME": -5}, "positive"),
         ({"RATELIMIT_ENABLED": "no"}, "must be bool"),
+        ({"PORTCULLIS_WEBAUTHN_RP_ID": "https://example.com"}, "without scheme"),
+        ({"PORTCULLIS_WEBAUTHN_RP_ID": "example.com"}, "together"),
+        ({"PORTCULLIS_WEBAUTHN_ORIGINS": ["https://example.com"]}, "together"),
+        ({"PORTCULLIS_WEBAUTHN_ORIGINS": ["example.com"]}, "origins like"),
+        (
+            {
+                "PORTCULLIS_WEBAUTHN_RP_ID": "example.com",
+                "PORTCULLIS_WEBAUTHN_ORIGINS": ["https://example.com", "https://evil.com"],
+            },
+            "https://evil.com is not on example.com",
+        ),
     ],
 )
 def test_bad_values_fail_at_start_up_naming_the_key(

@@ -154,6 +154,7 @@ class Portcullis:
         accounts = AccountService(
             session, self.models, hashing, policy, sessions, tokens, guard, settings, clock
         )
+        two_factor = TwoFactorService(session, self.models, keys, settings.site_name, clock)
         state = State(
             settings=settings,
             models=self.models,
@@ -175,8 +176,8 @@ class Portcullis:
                 clock=clock,
             ),
             refresh_tokens=RefreshTokens(session, self.models, sessions, clock),
-            two_factor=TwoFactorService(session, self.models, keys, settings.site_name, clock),
-            passkeys=PasskeyService(session, self.models, clock),
+            two_factor=two_factor,
+            passkeys=PasskeyService(session, self.models, two_factor, clock),
             debug=app.debug,
             clock=clock,
         )

@@ -19,6 +19,7 @@ from typing import Any
 
 import webauthn
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from webauthn.helpers import (
     parse_authentication_credential_json,
     parse_registration_credential_json,
@@ -36,12 +37,15 @@ from .clock import Clock
 from .exceptions import FieldError, PasskeyRejected
 from .identity import has_control_characters
 from .models import DbSession, Models, PasskeyMixin, UserMixin
+from .two_factor import TwoFactorService
 
 CHALLENGE_LIFETIME = 5 * 60
 NAME_MAX = 64
 CREDENTIAL_JSON_MAX = 16 * 1024  # a real response is 1-2 KiB; refuse anything absurd unparsed
 PER_USER_MAX = 20
 REJECTED = "That passkey was not accepted. Try again, or use another way to sign in."
+# What the library and the JSON parsing raise for an answer that is not a valid one.
+BAD_ANSWER = (WebAuthnException, ValueError, TypeError, KeyError)
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,12 @@ def credential_key(credential_id: str) -> str:
 
 
 class PasskeyService:
-    def __init__(self, db: DbSession, models: Models, clock: Clock) -> None:
+    def __init__(
+        self, db: DbSession, models: Models, two_factor: TwoFactorService, clock: Clock
+    ) -> None:
         self._db = db
         self._models = models
+        self._two_factor = two_factor  # keeper of the recovery codes
         self._clock = clock
 
     # -- state -------------------------------------------------------------------------
@@ -90,7 +97,8 @@ class PasskeyService:
         return int(self._db.scalar(query) or 0)
 
     def remove(self, user: UserMixin, passkey_id: int) -> PasskeyMixin | None:
-        """Delete one of ``user``'s passkeys; return it, or None when it was not theirs."""
+        """Delete one of ``user``'s passkeys; return it, or None when it was not theirs.
+        With the last second factor gone, so are the recovery codes."""
         Passkey = self._models.Passkey
         passkey = self._db.scalars(
             select(Passkey).where(Passkey.id == passkey_id, Passkey.user_id == user.id)
@@ -99,6 +107,7 @@ class PasskeyService:
             return None
         self._db.execute(delete(Passkey).where(Passkey.id == passkey.id))
         self._db.commit()
+        self._two_factor.factor_removed(user)
         return passkey
 
     # -- registration ------------------------------------------------------------------
@@ -143,7 +152,7 @@ class PasskeyService:
                 expected_rp_id=rp.id,
                 expected_origin=list(rp.origins),
             )
-        except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
+        except BAD_ANSWER as exc:
             raise PasskeyRejected(REJECTED) from exc
         credential_id = parsed.id
         Passkey = self._models.Passkey
@@ -162,24 +171,28 @@ class PasskeyService:
             created_at=self._clock(),
         )
         self._db.add(passkey)
-        self._db.commit()
+        try:
+            self._db.commit()
+        except IntegrityError as exc:  # the same passkey, registered by a racing request
+            self._db.rollback()
+            raise PasskeyRejected("That passkey is registered already.") from exc
         return passkey
 
     # -- sign-in -----------------------------------------------------------------------
 
-    def authentication_options(self, rp: RelyingParty, user: UserMixin | None = None) -> Ceremony:
-        """Options for a sign-in: any discoverable passkey when ``user`` is None (passwordless,
-        user verification required), else only that user's (a second factor)."""
-        if user is None:
-            options = webauthn.generate_authentication_options(
-                rp_id=rp.id, user_verification=UserVerificationRequirement.REQUIRED
-            )
-        else:
-            options = webauthn.generate_authentication_options(
-                rp_id=rp.id,
-                allow_credentials=self._descriptors(self.list_for(user)),
-                user_verification=UserVerificationRequirement.PREFERRED,
-            )
+    def authentication_options(
+        self, rp: RelyingParty, user: UserMixin | None = None, *, verify_user: bool = True
+    ) -> Ceremony:
+        """Options for a sign-in: any discoverable passkey when ``user`` is None, else only
+        that user's. ``verify_user`` asks for the PIN or biometrics; only the second step
+        after a password may do without (the password is the other factor)."""
+        options = webauthn.generate_authentication_options(
+            rp_id=rp.id,
+            allow_credentials=[] if user is None else self._descriptors(self.list_for(user)),
+            user_verification=UserVerificationRequirement.REQUIRED
+            if verify_user
+            else UserVerificationRequirement.PREFERRED,
+        )
         return Ceremony(webauthn.options_to_json(options), options.challenge)
 
     def authenticate(
@@ -188,19 +201,23 @@ class PasskeyService:
         credential: str,
         challenge: bytes,
         user: UserMixin | None = None,
+        *,
+        verify_user: bool = True,
     ) -> tuple[UserMixin, PasskeyMixin]:
         """Verify a sign-in response; return the passkey's owner and the passkey.
 
-        Without ``user`` (passwordless) the authenticator must have verified
-        the person (PIN or biometrics): the passkey is then both factors.
-        With ``user`` the passkey must be one of theirs. The sign counter
-        must grow unless the authenticator does not keep one (always 0, as
-        synced passkeys do); it is advanced with a conditional UPDATE, so of
-        two responses racing with one count only one gets through.
+        With ``verify_user`` the authenticator must have verified the person
+        (PIN or biometrics): the passkey is then both factors. With ``user``
+        the passkey must be one of theirs; without, the answer must name its
+        owner (the user handle, WebAuthn 7.2 step 6). The sign counter must
+        grow unless the authenticator keeps none (synced passkeys send 0); it
+        is advanced with a conditional UPDATE, so of two answers racing with
+        one count only one gets through. With no counter that cannot tell a
+        replay: the caller must use each challenge once.
         """
         try:
             parsed = parse_authentication_credential_json(_loads(credential))
-        except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
+        except BAD_ANSWER as exc:
             raise PasskeyRejected(REJECTED) from exc
         Passkey = self._models.Passkey
         passkey = self._db.scalars(
@@ -210,7 +227,9 @@ class PasskeyService:
             raise PasskeyRejected(REJECTED)
         owner = self._db.get(self._models.User, passkey.user_id)
         handle = parsed.response.user_handle
-        if owner is None or (handle is not None and handle != user_handle(owner)):
+        if owner is None or (handle is None and user is None):
+            raise PasskeyRejected(REJECTED)
+        if handle is not None and handle != user_handle(owner):
             raise PasskeyRejected(REJECTED)
         try:
             verified = webauthn.verify_authentication_response(
@@ -220,9 +239,9 @@ class PasskeyService:
                 expected_origin=list(rp.origins),
                 credential_public_key=passkey.public_key,
                 credential_current_sign_count=passkey.sign_count,
-                require_user_verification=user is None,
+                require_user_verification=verify_user,
             )
-        except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
+        except BAD_ANSWER as exc:
             raise PasskeyRejected(REJECTED) from exc
         claimed = self._db.execute(
             update(Passkey)

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from limits import parse_many
 
@@ -147,6 +148,20 @@ class Settings:
             )
         if any(ch in self.webauthn_rp_id for ch in ":/ "):
             problems.append("PORTCULLIS_WEBAUTHN_RP_ID is a host name, without scheme or port.")
+        elif bool(self.webauthn_rp_id) != bool(self.webauthn_origins):
+            problems.append(
+                "Set PORTCULLIS_WEBAUTHN_RP_ID and PORTCULLIS_WEBAUTHN_ORIGINS together "
+                "(neither: both come from each request)."
+            )
+        else:
+            rp_id = self.webauthn_rp_id
+            for origin in self.webauthn_origins:
+                host = urlsplit(origin).hostname if isinstance(origin, str) else None
+                if host and host != rp_id and not host.endswith("." + rp_id):
+                    problems.append(
+                        f"PORTCULLIS_WEBAUTHN_ORIGINS: {origin} is not on {rp_id} or below "
+                        "it; browsers refuse such passkeys."
+                    )
         if not all(isinstance(role, str) and role for role in self.require_2fa_for_roles):
             problems.append('PORTCULLIS_REQUIRE_2FA_FOR_ROLES lists role names, e.g. ["admin"].')
         if self.email_verification not in VERIFICATION_MODES:

@@ -126,6 +126,7 @@ def sign_out(page: Page) -> None:
 def add_passkey(page: Page, name: str) -> None:
     page.goto("/account/passkeys")
     page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Current password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Add a passkey").click()
 
 

@@ -68,6 +68,13 @@
     },
   });
 
+  const MESSAGES = {
+    NotAllowedError: "The passkey prompt was closed or timed out. Try again.",
+    InvalidStateError: "This device already holds a passkey for your account.",
+    SecurityError: "Passkeys work only at this site's own address (not an IP address).",
+    default: "This browser could not use a passkey here.",
+  };
+
   const showError = (form, message) => {
     const box = form.querySelector(".passkey-error");
     if (box) {
@@ -120,12 +127,7 @@
       try {
         send(form, await ask(null));
       } catch (error) {
-        showError(
-          form,
-          error && error.name === "NotAllowedError"
-            ? "The passkey prompt was closed or timed out. Try again."
-            : "This browser could not use a passkey here."
-        );
+        showError(form, MESSAGES[error && error.name] || MESSAGES.default);
       }
     });
 

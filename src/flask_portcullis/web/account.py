@@ -133,6 +133,14 @@ def export() -> ResponseReturnValue:
     state, user = get_state(), me()
     data = state.accounts.export(user)
     data["activity"] = [activity_row(event) for event in state.audit.recent(user.id, limit=1000)]
+    data["passkeys"] = [
+        {
+            "name": passkey.name,
+            "created_at": passkey.created_at.isoformat(),
+            "last_used_at": passkey.last_used_at and passkey.last_used_at.isoformat(),
+        }
+        for passkey in state.passkeys.list_for(user)
+    ]
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
         mimetype="application/json",

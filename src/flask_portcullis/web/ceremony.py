@@ -36,21 +36,23 @@ def relying_party() -> RelyingParty:
 def begin(purpose: str, ceremony: Ceremony) -> str:
     """Remember the challenge for ``purpose``; return the options for the page's script."""
     now = int(get_state().clock().timestamp())
-    session[CEREMONY] = {
-        "purpose": purpose,
-        "challenge": bytes_to_base64url(ceremony.challenge),
-        "at": now,
-    }
+    pending = session.get(CEREMONY)
+    pending = dict(pending) if isinstance(pending, dict) else {}  # one slot per purpose:
+    pending[purpose] = {"challenge": bytes_to_base64url(ceremony.challenge), "at": now}
+    session[CEREMONY] = pending  # another tab's login page leaves the second step alone
     return ceremony.options
 
 
 def take_challenge(purpose: str) -> bytes | None:
     """The challenge made for ``purpose`` within five minutes, once; otherwise None."""
     state = get_state()
-    pending = session.pop(CEREMONY, None)
-    if not isinstance(pending, dict) or pending.get("purpose") != purpose:
+    pending = session.get(CEREMONY)
+    if not isinstance(pending, dict) or not isinstance(pending.get(purpose), dict):
         return None
-    at, challenge = pending.get("at"), pending.get("challenge")
+    pending = dict(pending)
+    made = pending.pop(purpose)
+    session[CEREMONY] = pending
+    at, challenge = made.get("at"), made.get("challenge")
     now = int(state.clock().timestamp())
     if not isinstance(at, int) or not isinstance(challenge, str):
         return None

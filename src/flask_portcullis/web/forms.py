@@ -14,6 +14,8 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from ..passkeys import CREDENTIAL_JSON_MAX, NAME_MAX
+
 # Far above any real value, far below anything that costs real work to hash or look up.
 FIELD_MAX = 1024
 
@@ -114,7 +116,7 @@ class PasskeyForm(Form):
     credential = HiddenField(
         validators=[
             DataRequired("The passkey gave no answer; try again."),
-            Length(max=16 * 1024, message="The passkey's answer was too long; try again."),
+            Length(max=CREDENTIAL_JSON_MAX, message="The passkey's answer was too long."),
         ]
     )
 
@@ -122,5 +124,9 @@ class PasskeyForm(Form):
 class AddPasskeyForm(PasskeyForm):
     name = StringField(
         "Name",
-        validators=[DataRequired("Give the passkey a name."), Length(max=64, message="Too long.")],
+        validators=[
+            DataRequired("Give the passkey a name."),
+            Length(max=NAME_MAX, message="Too long."),
+        ],
     )
+    password = PasswordField("Current password", validators=_required("current password"))

@@ -16,7 +16,7 @@ from ..decorators import login_required
 from ..exceptions import AccountInactive, EmailNotVerified, FieldError, PasskeyRejected
 from ..extension import get_state
 from ..models import UserMixin
-from .account import me
+from .account import WRONG_PASSWORD, me
 from .auth import after_login_url
 from .blueprints import bp
 from .ceremony import begin, relying_party, take_challenge
@@ -46,11 +46,18 @@ def passkeys() -> ResponseReturnValue:
     if action == "remove":
         return remove(user)
     if action == "regenerate" and ConfirmForm().validate_on_submit():
-        return new_recovery_codes(user)  # the page itself wants a recent sign-in
+        if state.two_factor.is_enabled(user):  # codes stand in for a factor: one must exist
+            return new_recovery_codes(user)  # the page itself wants a recent sign-in
+        flash("Add a passkey first: recovery codes come with it.", "info")
+        return redirect(url_for("portcullis.passkeys"))
     form = AddPasskeyForm()
     if form.validate_on_submit():
         challenge = take_challenge("register")
         try:
+            # A passkey signs in on its own, past the password and any app: adding one asks
+            # for the password as changing it does, not only a recent sign-in.
+            if not state.accounts.check_password(user, form.password.data or ""):
+                raise FieldError("password", WRONG_PASSWORD)
             if challenge is None:
                 raise PasskeyRejected(EXPIRED)
             passkey = state.passkeys.register(
@@ -89,7 +96,6 @@ def remove(user: UserMixin) -> ResponseReturnValue:
     if ConfirmForm().validate_on_submit() and raw_id.isdigit():
         passkey = state.passkeys.remove(user, int(raw_id))
         if passkey is not None:
-            state.two_factor.factor_removed(user)
             audit(Event.PASSKEY_REMOVED, user.id, name=passkey.name)
             state.notifier.factor_changed(
                 user, current_device(), change=f"The passkey named “{passkey.name}” was removed."
@@ -143,7 +149,7 @@ def login_two_factor_passkey() -> ResponseReturnValue:
         flash("Please sign in again.", "info")
         return redirect(url_for("portcullis.login"))
     user, pending = found
-    if own_passkey_verified(user, "second-factor"):
+    if own_passkey_verified(user, "second-factor", verify_user=False):
         return finish_second_step(user, pending, factor="passkey")
     return redirect(url_for("portcullis.login_two_factor"))
 
@@ -153,13 +159,14 @@ def login_two_factor_passkey() -> ResponseReturnValue:
 def reauthenticate_passkey() -> ResponseReturnValue:
     """A passkey of the signed-in user instead of the password, before a sensitive page."""
     target = safe_next(request.args.get("next"))
-    if own_passkey_verified(me(), "reauthenticate"):
+    # Like the password it stands for: something the user knows or is, not only a touch.
+    if own_passkey_verified(me(), "reauthenticate", verify_user=True):
         mark_fresh()
         return redirect(target or url_for("portcullis.account"))
     return redirect(url_for("portcullis.reauthenticate", next=target))
 
 
-def own_passkey_verified(user: UserMixin, purpose: str) -> bool:
+def own_passkey_verified(user: UserMixin, purpose: str, *, verify_user: bool) -> bool:
     """Check the posted answer against the challenge made for ``purpose`` and ``user``'s own
     passkeys; flash why when it fails. Failures count on the second-factor lock, like wrong
     codes, and are audited."""
@@ -175,7 +182,9 @@ def own_passkey_verified(user: UserMixin, purpose: str) -> bool:
         if challenge is None:
             raise PasskeyRejected(EXPIRED)
         answer = form.credential.data or ""
-        state.passkeys.authenticate(relying_party(), answer, challenge, user=user)
+        state.passkeys.authenticate(
+            relying_party(), answer, challenge, user=user, verify_user=verify_user
+        )
     except PasskeyRejected as exc:
         audit(Event.SIGN_IN_FAILED, user.id, reason=purpose)
         flash(str(exc), "error")

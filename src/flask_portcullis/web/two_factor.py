@@ -97,7 +97,8 @@ def second_step_page(user: UserMixin, form: CodeForm) -> ResponseReturnValue:
     state = get_state()
     options = None
     if state.passkeys.count(user):
-        ceremony = state.passkeys.authentication_options(relying_party(), user)
+        # The password was the first factor: a touch of the key is enough for the second.
+        ceremony = state.passkeys.authentication_options(relying_party(), user, verify_user=False)
         options = begin("second-factor", ceremony)
     return render_form(
         "portcullis/login_two_factor.html",
@@ -161,10 +162,13 @@ def manage(user: UserMixin) -> ResponseReturnValue:
         elif action == "disable":
             state.two_factor.disable(user)
             audit(Event.TWO_FACTOR_DISABLED, user.id)
-            state.notifier.factor_changed(
-                user, current_device(), change="Two-factor sign-in was turned off for your account."
+            change = (
+                "The authenticator app was removed; your passkeys remain your second factor."
+                if state.two_factor.is_enabled(user)
+                else "Two-factor sign-in was turned off for your account."
             )
-            flash("Two-factor sign-in is off.", "info")
+            state.notifier.factor_changed(user, current_device(), change=change)
+            flash(change, "info")
             return redirect(url_for("portcullis.account"))
         else:
             return new_recovery_codes(user)
