@@ -57,6 +57,7 @@ STANDARDS = {
     "security headers": "OWASP ASVS 14.4",
     "links in mail": "OWASP ASVS 9.1.1",
     "host of links": "OWASP WSTG-INPV-17",
+    "passkey site": "WebAuthn Level 3, 5.1.3",
     "database": "operations",
 }
 # "FAIL  secret key        SECRET_KEY is short ...  [OWASP ASVS 6.4.1]"
@@ -119,6 +120,8 @@ def production(redis_prefix: str) -> dict[str, Any]:
         "PORTCULLIS_REDIS_URL": REDIS_URL,
         "PORTCULLIS_REDIS_PREFIX": redis_prefix,
         "PORTCULLIS_EMAIL_VERIFICATION": "required",
+        "PORTCULLIS_WEBAUTHN_RP_ID": "example.com",
+        "PORTCULLIS_WEBAUTHN_ORIGINS": ["https://accounts.example.com"],
         **REAL_HASH,
         **REAL_LIMITS,
     }
@@ -322,6 +325,12 @@ WARNINGS = [
         "PORTCULLIS_SECURITY_HEADERS",
         id="security-headers-off",
     ),
+    pytest.param(
+        {"PORTCULLIS_WEBAUTHN_RP_ID": None, "PORTCULLIS_WEBAUTHN_ORIGINS": None},
+        "passkey site",
+        "PORTCULLIS_WEBAUTHN_RP_ID",
+        id="passkey-site-from-requests",
+    ),
 ]
 
 
@@ -348,8 +357,13 @@ def test_development_defaults_warn_but_pass(doctor: Doctor) -> None:
     )
     assert report.exit_code == 0, report.output
     assert report.items("FAIL") == set(), report.output
-    assert report.items("WARN") == {"shared limits", "mail delivery", "links in mail"}
-    assert report.summary == (len(STANDARDS) - 3, 3, 0)
+    assert report.items("WARN") == {
+        "shared limits",
+        "mail delivery",
+        "links in mail",
+        "passkey site",
+    }
+    assert report.summary == (len(STANDARDS) - 4, 4, 0)
 
 
 def test_doctor_output_names_no_secret(doctor: Doctor) -> None:

@@ -160,6 +160,15 @@ def examine(app: Flask, state: State) -> list[Finding]:
             severe=False,
         ),
         _check(
+            bool(settings.webauthn_rp_id),
+            "passkey site",
+            f"relying party {settings.webauthn_rp_id}",
+            "no PORTCULLIS_WEBAUTHN_RP_ID/_ORIGINS: passkeys take the site from each request's "
+            "Host header; set them, as passkeys stay bound to the first one",
+            "WebAuthn Level 3, 5.1.3",
+            severe=False,
+        ),
+        _check(
             health.database_ok(state),
             "database",
             "reachable, schema present",
