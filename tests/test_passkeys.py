@@ -1321,6 +1321,18 @@ def test_adding_a_passkey_asks_for_the_current_password(
     assert events(app, Event.PASSKEY_ADDED) == []
 
 
+@pytest.mark.parametrize("raw_id", ["99999999999999999999999", "-1", "1e3", "", "\u0661"])
+def test_removing_a_passkey_by_a_junk_id_changes_nothing(
+    app: Flask, auth_client: FlaskClient, enrolled: Enrolled, user: int, raw_id: str
+) -> None:
+    form = prompt(auth_client, PASSKEYS)
+    response = auth_client.post(
+        PASSKEYS, data={"csrf_token": form.csrf_token, "action": "remove", "passkey": raw_id}
+    )
+    assert path_of(response) == PASSKEYS
+    assert stored(app, user) == (1, 10)
+
+
 def test_no_recovery_codes_without_a_second_factor(
     app: Flask, auth_client: FlaskClient, user: int
 ) -> None:

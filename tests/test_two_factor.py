@@ -276,7 +276,15 @@ def test_a_wrong_code_does_not_enable_and_stores_nothing(
 ) -> None:
     secret, _ = setup_page(auth_client)
     right = code_for(secret, clock)
-    for wrong in (wrong_code(secret, clock), code_for(secret, clock, 2), "abc", right + "0"):
+    # The right code in Arabic-Indic digits is digits to Python, but never a code of ours.
+    arabic = right.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    for wrong in (
+        wrong_code(secret, clock),
+        code_for(secret, clock, 2),
+        "abc",
+        right + "0",
+        arabic,
+    ):
         response = submit(auth_client, SETUP, {"code": wrong})
         assert response.status_code == 422
         assert "Turn on two-factor sign-in" in response.get_data(as_text=True)
@@ -816,6 +824,16 @@ def test_api_accepts_a_recovery_code_once(
     assert events(app, Event.RECOVERY_CODE_USED) == [(user, {"via": "api"})]
     assert events(app, Event.SIGN_IN)[-1] == (user, {"via": "api", "factor": "recovery"})
     assert_problem(api_step(client, api_challenge(client), code), 401, "invalid_code")
+
+
+def test_codes_in_other_digits_are_wrong_codes_not_errors(
+    client: FlaskClient, clock: FakeClock, enrolled: Enrolled
+) -> None:
+    arabic = code_for(enrolled.secret, clock).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    password_step(client)
+    assert second_step(client, arabic).status_code == 422
+    assert_problem(api_step(client, api_challenge(client), arabic), 401, "invalid_code")
+    assert not signed_in(client)
 
 
 def test_api_wrong_code_is_a_401_problem(

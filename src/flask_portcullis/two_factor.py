@@ -171,7 +171,7 @@ class TwoFactorService:
         """Accept a current TOTP code or an unused recovery code; return which ("totp" or
         "recovery"), or raise InvalidCode. Either is usable once only."""
         compact = "".join(code.split())
-        if compact.isdigit() and len(compact) == 6:
+        if compact.isascii() and compact.isdigit() and len(compact) == 6:
             record = self._db.get(self._models.TwoFactor, user.id)
             if record is None:
                 raise InvalidCode("There is no authenticator app on this account.")
@@ -217,11 +217,14 @@ class TwoFactorService:
     # -- internals -----------------------------------------------------------------------
 
     def _matching_step(self, secret: str, code: str, *, after: int) -> int | None:
+        code = code.strip()
+        if not (code.isascii() and code.isdigit()):  # "١٢٣٤٥٦" is digits too, but not ours
+            return None
         totp = pyotp.TOTP(secret, interval=STEP)
         now_step = int(self._clock().timestamp()) // STEP
         for step in range(now_step - DRIFT_STEPS, now_step + DRIFT_STEPS + 1):
             expected = totp.at(step * STEP)
-            if step > after and hmac.compare_digest(expected, code.strip()):
+            if step > after and hmac.compare_digest(expected, code):
                 return step
         return None
 

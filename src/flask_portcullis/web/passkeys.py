@@ -93,7 +93,13 @@ def passkeys() -> ResponseReturnValue:
 def remove(user: UserMixin) -> ResponseReturnValue:
     state = get_state()
     raw_id = request.form.get("passkey", "")
-    if ConfirmForm().validate_on_submit() and raw_id.isdigit():
+    # At most 9 digits: any id of ours, and never past the column's integer range.
+    if (
+        ConfirmForm().validate_on_submit()
+        and raw_id.isascii()
+        and raw_id.isdigit()
+        and len(raw_id) <= 9
+    ):
         passkey = state.passkeys.remove(user, int(raw_id))
         if passkey is not None:
             audit(Event.PASSKEY_REMOVED, user.id, name=passkey.name)
