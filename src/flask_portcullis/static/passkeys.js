@@ -128,20 +128,28 @@
         send(form, await ask(null));
       } catch (error) {
         showError(form, MESSAGES[error && error.name] || MESSAGES.default);
+        offerInAutofill(); // the button's prompt is closed: autofill may offer it again
       }
     });
 
-    if (form.dataset.passkeyConditional !== undefined) {
+    // Conditional UI: the username field's autofill lists the passkeys (login page only).
+    const offerInAutofill = () => {
+      if (form.dataset.passkeyConditional === undefined || waiting) {
+        return;
+      }
       PublicKeyCredential.isConditionalMediationAvailable?.().then((available) => {
         if (!available) {
           return;
         }
         ask("conditional").then(
           (answer) => send(form, answer),
-          () => {} // aborted for the button, or dismissed: nothing to say
+          () => {
+            waiting = null; // aborted for the button, or dismissed: nothing to say
+          }
         );
       });
-    }
+    };
+    offerInAutofill();
     form.hidden = false;
   };
 
