@@ -153,6 +153,15 @@ def proc_memory_kib(pid: int) -> tuple[int, int]:
     return int(values["VmRSS"].split()[0]), int(values["VmHWM"].split()[0])
 
 
+def control_socket_off(gunicorn: Path) -> list[str]:
+    """gunicorn 25.1+ keeps a control socket at one path per user ($HOME/.gunicorn), which
+    servers running side by side would take from each other: turn it off where it exists."""
+    usage = subprocess.run(  # noqa: S603 (our own fixed command)
+        [str(gunicorn), "--help"], capture_output=True, text=True, check=False, timeout=60
+    ).stdout
+    return ["--no-control-socket"] if "--no-control-socket" in usage else []
+
+
 class Server:
     """A gunicorn master and its sync workers, started and stopped by PID."""
 
@@ -171,6 +180,7 @@ class Server:
             str(BENCH),
             "--log-level",
             "warning",
+            *control_socket_off(gunicorn),
             app,
         ]
         with self.log.open("w") as log:
