@@ -6,9 +6,9 @@ API call these methods and map the typed errors they raise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +36,9 @@ from .tokens import Purpose, TokenService
 
 # How long a correct password waits for its second factor.
 TWO_FACTOR_WINDOW = 5 * 60
+
+
+T = TypeVar("T")
 
 
 class AccountService:
@@ -278,6 +281,16 @@ class AccountService:
         """Return the user a link is for, without using it up (its page is shown first)."""
         user, _ = self._check(purpose, token)
         return user
+
+    def second_factor(self, user: UserMixin, check: Callable[[], T]) -> T:
+        """Run ``check`` (a code or passkey check that raises when wrong) under the user's
+        second-factor lock: counted as a failure until it passes, like a password. The lock
+        is its own, so giving the password again does not reset it."""
+        account = f"user:{user.id}:second-factor"
+        self.guard.reserve(account)
+        result = check()
+        self.guard.succeeded(account)
+        return result
 
     def make_two_factor_challenge(self, user: UserMixin) -> str:
         """A short-lived token saying "the password was right" (the API's second step)."""

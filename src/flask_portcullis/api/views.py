@@ -20,7 +20,6 @@ from ..exceptions import (
     EmailNotVerified,
     EmailTaken,
     FieldError,
-    InvalidCode,
     InvalidCredentials,
     NotFound,
     PasswordRejected,
@@ -31,9 +30,8 @@ from ..exceptions import (
 from ..extension import State, get_state
 from ..identity import mask_email
 from ..models import UserMixin
-from ..web.events import audit, notify_unusual_sign_in
+from ..web.events import audit, notify_unusual_sign_in, verify_second_factor
 from ..web.signin import client_ip, current_device
-from ..web.two_factor import code_guard_key
 from . import schemas
 from .endpoints import endpoint
 from .problems import Unauthorized
@@ -176,23 +174,8 @@ def signed_in(user: UserMixin, **detail: str) -> Response:
 def login_two_factor(data: schemas.TwoFactorStep) -> Response:
     state = get_state()
     user = state.accounts.check_two_factor_challenge(data.challenge)
-    account = code_guard_key(user)
-    state.accounts.guard.reserve(account)  # wrong codes have their own lock
-    try:
-        method = state.two_factor.verify(user, data.code)
-    except InvalidCode:
-        audit(Event.SIGN_IN_FAILED, user.id, reason="second-factor", via="api")
-        raise
-    state.accounts.guard.succeeded(account)
+    method = verify_second_factor(user, data.code, via="api")
     state.accounts.admit(user)  # the challenge is used up
-    if method == "recovery":
-        audit(Event.RECOVERY_CODE_USED, user.id, via="api")
-        left = state.two_factor.recovery_codes_left(user)
-        state.notifier.factor_changed(
-            user,
-            current_device(),
-            change=f"A recovery code was used to sign in. {left} unused codes are left.",
-        )
     return signed_in(user, factor=method)
 
 

@@ -21,7 +21,7 @@ from ..identity import clean_email
 from ..models import UserMixin
 from .blueprints import bp
 from .ceremony import begin, relying_party
-from .events import audit, notify_unusual_sign_in
+from .events import audit, complete_sign_in
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, LoginForm, RegisterForm
 from .links import PENDING_VERIFICATION
@@ -132,10 +132,7 @@ def login() -> ResponseReturnValue:
                 return start_second_step(
                     user, remember=remember, next_url=safe_next(request.args.get("next"))
                 )
-            notify_unusual_sign_in(user)
-            sign_in(user, remember=remember)
-            audit(Event.SIGN_IN, user.id, remember=remember)
-            flash(f"Signed in as {user.username}.", "success")
+            complete_sign_in(user, remember=remember)
             return redirect(after_login_url())
     return login_page(form)
 

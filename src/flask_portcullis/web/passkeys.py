@@ -20,13 +20,13 @@ from .account import WRONG_PASSWORD, me
 from .auth import after_login_url
 from .blueprints import bp
 from .ceremony import begin, relying_party, take_challenge
-from .events import audit, notify_unusual_sign_in
+from .events import audit, complete_sign_in
 from .feedback import render_form, show_error
 from .forms import AddPasskeyForm, ConfirmForm, PasskeyForm
 from .fresh import fresh_login_required
 from .redirects import safe_next
-from .signin import client_ip, current_device, mark_fresh, sign_in
-from .two_factor import code_guard_key, finish_second_step, new_recovery_codes, pending_user
+from .signin import client_ip, current_device, mark_fresh
+from .two_factor import finish_second_step, new_recovery_codes, pending_user
 
 EXPIRED = "That passkey request expired or was used already. Please try again."
 
@@ -139,11 +139,7 @@ def login_passkey() -> ResponseReturnValue:
         audit(Event.SIGN_IN_FAILED, exc.user_id, reason=reason)
         flash("This account cannot sign in yet: sign in with your password to see why.", "error")
         return back
-    remember = bool(request.form.get("remember"))
-    notify_unusual_sign_in(user)
-    sign_in(user, remember=remember)
-    audit(Event.SIGN_IN, user.id, remember=remember, factor="passkey")
-    flash(f"Signed in as {user.username}.", "success")
+    complete_sign_in(user, remember=bool(request.form.get("remember")), factor="passkey")
     return redirect(after_login_url())
 
 
@@ -182,18 +178,19 @@ def own_passkey_verified(user: UserMixin, purpose: str, *, verify_user: bool) ->
     if not form.validate_on_submit():
         flash(form_problem(form), "error")
         return False
-    account = code_guard_key(user)
-    state.accounts.guard.reserve(account)  # a failure until it verifies
-    try:
+    answer = form.credential.data or ""
+
+    def check() -> object:
         if challenge is None:
             raise PasskeyRejected(EXPIRED)
-        answer = form.credential.data or ""
-        state.passkeys.authenticate(
+        return state.passkeys.authenticate(
             relying_party(), answer, challenge, user=user, verify_user=verify_user
         )
+
+    try:
+        state.accounts.second_factor(user, check)
     except PasskeyRejected as exc:
         audit(Event.SIGN_IN_FAILED, user.id, reason=purpose)
         flash(str(exc), "error")
         return False
-    state.accounts.guard.succeeded(account)
     return True

@@ -16,12 +16,12 @@ from ..models import UserMixin
 from .account import WRONG_PASSWORD, me
 from .blueprints import bp
 from .ceremony import begin, relying_party
-from .events import audit, notify_unusual_sign_in
+from .events import audit, complete_sign_in, verify_second_factor
 from .feedback import render_form
 from .forms import CodeForm, PasswordConfirmForm
 from .fresh import fresh_login_required
 from .redirects import safe_next
-from .signin import current_device, sign_in
+from .signin import current_device
 
 # Between a right password and the second factor: the challenge, remember-me, where to go.
 PENDING = "_portcullis_2fa"
@@ -54,11 +54,6 @@ def pending_user() -> tuple[UserMixin, dict[str, Any]] | None:
     return user, pending
 
 
-def code_guard_key(user: UserMixin) -> str:
-    """Wrong codes have a lock of their own: giving the password again must not reset it."""
-    return f"user:{user.id}:second-factor"
-
-
 @bp.route("/login/two-factor", methods=["GET", "POST"])
 def login_two_factor() -> ResponseReturnValue:
     found = pending_user()
@@ -66,27 +61,13 @@ def login_two_factor() -> ResponseReturnValue:
         flash("Please sign in again.", "info")
         return redirect(url_for("portcullis.login"))
     user, pending = found
-    state = get_state()
     form = CodeForm()
     if form.validate_on_submit():
-        account = code_guard_key(user)
-        state_guard = state.accounts.guard
         try:
-            state_guard.reserve(account)  # wrong codes count like wrong passwords
-            method = state.two_factor.verify(user, form.code.data or "")
+            method = verify_second_factor(user, form.code.data or "")
         except InvalidCode as exc:
-            audit(Event.SIGN_IN_FAILED, user.id, reason="second-factor")
             form.code.errors = [str(exc)]
         else:
-            state_guard.succeeded(account)
-            if method == "recovery":
-                audit(Event.RECOVERY_CODE_USED, user.id)
-                left = state.two_factor.recovery_codes_left(user)
-                state.notifier.factor_changed(
-                    user,
-                    current_device(),
-                    change=f"A recovery code was used to sign in. {left} unused codes are left.",
-                )
             return finish_second_step(user, pending, factor=method)
     return second_step_page(user, form)
 
@@ -111,12 +92,8 @@ def second_step_page(user: UserMixin, form: CodeForm) -> ResponseReturnValue:
 def finish_second_step(
     user: UserMixin, pending: dict[str, Any], *, factor: str
 ) -> ResponseReturnValue:
-    remember = bool(pending.get("remember"))
     get_state().accounts.admit(user)  # the pending challenge is used up
-    notify_unusual_sign_in(user)
-    sign_in(user, remember=remember)
-    audit(Event.SIGN_IN, user.id, remember=remember, factor=factor)
-    flash(f"Signed in as {user.username}.", "success")
+    complete_sign_in(user, remember=bool(pending.get("remember")), factor=factor)
     target = safe_next(pending.get("next"))
     return redirect(target or url_for(get_state().settings.post_login_view))
 
