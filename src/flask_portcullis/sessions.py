@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 
-from sqlalchemy import Select, bindparam, delete, select, update
+from sqlalchemy import Select, bindparam, delete, select
 from sqlalchemy.orm import joinedload
 
 from .clock import Clock
@@ -93,7 +93,6 @@ class SessionService:
 
     def resolve_record(self, record_id: str) -> ActiveSession | None:
         """Like resolve, by the stored id (API sessions, whose raw id is never handed out)."""
-        Session = self._models.Session
         row = self._db.execute(self._lookup, {"record_id": record_id}).unique().first()
         if row is None:
             return None
@@ -108,10 +107,15 @@ class SessionService:
         if not user.active:
             return None
         if now - record.last_seen_at >= TOUCH_INTERVAL:
-            self._db.execute(
-                update(Session).where(Session.id == record.id).values(last_seen_at=now)
-            )
-            self._db.commit()
+            record.last_seen_at = now
+            # The page goes on to read the user: keep the loaded objects rather than let the
+            # commit expire them into a second SELECT.
+            session = self._db()
+            expire, session.expire_on_commit = session.expire_on_commit, False
+            try:
+                session.commit()
+            finally:
+                session.expire_on_commit = expire
         return ActiveSession(record, user)
 
     def end(self, session_id: str) -> None:
