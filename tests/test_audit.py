@@ -471,6 +471,21 @@ def test_throttled_requests_are_recorded(build: AppFactory, clock: FakeClock) ->
     assert len(rows(app, Event.SIGN_IN_FAILED)) == 2
 
 
+def test_every_api_throttle_is_recorded(build: AppFactory) -> None:
+    app = build(PORTCULLIS_REGISTER_LIMIT_PER_CLIENT="1/hour")
+    client = as_device(app.test_client())
+    for n, status in ((1, 201), (2, 429)):
+        body = {"username": f"user{n}", "email": f"user{n}@example.com", "password": PASSWORD}
+        assert client.post("/api/v1/register", json=body).status_code == status
+    [row] = rows(app, Event.THROTTLED)
+    assert row.detail == {
+        "path": "/api/v1/register",
+        "retry_after": row.detail["retry_after"],
+        "via": "api",
+    }
+    assert row.detail["retry_after"] > 0
+
+
 def test_registration_throttle_is_recorded(build: AppFactory) -> None:
     app = build(PORTCULLIS_REGISTER_LIMIT_PER_CLIENT="1/hour")
     for n, status in ((1, 302), (2, 429)):

@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from .clock import Clock
 from .exceptions import TokenExpired, TokenInvalid
 
-ALGORITHMS = ("EdDSA", "ES256", "HS256")
 _P256_ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
 
 

@@ -22,7 +22,7 @@ from . import signals
 from .audit_events import Event
 from .clock import Clock
 from .models import AuditEventMixin, DbSession, Models
-from .sessions import printable
+from .sessions import stored_client
 
 logger = logging.getLogger("flask_portcullis.audit")
 DETAIL_MAX = 2000
@@ -62,12 +62,13 @@ class AuditLog:
     ) -> None:
         """Write one event (in its own transaction) and send its signals."""
         safe = _without_secrets(detail)
+        ip, user_agent = stored_client(ip, user_agent)
         row = self._models.AuditEvent(
             at=self._clock(),
             user_id=user_id,
             event=str(event),
-            ip=ip[:45],
-            user_agent=printable(user_agent)[:512],
+            ip=ip,
+            user_agent=user_agent,
             detail=_detail_json(safe),
         )
         self._db.add(row)
@@ -112,9 +113,8 @@ class AuditLog:
         )
         if self._db.scalars(sign_ins.limit(1)).first() is None:
             return False
-        same_device = sign_ins.where(
-            AuditEvent.ip == ip[:45], AuditEvent.user_agent == printable(user_agent)[:512]
-        )
+        ip, user_agent = stored_client(ip, user_agent)
+        same_device = sign_ins.where(AuditEvent.ip == ip, AuditEvent.user_agent == user_agent)
         return self._db.scalars(same_device.limit(1)).first() is None
 
     def failures_since_sign_in(self, user_id: int) -> int:

@@ -7,7 +7,6 @@ once, the way django.contrib.auth.password_validation does it.
 from __future__ import annotations
 
 import gzip
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -15,6 +14,7 @@ from importlib.resources import files
 from typing import Protocol
 
 from .exceptions import PasswordRejected
+from .identity import has_control_characters
 from .passwords import normalize_password
 from .settings import Settings
 
@@ -50,7 +50,7 @@ class LengthRule:
 
 def no_control_characters(password: str, *, username: str, email: str) -> str | None:
     """Refuse NUL and other control characters: invisible, and trouble for other systems."""
-    if any(unicodedata.category(ch) == "Cc" for ch in password):
+    if has_control_characters(password):
         return "Do not use control characters (such as NUL or tab)."
     return None
 

@@ -24,6 +24,7 @@ from .settings import Settings
 
 # Write last-seen at most this often: one UPDATE a minute, not one per request.
 TOUCH_INTERVAL = timedelta(seconds=60)
+IP_MAX = 45  # an IPv6 address with an IPv4 tail
 USER_AGENT_MAX = 512
 
 
@@ -35,6 +36,12 @@ def digest(session_id: str) -> str:
 def printable(text: str) -> str:
     """Drop control and format characters (NUL, bidi overrides) from client-supplied text."""
     return "".join(ch for ch in text if ch.isprintable())
+
+
+def stored_client(ip: str, user_agent: str) -> tuple[str, str]:
+    """The IP and browser as sessions and audit events store them (and as the new-device
+    check compares them)."""
+    return ip[:IP_MAX], printable(user_agent)[:USER_AGENT_MAX]
 
 
 @dataclass(frozen=True)
@@ -59,14 +66,15 @@ class SessionService:
         session_id = secrets.token_urlsafe(32)
         now = self._clock()
         lifetime = self._settings.remember_lifetime if remember else self._settings.session_lifetime
+        ip, user_agent = stored_client(ip, user_agent)
         record = self._models.Session(
             id=digest(session_id),
             user_id=user.id,
             created_at=now,
             last_seen_at=now,
             expires_at=now + timedelta(seconds=lifetime),
-            ip=ip[:45],
-            user_agent=printable(user_agent)[:USER_AGENT_MAX],
+            ip=ip,
+            user_agent=user_agent,
             remember=remember,
         )
         self._db.add(record)

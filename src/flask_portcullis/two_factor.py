@@ -128,12 +128,12 @@ class TwoFactorService:
         self._db.add(
             TwoFactor(
                 user_id=user.id,
-                secret=self._fernet.encrypt(secret.encode()).decode(),
+                secret=self.seal(secret),
                 last_step=step,
                 enabled_at=self._clock(),
             )
         )
-        return self._replace_recovery_codes(user)  # commits both
+        return self.regenerate_recovery_codes(user)  # commits both
 
     def disable(self, user: UserMixin) -> None:
         """Remove the TOTP secret (the caller checks re-authentication); the recovery codes
@@ -159,11 +159,17 @@ class TwoFactorService:
 
     def ensure_recovery_codes(self, user: UserMixin) -> list[str]:
         """New recovery codes if the user has no unused ones (the first passkey), else none."""
-        return [] if self.recovery_codes_left(user) else self._replace_recovery_codes(user)
+        return [] if self.recovery_codes_left(user) else self.regenerate_recovery_codes(user)
 
     def regenerate_recovery_codes(self, user: UserMixin) -> list[str]:
         """Void the old set and return a new one (shown once)."""
-        return self._replace_recovery_codes(user)
+        RecoveryCode = self._models.RecoveryCode
+        self._db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
+        for code in codes:
+            self._db.add(RecoveryCode(user_id=user.id, code_hash=_digest(code)))
+        self._db.commit()
+        return codes
 
     # -- sign-in -------------------------------------------------------------------------
 
@@ -175,10 +181,9 @@ class TwoFactorService:
             record = self._db.get(self._models.TwoFactor, user.id)
             if record is None:
                 raise InvalidCode("There is no authenticator app on this account.")
-            try:
-                secret = self._fernet.decrypt(record.secret.encode()).decode()
-            except InvalidToken as exc:
-                raise InvalidCode("The second factor cannot be read; ask an admin.") from exc
+            secret = self.unseal(record.secret)
+            if secret is None:
+                raise InvalidCode("The second factor cannot be read; ask an admin.")
             step = self._matching_step(secret, compact, after=record.last_step)
             if step is not None:
                 # RFC 6238 5.2: a step is used once. Claimed with one conditional UPDATE, so
@@ -193,24 +198,19 @@ class TwoFactorService:
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
                     return "totp"
             raise InvalidCode("That code is not right, or was used already.")
+        # Claimed with one conditional UPDATE: of two requests racing with one code, one wins.
         RecoveryCode = self._models.RecoveryCode
-        row = self._db.scalars(
-            select(RecoveryCode).where(
+        claimed = self._db.execute(
+            update(RecoveryCode)
+            .where(
                 RecoveryCode.user_id == user.id,
                 RecoveryCode.code_hash == _digest(code),
                 RecoveryCode.used_at.is_(None),
             )
-        ).first()
-        if row is None:
-            raise InvalidCode("That code is not right, or was used already.")
-        RecoveryCode = self._models.RecoveryCode
-        claimed = self._db.execute(
-            update(RecoveryCode)
-            .where(RecoveryCode.id == row.id, RecoveryCode.used_at.is_(None))
             .values(used_at=self._clock())
         )
         self._db.commit()
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        if not claimed.rowcount:  # type: ignore[attr-defined]
             raise InvalidCode("That code is not right, or was used already.")
         return "recovery"
 
@@ -227,12 +227,3 @@ class TwoFactorService:
             if step > after and hmac.compare_digest(expected, code):
                 return step
         return None
-
-    def _replace_recovery_codes(self, user: UserMixin) -> list[str]:
-        RecoveryCode = self._models.RecoveryCode
-        self._db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-        codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
-        for code in codes:
-            self._db.add(RecoveryCode(user_id=user.id, code_hash=_digest(code)))
-        self._db.commit()
-        return codes

@@ -9,8 +9,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
-from ..exceptions import PortcullisError
+from ..audit_events import Event
+from ..exceptions import PortcullisError, Throttled
 from ..extension import State
+from ..web.events import audit
 from . import openapi, problems, views  # noqa: F401  (registers the routes)
 from .endpoints import SPECS, api_bp
 
@@ -20,6 +22,13 @@ MAX_BODY = 256 * 1024  # a few fields: well above the longest valid body
 @api_bp.before_request
 def cap_body() -> None:
     request.max_content_length = MAX_BODY
+
+
+@api_bp.errorhandler(Throttled)
+def throttled(error: Throttled) -> Response:
+    # Every 429 of the API is recorded, as the pages' are (web/__init__.py).
+    audit(Event.THROTTLED, path=request.path, retry_after=error.retry_after, via="api")
+    return problems.from_service_error(error)
 
 
 api_bp.register_error_handler(PortcullisError, problems.from_service_error)

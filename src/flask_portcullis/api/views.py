@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Response, g, jsonify, request
+from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from ..accounts import TWO_FACTOR_WINDOW
@@ -24,7 +24,6 @@ from ..exceptions import (
     NotFound,
     PasswordRejected,
     RefreshTokenReused,
-    Throttled,
     TokenInvalid,
 )
 from ..extension import State, get_state
@@ -57,7 +56,6 @@ def bearer() -> tuple[UserMixin, dict[str, Any]]:
         user = state.accounts.get_with_roles(int(subject))
     if user is None or not user.active:
         raise Unauthorized("The account of this token is not available.", invalid=True)
-    g.portcullis_claims = claims
     return user, claims
 
 
@@ -137,9 +135,6 @@ def login(data: schemas.Login) -> ResponseReturnValue:
             EmailNotVerified: "unverified",
         }[type(exc)]
         audit(Event.SIGN_IN_FAILED, exc.user_id, reason=reason, via="api")
-        raise
-    except Throttled as exc:
-        audit(Event.THROTTLED, path=request.path, retry_after=exc.retry_after, via="api")
         raise
     if state.two_factor.is_enabled(user):
         challenge = schemas.TwoFactorChallenge(
