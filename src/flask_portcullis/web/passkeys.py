@@ -8,6 +8,8 @@ in the form's hidden ``credential`` field, with the form's CSRF token.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
@@ -26,7 +28,7 @@ from .forms import AddPasskeyForm, ConfirmForm, PasskeyForm
 from .fresh import fresh_login_required
 from .redirects import safe_next
 from .signin import client_ip, current_device, mark_fresh
-from .two_factor import finish_second_step, new_recovery_codes, pending_user
+from .two_factor import finish_second_step, new_recovery_codes, second_step
 
 EXPIRED = "That passkey request expired or was used already. Please try again."
 
@@ -144,13 +146,9 @@ def login_passkey() -> ResponseReturnValue:
 
 
 @bp.route("/login/two-factor/passkey", methods=["POST"])
-def login_two_factor_passkey() -> ResponseReturnValue:
+@second_step
+def login_two_factor_passkey(user: UserMixin, pending: dict[str, Any]) -> ResponseReturnValue:
     """The second step with a passkey instead of a code."""
-    found = pending_user()
-    if found is None:
-        flash("Please sign in again.", "info")
-        return redirect(url_for("portcullis.login"))
-    user, pending = found
     if own_passkey_verified(user, "second-factor", verify_user=False):
         return finish_second_step(user, pending, factor="passkey")
     return redirect(url_for("portcullis.login_two_factor"))

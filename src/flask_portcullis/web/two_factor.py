@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 import segno
@@ -42,25 +44,32 @@ def start_second_step(
     return redirect(url_for("portcullis.login_two_factor"))
 
 
-def pending_user() -> tuple[UserMixin, dict[str, Any]] | None:
-    pending = session.get(PENDING)
-    if not isinstance(pending, dict) or not isinstance(pending.get("challenge"), str):
-        return None
-    try:
-        user = get_state().accounts.check_two_factor_challenge(pending["challenge"])
-    except TokenInvalid:
-        session.pop(PENDING, None)
-        return None
-    return user, pending
+SecondStepView = Callable[[UserMixin, dict[str, Any]], ResponseReturnValue]
+
+
+def second_step(view: SecondStepView) -> Callable[[], ResponseReturnValue]:
+    """A view of the second sign-in step: called with the user whose password was right and
+    the pending state, or, with no live challenge, back to the sign-in page."""
+
+    @wraps(view)
+    def wrapped() -> ResponseReturnValue:
+        pending = session.get(PENDING)
+        if isinstance(pending, dict) and isinstance(pending.get("challenge"), str):
+            try:
+                user = get_state().accounts.check_two_factor_challenge(pending["challenge"])
+            except TokenInvalid:
+                session.pop(PENDING, None)
+            else:
+                return view(user, pending)
+        flash("Please sign in again.", "info")
+        return redirect(url_for("portcullis.login"))
+
+    return wrapped
 
 
 @bp.route("/login/two-factor", methods=["GET", "POST"])
-def login_two_factor() -> ResponseReturnValue:
-    found = pending_user()
-    if found is None:
-        flash("Please sign in again.", "info")
-        return redirect(url_for("portcullis.login"))
-    user, pending = found
+@second_step
+def login_two_factor(user: UserMixin, pending: dict[str, Any]) -> ResponseReturnValue:
     form = CodeForm()
     if form.validate_on_submit():
         try:
