@@ -30,6 +30,7 @@ from werkzeug.test import TestResponse
 from flask_portcullis import get_state
 from flask_portcullis.demo import MIGRATIONS, create_app
 from flask_portcullis.models import UserMixin
+from flask_portcullis.settings import OWASP_ARGON2
 
 PASSWORD = "correct horse battery staple"
 # Cheap argon2id for speed; the real parameters are tested in test_passwords.py.
@@ -37,6 +38,20 @@ FAST_HASH = {
     "PORTCULLIS_ARGON2_TIME_COST": 1,
     "PORTCULLIS_ARGON2_MEMORY_COST": 64,
     "PORTCULLIS_ARGON2_PARALLELISM": 1,
+}
+# The shipped hash (OWASP), for the tests that measure or check it.
+REAL_HASH: dict[str, Any] = {
+    "PORTCULLIS_ARGON2_TIME_COST": OWASP_ARGON2["time_cost"],
+    "PORTCULLIS_ARGON2_MEMORY_COST": OWASP_ARGON2["memory_cost"],
+    "PORTCULLIS_ARGON2_PARALLELISM": OWASP_ARGON2["parallelism"],
+}
+# The shipped limits (test_login_limits pins them against the defaults), passed back over
+# GENEROUS_LIMITS by the tests of throttling.
+REAL_LIMITS: dict[str, Any] = {
+    "PORTCULLIS_LOGIN_LIMIT_PER_CLIENT": "30/minute;300/hour",
+    "PORTCULLIS_LOGIN_LIMIT_PER_ACCOUNT_CLIENT": "10 per 15 minutes",
+    "PORTCULLIS_LOGIN_FREE_FAILURES": 5,
+    "PORTCULLIS_REGISTER_LIMIT_PER_CLIENT": "10/hour",
 }
 # Most tests sign in far more often than a person would, all from 127.0.0.1; the
 # throttling tests set the real limits back.
@@ -122,7 +137,8 @@ def free_port() -> int:
         return port
 
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 
 
 @contextmanager

@@ -37,7 +37,17 @@ from werkzeug.test import TestResponse
 from flask_portcullis import get_state
 from flask_portcullis.access_tokens import make_key
 
-from .conftest import LINK, PASSWORD, FakeClock, Mail, Outbox, login, make_app, make_user
+from .conftest import (
+    LINK,
+    PASSWORD,
+    REAL_LIMITS,
+    FakeClock,
+    Mail,
+    Outbox,
+    login,
+    make_app,
+    make_user,
+)
 
 API = "/api/v1"
 PROBLEM = "application/problem+json"
@@ -47,13 +57,6 @@ NEW_PASSWORD = "a brand new passphrase for ada"
 ORIGIN = "https://app.example.com"
 SECRET = "a-secret-key-for-rotation-" + "z" * 32
 OTHER_SECRET = "another-secret-key-" + "y" * 32
-# The shipped defaults, passed back over conftest's generous ones (as test_login_limits does).
-REAL_LIMITS: dict[str, Any] = {
-    "PORTCULLIS_LOGIN_LIMIT_PER_CLIENT": "30/minute;300/hour",
-    "PORTCULLIS_LOGIN_LIMIT_PER_ACCOUNT_CLIENT": "10 per 15 minutes",
-    "PORTCULLIS_LOGIN_FREE_FAILURES": 5,
-    "PORTCULLIS_REGISTER_LIMIT_PER_CLIENT": "10/hour",
-}
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
 # What the issue asks for, at least; the document must list exactly the blueprint's routes.
 OPERATIONS = {

@@ -22,25 +22,16 @@ from flask.testing import FlaskClient
 
 from flask_portcullis import get_state
 from flask_portcullis.demo import create_app
-from flask_portcullis.settings import OWASP_ARGON2, Settings
 
-from .conftest import FAST_HASH, free_port, make_app
+from .conftest import (
+    FAST_HASH,
+    REAL_HASH,
+    REAL_LIMITS,
+    REDIS_URL,
+    free_port,
+    make_app,
+)
 
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
-REAL_HASH = {
-    "PORTCULLIS_ARGON2_TIME_COST": OWASP_ARGON2["time_cost"],
-    "PORTCULLIS_ARGON2_MEMORY_COST": OWASP_ARGON2["memory_cost"],
-    "PORTCULLIS_ARGON2_PARALLELISM": OWASP_ARGON2["parallelism"],
-}
-_DEFAULTS = Settings()
-# make_app relaxes the sign-in limits for the suite; production runs the shipped ones.
-REAL_LIMITS = {
-    "PORTCULLIS_LOGIN_LIMIT_PER_CLIENT": _DEFAULTS.login_limit_per_client,
-    "PORTCULLIS_LOGIN_LIMIT_PER_ACCOUNT_CLIENT": _DEFAULTS.login_limit_per_account_client,
-    "PORTCULLIS_LOGIN_FREE_FAILURES": _DEFAULTS.login_free_failures,
-    "PORTCULLIS_REGISTER_LIMIT_PER_CLIENT": _DEFAULTS.register_limit_per_client,
-}
 # Every item the checklist covers, and the standard each one cites.
 STANDARDS = {
     "secret key": "OWASP ASVS 6.4.1",

@@ -31,11 +31,11 @@ from werkzeug.test import TestResponse
 from flask_portcullis import get_state
 from flask_portcullis.identity import mask_email
 from flask_portcullis.notify import SUBJECTS
-from flask_portcullis.settings import OWASP_ARGON2
 from flask_portcullis.web.auth import BAD_CREDENTIALS
 
 from .conftest import (
     PASSWORD,
+    REAL_HASH,
     Outbox,
     csrf_token,
     make_app,
@@ -44,11 +44,6 @@ from .conftest import (
     without_challenges,
 )
 
-REAL_HASH: dict[str, Any] = {
-    "PORTCULLIS_ARGON2_TIME_COST": OWASP_ARGON2["time_cost"],
-    "PORTCULLIS_ARGON2_MEMORY_COST": OWASP_ARGON2["memory_cost"],
-    "PORTCULLIS_ARGON2_PARALLELISM": OWASP_ARGON2["parallelism"],
-}
 # The suite's make_app already relaxes the sign-in and sign-up limits; relax mail too, so no
 # throttle changes what a request does while these tests repeat them from one client.
 GENEROUS_MAIL = {

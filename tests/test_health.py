@@ -37,6 +37,9 @@ from .conftest import (
     FAST_HASH,
     GENEROUS_LIMITS,
     PASSWORD,
+    REDIS_HOST,
+    REDIS_PORT,
+    REDIS_URL,
     csrf_token,
     free_port,
     login,
@@ -45,8 +48,6 @@ from .conftest import (
 )
 from .services import require_service
 
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_ADMIN_URL = f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test"
 SECRET_KEY = "health-test-secret-key-" + "y" * 32

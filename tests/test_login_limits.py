@@ -30,6 +30,8 @@ from flask_portcullis.web.auth import BAD_CREDENTIALS
 
 from .conftest import (
     PASSWORD,
+    REAL_LIMITS,
+    REDIS_URL,
     free_port,
     login,
     make_app,
@@ -38,15 +40,7 @@ from .conftest import (
     without_challenges,
 )
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 NEW_PASSWORD = "a brand new passphrase for ada"
-# The shipped defaults (the first test pins them), passed back over conftest's GENEROUS_LIMITS.
-REAL_LIMITS: dict[str, Any] = {
-    "PORTCULLIS_LOGIN_LIMIT_PER_CLIENT": "30/minute;300/hour",
-    "PORTCULLIS_LOGIN_LIMIT_PER_ACCOUNT_CLIENT": "10 per 15 minutes",
-    "PORTCULLIS_LOGIN_FREE_FAILURES": 5,
-    "PORTCULLIS_REGISTER_LIMIT_PER_CLIENT": "10/hour",
-}
 PER_CLIENT = 30  # attempts a minute from one client
 PER_ACCOUNT_CLIENT = 10  # attempts on one account from one client per 15 minutes
 REGISTRATIONS = 10  # sign-ups from one client an hour

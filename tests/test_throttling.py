@@ -10,9 +10,11 @@ import redis
 from flask_portcullis.exceptions import Throttled
 from flask_portcullis.throttling import Throttle
 
-from .conftest import make_app, submit
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from .conftest import (
+    REDIS_URL,
+    make_app,
+    submit,
+)
 
 
 def test_limits_count_per_key() -> None:

@@ -37,6 +37,7 @@ from flask_portcullis.two_factor import TwoFactorService
 
 from .conftest import (
     PASSWORD,
+    REAL_LIMITS,
     FakeClock,
     Mail,
     Outbox,
@@ -59,12 +60,7 @@ NEW_PASSWORD = "a brand new passphrase for ada"
 WRONG_PASSWORD = "definitely not the right passphrase"
 # The shipped limits (conftest relaxes them for the rest of the suite), with only two free
 # failures so the delays start early.
-REAL_LIMITS: dict[str, Any] = {
-    "PORTCULLIS_LOGIN_LIMIT_PER_CLIENT": "30/minute;300/hour",
-    "PORTCULLIS_LOGIN_LIMIT_PER_ACCOUNT_CLIENT": "10 per 15 minutes",
-    "PORTCULLIS_LOGIN_FREE_FAILURES": 2,
-    "PORTCULLIS_REGISTER_LIMIT_PER_CLIENT": "10/hour",
-}
+REAL_LIMITS_EARLY_DELAYS = {**REAL_LIMITS, "PORTCULLIS_LOGIN_FREE_FAILURES": 2}
 SECRET_TEXT = re.compile(r'<code class="secret">([^<]+)</code>')
 QR_IMAGE = re.compile(r'<img src="(data:image/svg\+xml[^"]+)"')
 RECOVERY_CODE = re.compile(r"<li><code>([^<]+)</code></li>")
@@ -642,7 +638,7 @@ def test_regenerating_recovery_codes_mails_the_owner(
 @pytest.fixture
 def limited(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[Flask, FlaskClient, Enrolled]]:
     """An app with the real sign-in limits (two free failures) and ada enrolled, signed out."""
-    app = make_app(tmp_path / "limited", clock, **REAL_LIMITS)
+    app = make_app(tmp_path / "limited", clock, **REAL_LIMITS_EARLY_DELAYS)
     make_user(app)
     client = app.test_client()
     assert path_of(login(client)) == HOME
