@@ -281,6 +281,17 @@ def get_user(app: Flask, user_id: int) -> UserMixin | None:
         return get_state(app).accounts.get(user_id)
 
 
+def signed_in(client: FlaskClient) -> bool:
+    """Tell whether ``client`` is signed in: /account answers, or sends it to sign in (and
+    nowhere else: a redirect to re-authenticate or to set up 2FA is no sign-out)."""
+    response = client.get("/account")
+    if response.status_code == 200:
+        return True
+    assert response.status_code == 302, response.status_code
+    assert response.headers["Location"].startswith("/login?next="), response.headers["Location"]
+    return False
+
+
 def login(
     client: FlaskClient,
     identity: str = "ada",

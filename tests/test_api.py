@@ -47,6 +47,7 @@ from .conftest import (
     login,
     make_app,
     make_user,
+    signed_in,
 )
 
 API = "/api/v1"
@@ -151,13 +152,6 @@ def assert_invalid_token(response: TestResponse) -> None:
 
 def error_fields(body: dict[str, Any]) -> set[str]:
     return {error["field"] for error in body["errors"]}
-
-
-def is_signed_in(web: FlaskClient) -> bool:
-    """Whether a browser's cookie session still opens the account page."""
-    response = web.get("/account")
-    assert response.status_code in (200, 302)
-    return response.status_code == 200
 
 
 def wait_for_mail(outbox: Outbox, address: str, wanted: Callable[[Mail], bool]) -> list[Mail]:
@@ -281,7 +275,7 @@ def web(app: Flask, user: int) -> FlaskClient:
     """A browser signed in to the HTML pages as ada."""
     browser = app.test_client()
     assert login(browser).status_code == 302
-    assert is_signed_in(browser)
+    assert signed_in(browser)
     return browser
 
 
@@ -576,7 +570,7 @@ def test_logout_everywhere_ends_api_and_browser_sessions(
     other = sign_in(api)
     response = post(api, "/logout-everywhere", token=pair["access_token"])
     assert response.status_code == 204
-    assert not is_signed_in(web)
+    assert not signed_in(web)
     assert_problem(refresh(api, pair["refresh_token"]), 400, "token_invalid")
     assert_problem(refresh(api, other["refresh_token"]), 400, "token_invalid")
     assert "session-revoked" in events(app, user)
@@ -584,7 +578,7 @@ def test_logout_everywhere_ends_api_and_browser_sessions(
 
 def test_logout_everywhere_needs_a_token(api: FlaskClient, web: FlaskClient) -> None:
     assert_problem(post(api, "/logout-everywhere"), 401, "unauthorized")
-    assert is_signed_in(web)
+    assert signed_in(web)
 
 
 # -- /me ---------------------------------------------------------------------------------------
@@ -656,7 +650,7 @@ def test_password_change_ends_every_session_and_refresh_token(
     assert response.status_code == 204
     assert_problem(refresh(api, pair["refresh_token"]), 400, "token_invalid")
     assert_problem(refresh(api, other["refresh_token"]), 400, "token_invalid")
-    assert not is_signed_in(web)
+    assert not signed_in(web)
     assert sign_in_status(api, "ada", PASSWORD) == 401
     sign_in(api, "ada", NEW_PASSWORD)
     assert "password-changed" in events(app, user)
@@ -782,7 +776,7 @@ def test_reset_password_with_the_mailed_token_ends_every_session(
     response = post(api, "/reset-password", {"token": token, "password": NEW_PASSWORD})
     assert response.status_code == 204
     assert_problem(refresh(api, pair["refresh_token"]), 400, "token_invalid")
-    assert not is_signed_in(web)
+    assert not signed_in(web)
     assert sign_in_status(api, "ada", PASSWORD) == 401
     sign_in(api, "ada", NEW_PASSWORD)
     assert "password-reset" in events(app, user)
@@ -839,7 +833,7 @@ def test_ending_one_session(api: FlaskClient, web: FlaskClient, user: int) -> No
     assert response.status_code == 204
     assert_problem(refresh(api, laptop["refresh_token"]), 400, "token_invalid")
     assert refresh(api, phone["refresh_token"]).status_code == 200
-    assert is_signed_in(web)
+    assert signed_in(web)
     # Gone now: 404, like an id that never existed.
     again = api.delete(f"{API}/sessions/{laptop_id}", headers=auth(phone["access_token"]))
     assert_problem(again, 404, "not_found")
@@ -855,7 +849,7 @@ def test_ending_the_browser_session_from_the_api(
     sessions = body_of(get(api, "/sessions", token=token))["sessions"]
     browser = next(s["id"] for s in sessions if s["user_agent"] != "PhoneApp/1.0")
     assert api.delete(f"{API}/sessions/{browser}", headers=auth(token)).status_code == 204
-    assert not is_signed_in(web)
+    assert not signed_in(web)
 
 
 def test_another_users_session_cannot_be_ended(api: FlaskClient, user: int, grace: int) -> None:
@@ -1460,7 +1454,7 @@ def test_a_browser_session_does_not_authorise_the_api(api: FlaskClient, web: Fla
     response = web.get(API + "/me")
     assert_problem(response, 401, "unauthorized")
     assert web.post(API + "/logout-everywhere").status_code == 401
-    assert is_signed_in(web)
+    assert signed_in(web)
 
 
 def test_a_bearer_token_does_not_sign_a_browser_in(api: FlaskClient, user: int) -> None:
@@ -1482,7 +1476,7 @@ def test_api_posts_need_no_csrf_token_but_cookie_posts_do(
     )
     assert cookie_json.status_code == 400
     assert web.post("/logout").status_code == 400
-    assert is_signed_in(web)
+    assert signed_in(web)
     # The same browser calls the API with a bearer token and no CSRF token at all.
     pair = sign_in(web)
     response = post(

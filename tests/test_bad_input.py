@@ -25,7 +25,14 @@ from werkzeug.test import TestResponse
 
 from flask_portcullis import get_state
 
-from .conftest import PASSWORD, csrf_token, login, make_app, make_user
+from .conftest import (
+    PASSWORD,
+    csrf_token,
+    login,
+    make_app,
+    make_user,
+    signed_in,
+)
 
 NEW_PASSWORD = "violet kettle under moonlight"
 
@@ -136,12 +143,6 @@ def answer(client: FlaskClient, method: str, path: str, **kwargs: Any) -> tuple[
     except Exception as exc:  # a production server answers this with a bare 500
         return 500, repr(exc)
     return response.status_code, response.get_data(as_text=True)[:200]
-
-
-def signed_in(client: FlaskClient) -> bool:
-    response = client.get("/account")
-    assert response.status_code in (200, 302)
-    return response.status_code == 200
 
 
 def browser(app: Flask, page: str) -> FlaskClient:

@@ -9,7 +9,13 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from flask_portcullis import get_state
 
-from .conftest import PASSWORD, get_user, login, make_user
+from .conftest import (
+    PASSWORD,
+    get_user,
+    login,
+    make_user,
+    signed_in,
+)
 
 OTHER_PASSWORD = "violet kettle under moonlight"
 
@@ -76,16 +82,6 @@ def assert_clean_error(result: Result, text: str) -> None:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: ")
     assert text in lines[0]
-
-
-def signed_in(client: FlaskClient) -> bool:
-    """Tell whether ``client`` is signed in: /account answers instead of redirecting."""
-    response = client.get("/account")
-    if response.status_code == 200:
-        return True
-    assert response.status_code == 302
-    assert response.headers["Location"].startswith("/login?next=")
-    return False
 
 
 # -- users create -------------------------------------------------------------------------

@@ -15,7 +15,15 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from flask_portcullis import get_state
 from flask_portcullis.audit_events import Event
 
-from .conftest import PASSWORD, FakeClock, csrf_token, login, make_user, submit
+from .conftest import (
+    PASSWORD,
+    FakeClock,
+    csrf_token,
+    login,
+    make_user,
+    signed_in,
+    submit,
+)
 
 LAPTOP = ("198.51.100.10", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
 PHONE = ("198.51.100.20", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5) Safari/604.1")
@@ -77,12 +85,6 @@ def time_of(cell: str) -> str:
     match = re.search(r'<time datetime="([^"]+)">([^<]+)</time>', cell)
     assert match, cell
     return match.group(2)
-
-
-def signed_in(client: FlaskClient) -> bool:
-    response = client.get("/account")
-    assert response.status_code in (200, 302)
-    return response.status_code == 200
 
 
 def revoke(client: FlaskClient, target: str) -> str:

@@ -242,8 +242,13 @@ def test_reset_link_works_once(app: Flask, client: FlaskClient, user: int, outbo
     again = client.get(link)
     assert again.status_code == 400
     assert "/forgot-password" in text(again)
-    reused = client.post(link, data={"password": "x" * 20, "password_confirm": "x" * 20})
+    # With a valid form, so the refusal is the link's, not the CSRF check's.
+    form = csrf_token(client, "/forgot-password")
+    new = {"csrf_token": form, "password": "x" * 20, "password_confirm": "x" * 20}
+    reused = client.post(link, data=new)
     assert reused.status_code == 400
+    assert "/forgot-password" in text(reused)
+    assert "CSRF" not in text(reused)
     assert login(client, password=NEW_PASSWORD).status_code == 302
 
 
@@ -293,7 +298,13 @@ def test_tampered_reset_links_are_refused(
     token = link.rsplit("/", 1)[1]
     forged = "/reset-password/" + tamper(token)
     assert client.get(forged).status_code == 400
-    assert client.post(forged, data={"password": NEW_PASSWORD}).status_code == 400
+    form = csrf_token(client, "/forgot-password")
+    new = {"csrf_token": form, "password": "x" * 20, "password_confirm": "x" * 20}
+    refused = client.post(forged, data=new)
+    assert refused.status_code == 400
+    assert "/forgot-password" in text(refused)
+    assert "CSRF" not in text(refused)
+    assert login(client).status_code == 302  # the password is unchanged
 
 
 def test_a_link_for_one_purpose_is_refused_for_another(

@@ -47,6 +47,7 @@ from .conftest import (
     login,
     make_app,
     make_user,
+    signed_in,
     submit,
 )
 from .soft_authenticator import SoftAuthenticator, b64url
@@ -149,14 +150,6 @@ def passkey_sign_in(
 def path_of(response: TestResponse) -> str:
     assert response.status_code in (302, 303), response.status_code
     return urlsplit(response.headers["Location"]).path
-
-
-def signed_in(client: FlaskClient) -> bool:
-    response = client.get("/account")
-    if response.status_code == 200:
-        return True
-    assert path_of(response) == "/login"
-    return False
 
 
 def sign_out(client: FlaskClient) -> None:

@@ -13,15 +13,18 @@ from flask_portcullis import get_state
 from flask_portcullis.models import SessionMixin
 from flask_portcullis.web.signin import SESSION_KEY
 
-from .conftest import PASSWORD, FakeClock, get_user, login, make_app, make_user, submit
+from .conftest import (
+    PASSWORD,
+    FakeClock,
+    get_user,
+    login,
+    make_app,
+    make_user,
+    signed_in,
+    submit,
+)
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
-
-
-def signed_in(client: FlaskClient) -> bool:
-    response = client.get("/account")
-    assert response.status_code in (200, 302)
-    return response.status_code == 200
 
 
 def cookie_session(app: Flask, client: FlaskClient) -> dict[str, object]:

@@ -46,6 +46,7 @@ from .conftest import (
     login,
     make_app,
     make_user,
+    signed_in,
     submit,
 )
 
@@ -154,14 +155,6 @@ def enroll(client: FlaskClient, clock: FakeClock) -> Enrolled:
 def sign_out(client: FlaskClient) -> None:
     assert submit(client, "/logout", {}).status_code == 302
     assert not signed_in(client)
-
-
-def signed_in(client: FlaskClient) -> bool:
-    response = client.get("/account")
-    if response.status_code == 200:
-        return True
-    assert path_of(response) == "/login"
-    return False
 
 
 def password_step(client: FlaskClient, *, remember: bool = False, path: str = "/login") -> None:
