@@ -282,6 +282,32 @@ def test_reset_link_expires(
     assert "/forgot-password" in text(expired)
 
 
+def test_link_lifetimes_are_configurable(
+    tmp_path: Path, clock: FakeClock, smtp_server: tuple[Outbox, int], outbox: Outbox
+) -> None:
+    app = mail_app(
+        tmp_path,
+        smtp_server[1],
+        clock,
+        PORTCULLIS_RESET_PASSWORD_LIFETIME=300,
+        PORTCULLIS_VERIFY_EMAIL_LIFETIME=600,
+    )
+    client = app.test_client()
+    assert submit(client, "/register", REGISTRATION).status_code == 302
+    [mail] = outbox.wait_for("grace@example.com")
+    verify = mail.link("/verify-email/")
+    make_user(app)
+    reset = reset_link(app, app.test_client(), outbox)
+    clock.advance(seconds=299)
+    assert client.get(reset).status_code == 200
+    assert client.get(verify).status_code == 200
+    clock.advance(seconds=2)
+    assert client.get(reset).status_code == 410
+    assert client.get(verify).status_code == 200
+    clock.advance(seconds=300)
+    assert client.get(verify).status_code == 410
+
+
 @pytest.mark.parametrize(
     "tamper",
     [

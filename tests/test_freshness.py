@@ -58,8 +58,12 @@ def test_the_window_is_configurable(tmp_path: Path, clock: FakeClock) -> None:
     make_user(app)
     client = app.test_client()
     login(client)
-    clock.advance(seconds=61)
-    assert client.get("/account/export").status_code == 302
+    clock.advance(seconds=59)
+    assert client.get("/account/export").status_code == 200
+    clock.advance(seconds=2)
+    stale = client.get("/account/export")
+    assert stale.status_code == 302
+    assert stale.headers["Location"].startswith("/reauthenticate?next=")
 
 
 def test_unsafe_next_after_reauthentication_goes_to_the_account(

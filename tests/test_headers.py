@@ -6,9 +6,13 @@ import re
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
-from .conftest import make_app
+from flask_portcullis import get_state
+
+from .conftest import FakeClock, login, make_app, make_user, submit
+from .totp import code_for
 
 
 @pytest.mark.parametrize("path", ["/", "/login", "/register", "/nonexistent"])
@@ -29,16 +33,58 @@ def test_hsts_over_https(client: FlaskClient) -> None:
     assert headers["Strict-Transport-Security"].startswith("max-age=31536000")
 
 
-def test_pages_have_no_inline_script_or_style(client: FlaskClient) -> None:
-    for path in ("/", "/login", "/register"):
-        page = client.get(path).get_data(as_text=True)
-        # Script only as files of this site, with nothing inside the tag.
-        scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S)
-        assert all(re.search(r'src="/[^/]', attrs) and not body for attrs, body in scripts)
-        assert "onclick=" not in page
-        assert "javascript:" not in page
-        assert "style=" not in page
-        assert "<style" not in page
+ANONYMOUS_PAGES = ("/", "/login", "/register", "/forgot-password", "/reset-password/forged")
+SIGNED_IN_PAGES = (
+    "/account",
+    "/account/password",
+    "/account/email",
+    "/account/delete",
+    "/account/sessions",
+    "/account/activity",
+    "/account/two-factor",
+    "/account/passkeys",
+    "/reauthenticate",
+    "/logout",
+    "/admin/",
+)
+
+
+def assert_no_inline_script_or_style(page: str) -> None:
+    # Script only as files of this site, with nothing inside the tag.
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S)
+    assert all(re.search(r'src="/[^/]', attrs) and not body for attrs, body in scripts)
+    assert not re.search(r"\son[a-z]+=", page)  # onclick=, onload=, ...
+    assert "javascript:" not in page
+    assert "style=" not in page
+    assert "<style" not in page
+
+
+def test_pages_have_no_inline_script_or_style(
+    app: Flask, client: FlaskClient, clock: FakeClock
+) -> None:
+    """Every kind of page, as the strict CSP needs: anonymous, signed in (as an admin, with
+    an app and a passkey set up), and the second sign-in step."""
+    for path in ANONYMOUS_PAGES:
+        response = client.get(path)
+        assert response.status_code in (200, 400), path
+        assert_no_inline_script_or_style(response.get_data(as_text=True))
+    make_user(app, roles=("admin",))
+    with app.app_context():
+        state = get_state(app)
+        ada = state.accounts.get_by_identity("ada")
+        assert ada is not None
+        secret = state.two_factor.begin(ada).secret
+        state.two_factor.enable(ada, secret, code_for(secret, clock))
+    assert login(client).headers["Location"] == "/login/two-factor"
+    step = client.get("/login/two-factor")
+    assert step.status_code == 200
+    assert_no_inline_script_or_style(step.get_data(as_text=True))
+    clock.advance(seconds=30)
+    assert submit(client, "/login/two-factor", {"code": code_for(secret, clock)}).status_code == 302
+    for path in SIGNED_IN_PAGES:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert_no_inline_script_or_style(response.get_data(as_text=True))
 
 
 def test_personal_pages_are_not_cached(auth_client: FlaskClient) -> None:

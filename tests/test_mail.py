@@ -30,11 +30,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from flask import Flask
 
+from flask_portcullis import Portcullis
 from flask_portcullis.exceptions import ConfigurationError, DeliveryFailed
 from flask_portcullis.mail import ConsoleSender, Message, SMTPSender, sender_from_config
 
-from .conftest import Mail, free_port
+from .conftest import FAST_HASH, Mail, csrf_token, free_port
+from .conftest import PASSWORD as ACCOUNT_PASSWORD
 
 LINK = "https://accounts.example.com/reset-password/eyJ1IjoxfQ.tok-EN_secret"
 BODY_MARK = "only-in-the-body-7f3a"
@@ -781,3 +784,37 @@ def test_non_numeric_timeout_is_a_configuration_error() -> None:
 def test_non_positive_timeout_is_a_configuration_error(timeout: int) -> None:
     with pytest.raises(ConfigurationError, match="MAIL_TIMEOUT"):
         sender_from_config({"MAIL_SERVER": "h", "MAIL_TIMEOUT": timeout})
+
+
+def test_a_host_app_passes_its_own_mail_sender(tmp_path: Path) -> None:
+    """Portcullis(mail_sender=...) replaces SMTP even with MAIL_SERVER set (a host's queue)."""
+    sent: list[Message] = []
+
+    class Queue:
+        def send(self, message: Message) -> None:
+            sent.append(message)
+
+    app = Flask("host")
+    app.config.update(
+        TESTING=True,
+        SECRET_KEY="host-secret-" + "h" * 32,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'host.db'}",
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=free_port(),  # nothing listens: SMTP would fail
+        **FAST_HASH,
+    )
+    portcullis = Portcullis(app, mail_sender=Queue())
+    with app.app_context():
+        portcullis.db.create_all()
+    client = app.test_client()
+    data = {
+        "csrf_token": csrf_token(client, "/register"),
+        "username": "grace",
+        "email": "grace@example.com",
+        "password": ACCOUNT_PASSWORD,
+        "password_confirm": ACCOUNT_PASSWORD,
+    }
+    assert client.post("/register", data=data).status_code == 302
+    [message] = sent
+    assert message.to == "grace@example.com"
+    assert "/verify-email/" in message.text

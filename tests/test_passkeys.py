@@ -23,7 +23,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import cbor2
-import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -51,6 +50,7 @@ from .conftest import (
     submit,
 )
 from .soft_authenticator import SoftAuthenticator, b64url
+from .totp import code_for
 
 PASSKEYS = "/account/passkeys"
 SECOND_STEP = "/login/two-factor"
@@ -1215,7 +1215,7 @@ def turn_on_the_app(client: FlaskClient, clock: FakeClock) -> list[str]:
     page = client.get("/account/two-factor").get_data(as_text=True)
     secret = TOTP_SECRET.search(page)
     assert secret, page
-    code = pyotp.TOTP(secret.group(1)).at(clock.now)
+    code = code_for(secret.group(1), clock)
     return recovery_codes_of(submit(client, "/account/two-factor", {"code": code}))
 
 

@@ -103,6 +103,33 @@ def test_absolute_lifetime_ends_even_an_active_session(
     assert not signed_in(auth_client)
 
 
+def test_the_session_timeouts_are_configurable(tmp_path: Path, clock: FakeClock) -> None:
+    app = make_app(
+        tmp_path,
+        clock,
+        PORTCULLIS_SESSION_IDLE_TIMEOUT=120,
+        PORTCULLIS_SESSION_LIFETIME=600,
+        PORTCULLIS_REMEMBER_LIFETIME=3600,
+    )
+    make_user(app)
+    idle, busy, remembered = (app.test_client() for _ in range(3))
+    for client in (idle, busy):
+        login(client)
+    login(remembered, remember=True)
+    for second in range(100, 600, 100):  # busy every 100 s, within the idle limit
+        clock.advance(seconds=100)
+        assert signed_in(busy)
+        if second in (100, 300):
+            # idle seen at 100 s, then 200 s without a request: longer than 120 s
+            assert signed_in(idle) is (second == 100)
+    clock.advance(seconds=101)  # 601 s after sign-in: the absolute 600 s end even a busy one
+    assert not signed_in(busy)
+    clock.advance(seconds=3599 - 601)
+    assert signed_in(remembered)  # neither the idle nor the session limit applies
+    clock.advance(seconds=2)
+    assert not signed_in(remembered)
+
+
 def test_remember_me_makes_a_persistent_cookie_and_a_long_session(
     app: Flask, clock: FakeClock, client: FlaskClient, user: int
 ) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,3 +113,29 @@ def test_an_empty_secret_key_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "secret_key").write_text("")
     with pytest.raises(RuntimeError, match="no usable secret key"):
         instance_secret_key(tmp_path)
+
+
+def test_the_demo_migrates_with_the_command_make_run_uses(tmp_path: Path) -> None:
+    """``flask --app flask_portcullis.demo db upgrade`` finds the shipped migrations by
+    itself (the demo points Flask-Migrate at them), from any working directory."""
+    env = {
+        **os.environ,
+        "PORTCULLIS_INSTANCE_PATH": str(tmp_path / "instance"),
+        "FLASK_SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'demo.db'}",
+    }
+    flask = Path(sys.executable).parent / "flask"
+    done = subprocess.run(
+        [str(flask), "--app", "flask_portcullis.demo", "db", "upgrade"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "demo.db") as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        [(revision,)] = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert {"users", "user_sessions", "audit_events", "passkeys"} <= tables
+    assert revision == "0006_audit_sign_in_index"

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hmac
 import html
 import json
 import re
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -49,13 +47,13 @@ from .conftest import (
     signed_in,
     submit,
 )
+from .totp import STEP, b32key, code_for, totp
 
 API = "/api/v1"
 PROBLEM = "application/problem+json"
 SETUP = "/account/two-factor"
 SECOND_STEP = "/login/two-factor"
 HOME = "/"  # where the demo lands after sign-in (PORTCULLIS_POST_LOGIN_VIEW="index")
-STEP = 30
 WINDOW = 5 * 60
 NEW_PASSWORD = "a brand new passphrase for ada"
 WRONG_PASSWORD = "definitely not the right passphrase"
@@ -68,29 +66,7 @@ RECOVERY_CODE = re.compile(r"<li><code>([^<]+)</code></li>")
 CODES_LEFT = re.compile(r"You have <strong>(\d+)</strong> unused recovery code")
 
 
-# -- RFC 6238, independently of pyotp ---------------------------------------------------------
-
-
-def hotp(key: bytes, counter: int, digits: int = 6) -> str:
-    """RFC 4226: HMAC-SHA1 of the counter, dynamically truncated."""
-    mac = hmac.new(key, struct.pack(">Q", counter), "sha1").digest()
-    offset = mac[-1] & 0x0F
-    (value,) = struct.unpack(">I", mac[offset : offset + 4])
-    return str((value & 0x7FFFFFFF) % 10**digits).zfill(digits)
-
-
-def totp(key: bytes, unix_time: float, digits: int = 6) -> str:
-    """RFC 6238: HOTP of the number of 30-second steps since the epoch."""
-    return hotp(key, int(unix_time) // STEP, digits)
-
-
-def b32key(secret: str) -> bytes:
-    return base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
-
-
-def code_for(secret: str, clock: FakeClock, steps: int = 0) -> str:
-    """The code an authenticator app shows at ``clock.now`` moved by ``steps`` time steps."""
-    return totp(b32key(secret), clock.now.timestamp() + steps * STEP)
+# -- the tests' own RFC 6238 (tests/totp.py) against the RFC's vectors -------------------------
 
 
 RFC_KEY = b"12345678901234567890"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_portcullis import get_state
 
 from .conftest import PASSWORD, FakeClock, Outbox, login, make_app, make_user, submit
+from .totp import code_for
 
 SECRET = re.compile(r'class="secret">([A-Z2-7]+)<')
 
@@ -20,7 +20,7 @@ def enable(client: FlaskClient, clock: FakeClock) -> list[str]:
     page = client.get("/account/two-factor").get_data(as_text=True)
     match = SECRET.search(page)
     assert match, page
-    code = pyotp.TOTP(match.group(1)).at(clock.now)
+    code = code_for(match.group(1), clock)
     response = submit(client, "/account/two-factor", {"code": code})
     assert response.status_code == 200
     return re.findall(r"<code>([a-z0-9-]+)</code>", response.get_data(as_text=True))

@@ -16,7 +16,7 @@ require_playwright()
 from playwright.sync_api import Page, expect  # noqa: E402
 
 from ..conftest import PASSWORD, FakeClock, Outbox, make_user  # noqa: E402
-from ..test_two_factor import code_for  # noqa: E402
+from ..totp import code_for  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
