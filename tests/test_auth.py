@@ -129,7 +129,7 @@ def test_unknown_user_and_wrong_password_get_the_same_answer(
         return text.replace('value="nobody"', "").replace('value="ada"', "").translate(strip)
 
     assert body(wrong_password) == body(unknown_user)
-    assert "signed in as" not in home_text(client)
+    assert "You are not signed in." in home_text(client)
 
 
 def csrf_token_of(page: str) -> str:
@@ -174,7 +174,7 @@ def test_next_is_honoured_only_for_same_site_paths(
 def test_login_without_csrf_token_is_refused(client: FlaskClient, user: int) -> None:
     response = client.post("/login", data={"identity": "ada", "password": PASSWORD})
     assert response.status_code in (400, 422)
-    assert "signed in as" not in home_text(client)
+    assert "You are not signed in." in home_text(client)
 
 
 def test_logout_get_only_shows_a_button(auth_client: FlaskClient) -> None:

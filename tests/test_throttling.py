@@ -85,8 +85,14 @@ def test_redis_prefixes_keep_deployments_apart(tmp_path: Path, redis_prefix: str
     try:
         for _ in range(3):
             submit(ours.test_client(), "/forgot-password", {"email": "x@example.com"})
+        # Ours has used up the address's three mails an hour; theirs counts apart.
+        refused = submit(ours.test_client(), "/forgot-password", {"email": "x@example.com"})
+        assert refused.status_code == 429
         response = submit(theirs.test_client(), "/forgot-password", {"email": "x@example.com"})
         assert response.status_code == 200
+        counted = redis.Redis.from_url(REDIS_URL)
+        assert list(counted.scan_iter(f"{redis_prefix}-other*"))  # theirs, under its prefix
+        counted.close()
     finally:
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(f"{redis_prefix}-other*"))
