@@ -298,10 +298,7 @@ class AccountService:
 
     def check_two_factor_challenge(self, token: str) -> UserMixin:
         """The user whose password a challenge vouches for (5 minutes), or TokenInvalid."""
-        user, _ = self._tokens.check(Purpose.TWO_FACTOR, token, TWO_FACTOR_WINDOW, self.get)
-        if not user.active:
-            raise TokenInvalid("This account is deactivated.")
-        return user
+        return self._check(Purpose.TWO_FACTOR, token)[0]
 
     def verify_email(self, token: str) -> UserMixin:
         """Mark the address in ``token`` verified, or raise TokenInvalid/TokenExpired."""
@@ -361,11 +358,10 @@ class AccountService:
         return self._db.scalars(query).first() is not None
 
     def _check(self, purpose: Purpose, token: str) -> tuple[UserMixin, dict[str, Any]]:
-        max_age = (
-            self._settings.reset_password_lifetime
-            if purpose is Purpose.RESET_PASSWORD
-            else self._settings.verify_email_lifetime
-        )
+        max_age = {
+            Purpose.RESET_PASSWORD: self._settings.reset_password_lifetime,
+            Purpose.TWO_FACTOR: TWO_FACTOR_WINDOW,
+        }.get(purpose, self._settings.verify_email_lifetime)  # verifying, changing the address
         user, payload = self._tokens.check(purpose, token, max_age, self.get)
         if not user.active:
             raise TokenInvalid("This account is deactivated.")

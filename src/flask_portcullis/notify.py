@@ -69,8 +69,13 @@ class Notifier:
         self._throttle.hit(self._settings.mail_limit_per_address, "mail-to", identity_key(address))
 
     def compose(self, name: str, to: str, **context: Any) -> Message:
-        """Render the text and HTML parts of mail ``name``."""
-        context = {"site_name": self._settings.site_name, **context}
+        """Render the text and HTML parts of mail ``name``. Every mail may point to the
+        password reset page ("not you? reset your password")."""
+        context = {
+            "site_name": self._settings.site_name,
+            "reset_link": url_for("portcullis.forgot_password", _external=True),
+            **context,
+        }
         return Message(
             to=to,
             subject=f"{SUBJECTS[name]} · {self._settings.site_name}",
@@ -140,7 +145,6 @@ class Notifier:
             owner.email,
             user=owner,
             device=device,
-            reset_link=url_for("portcullis.forgot_password", _external=True),
         )
 
     def password_reset(self, user: UserMixin, token: str) -> None:
@@ -159,7 +163,6 @@ class Notifier:
             user=user,
             masked=mask_email(new_email),
             device=device,
-            reset_link=url_for("portcullis.forgot_password", _external=True),
         )
 
     def password_changed(self, user: UserMixin, device: Device, *, reset: bool) -> None:
@@ -168,7 +171,6 @@ class Notifier:
             user.email,
             user=user,
             device=device,
-            reset_link=url_for("portcullis.forgot_password", _external=True),
         )
 
     def sign_in_notice(self, user: UserMixin, device: Device, *, failures: int) -> None:
@@ -179,7 +181,6 @@ class Notifier:
             user=user,
             device=device,
             failures=failures,
-            reset_link=url_for("portcullis.forgot_password", _external=True),
         )
 
     def factor_changed(self, user: UserMixin, device: Device, *, change: str) -> None:
@@ -190,7 +191,6 @@ class Notifier:
             user=user,
             device=device,
             change=change,
-            reset_link=url_for("portcullis.forgot_password", _external=True),
         )
 
     def shutdown(self) -> None:

@@ -12,10 +12,10 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 
-from sqlalchemy import Select, bindparam, delete, select
+from sqlalchemy import ColumnElement, Select, bindparam, delete, select
 from sqlalchemy.orm import joinedload
 
 from .clock import Clock
@@ -95,23 +95,21 @@ class SessionService:
         return (
             select(Session, User)
             .join(User, User.id == Session.user_id)
-            .where(Session.id == bindparam("record_id"))
+            .where(Session.id == bindparam("record_id"), ~self._over())
             .options(joinedload(User.roles))
         )
 
     def resolve_record(self, record_id: str) -> ActiveSession | None:
         """Like resolve, by the stored id (API sessions, whose raw id is never handed out)."""
-        row = self._db.execute(self._lookup, {"record_id": record_id}).unique().first()
-        if row is None:
-            return None
-        record, user = row
-        now = self._clock()
-        idle_limit = record.last_seen_at + timedelta(seconds=self._settings.session_idle_timeout)
-        # Remember-me sessions are bounded by their absolute lifetime only (ASVS 3.3.2).
-        if now >= record.expires_at or (not record.remember and now >= idle_limit):
-            self._db.delete(record)
+        times = self._times()
+        row = self._db.execute(self._lookup, {"record_id": record_id, **times}).unique().first()
+        if row is None:  # unknown, or over: then it goes now (it would on its owner's list)
+            Session = self._models.Session
+            self._db.execute(delete(Session).where(Session.id == record_id, self._over()), times)
             self._db.commit()
             return None
+        record, user = row
+        now = times["now"]
         if not user.active:
             return None
         if now - record.last_seen_at >= TOUCH_INTERVAL:
@@ -168,10 +166,22 @@ class SessionService:
     def _purge_expired(self, user_id: int) -> None:
         """Delete the user's sessions that timed out (they end lazily, on their next request)."""
         Session = self._models.Session
-        now = self._clock()
-        idle_since = now - timedelta(seconds=self._settings.session_idle_timeout)
-        expired = (Session.expires_at <= now) | (
-            Session.remember.is_(False) & (Session.last_seen_at <= idle_since)
-        )
-        self._db.execute(delete(Session).where((Session.user_id == user_id) & expired))
+        query = delete(Session).where(Session.user_id == user_id, self._over())
+        self._db.execute(query, self._times())
         self._db.commit()
+
+    def _over(self) -> ColumnElement[bool]:
+        """The one rule for a session that has ended by time: past its absolute lifetime, or
+        idle too long unless remembered (remember-me sessions are bounded by their lifetime
+        only, ASVS 3.3.2). Bound to ``now`` and ``idle_since`` (see _times)."""
+        Session = self._models.Session
+        return (Session.expires_at <= bindparam("now")) | (
+            Session.remember.is_(False) & (Session.last_seen_at <= bindparam("idle_since"))
+        )
+
+    def _times(self) -> dict[str, datetime]:
+        now = self._clock()
+        return {
+            "now": now,
+            "idle_since": now - timedelta(seconds=self._settings.session_idle_timeout),
+        }
