@@ -70,11 +70,7 @@ class RefreshTokens:
     def revoke(self, token: str) -> int | None:
         """End the session ``token`` belongs to; return its user id (None if unknown)."""
         row = self._db.get(self._models.RefreshToken, digest(token))
-        if row is None:
-            return None
-        active = self._sessions.resolve_record(row.session_id)
-        self._end_family(row.session_id)
-        return active.user.id if active else None
+        return None if row is None else self._end_family(row.session_id)
 
     def _issue(self, record_id: str) -> str:
         token = secrets.token_urlsafe(32)
