@@ -50,6 +50,7 @@ class InvalidCredentials(PortcullisError):
     """
 
     code: ClassVar[ErrorCode] = ErrorCode.INVALID_CREDENTIALS
+    reason: ClassVar[str] = "credentials"  # in the audit log's sign-in-failed rows
 
     def __init__(self, user_id: int | None = None) -> None:
         super().__init__("Incorrect username, email or password.")
@@ -60,6 +61,7 @@ class AccountInactive(PortcullisError):
     """The password was right but the account is deactivated."""
 
     code: ClassVar[ErrorCode] = ErrorCode.ACCOUNT_INACTIVE
+    reason: ClassVar[str] = "inactive"
 
     def __init__(self, user_id: int | None = None) -> None:
         super().__init__("This account is deactivated.")
@@ -121,6 +123,7 @@ class EmailNotVerified(PortcullisError):
     """The password was right, but sign-in waits for the address to be confirmed."""
 
     code: ClassVar[ErrorCode] = ErrorCode.EMAIL_NOT_VERIFIED
+    reason: ClassVar[str] = "unverified"
 
     def __init__(self, user_id: int) -> None:
         super().__init__("Confirm your email address before signing in.")

@@ -129,12 +129,7 @@ def login(data: schemas.Login) -> ResponseReturnValue:
     try:
         user = state.accounts.authenticate(data.identity, data.password, client=client_ip())
     except (InvalidCredentials, AccountInactive, EmailNotVerified) as exc:
-        reason = {
-            InvalidCredentials: "credentials",
-            AccountInactive: "inactive",
-            EmailNotVerified: "unverified",
-        }[type(exc)]
-        audit(Event.SIGN_IN_FAILED, exc.user_id, reason=reason, via="api")
+        audit(Event.SIGN_IN_FAILED, exc.user_id, reason=exc.reason, via="api")
         raise
     if state.two_factor.is_enabled(user):
         challenge = schemas.TwoFactorChallenge(

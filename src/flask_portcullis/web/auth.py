@@ -113,15 +113,15 @@ def login() -> ResponseReturnValue:
                 form.identity.data or "", form.password.data or "", client=client_ip()
             )
         except InvalidCredentials as exc:
-            audit(Event.SIGN_IN_FAILED, exc.user_id, reason="credentials")
+            audit(Event.SIGN_IN_FAILED, exc.user_id, reason=exc.reason)
             form.form_errors.append(BAD_CREDENTIALS)
         except AccountInactive as exc:
-            audit(Event.SIGN_IN_FAILED, exc.user_id, reason="inactive")
+            audit(Event.SIGN_IN_FAILED, exc.user_id, reason=exc.reason)
             form.form_errors.append(
                 "This account is deactivated. Contact the site's administrator."
             )
         except EmailNotVerified as exc:
-            audit(Event.SIGN_IN_FAILED, exc.user_id, reason="unverified")
+            audit(Event.SIGN_IN_FAILED, exc.user_id, reason=exc.reason)
             pending = get_state().accounts.get(exc.user_id)
             session[PENDING_VERIFICATION] = pending.email if pending else ""
             form.form_errors.append(str(exc))

@@ -137,8 +137,7 @@ def login_passkey() -> ResponseReturnValue:
         flash(str(exc), "error")
         return back
     except (AccountInactive, EmailNotVerified) as exc:
-        reason = "inactive" if isinstance(exc, AccountInactive) else "unverified"
-        audit(Event.SIGN_IN_FAILED, exc.user_id, reason=reason)
+        audit(Event.SIGN_IN_FAILED, exc.user_id, reason=exc.reason)
         flash("This account cannot sign in yet: sign in with your password to see why.", "error")
         return back
     complete_sign_in(user, remember=bool(request.form.get("remember")), factor="passkey")
