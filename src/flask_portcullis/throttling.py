@@ -14,6 +14,7 @@ import hashlib
 import logging
 import math
 import time
+from functools import cache
 from typing import cast
 
 from limits import RateLimitItem, parse_many
@@ -53,7 +54,7 @@ class Throttle:
             return
         identifier = _digest(key)
         try:
-            for item in parse_many(limits):
+            for item in parsed(limits):
                 if not self._limiter.hit(item, scope, identifier):
                     raise Throttled(self._retry_after(item, scope, identifier))
         except StorageError as exc:
@@ -81,6 +82,12 @@ class Throttle:
     def _retry_after(self, item: RateLimitItem, scope: str, identifier: str) -> int:
         stats = self._limiter.get_window_stats(item, scope, identifier)
         return max(1, math.ceil(stats.reset_time - time.time()))
+
+
+@cache
+def parsed(limits: str) -> tuple[RateLimitItem, ...]:
+    """The limits of a setting, parsed once (settings checked them at start-up)."""
+    return tuple(parse_many(limits))
 
 
 def _digest(key: str) -> str:
