@@ -8,6 +8,7 @@ needs none.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from flask.testing import FlaskClient
 
 from flask_portcullis import get_state
 
-from .conftest import FakeClock, login, make_user
+from .conftest import FakeClock, login, make_app, make_user
 
 
 @pytest.fixture
@@ -88,3 +89,30 @@ def test_a_removed_role_still_takes_effect_on_the_next_request(
         assert user is not None
         state.roles.remove_from_user(user, "admin")
     assert client.get("/admin/").status_code == 403
+
+
+def test_with_the_principal_bridge_permissions_cost_one_query_whatever_the_roles(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path, PORTCULLIS_PRINCIPAL=True)
+    make_user(app, roles=("admin", "editor", "auditor"))
+    with app.app_context():
+        roles = get_state(app).roles
+        for role in ("admin", "editor", "auditor"):
+            roles.grant_permission(role, f"{role}.read")
+    client = app.test_client()
+    login(client)
+    client.get("/")
+    with app.app_context():
+        engine = get_state(app).db.engine
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get("/account").status_code == 200
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert len(seen) == 2, seen  # the session with user and roles; the roles' permissions

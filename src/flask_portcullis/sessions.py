@@ -89,14 +89,18 @@ class SessionService:
     def _lookup(self) -> Select[SessionMixin, UserMixin]:
         """The per-request query, composed once: rebuilding the statement and its cache key
         for every request was a sixth of a signed-in page's time."""
-        Session, User = self._models.Session, self._models.User
+        Session, User, Role = self._models.Session, self._models.User, self._models.Role
         # One round trip per request: the session, its user and the user's roles (the
-        # navigation asks for roles on every page).
+        # navigation asks for roles on every page). The Flask-Principal bridge reads every
+        # role's permissions on every request: then one more query for all of them.
+        roles = joinedload(User.roles)
+        if self._settings.principal:
+            roles = roles.selectinload(Role.permissions)
         return (
             select(Session, User)
             .join(User, User.id == Session.user_id)
             .where(Session.id == bindparam("record_id"), ~self._over())
-            .options(joinedload(User.roles))
+            .options(roles)
         )
 
     def resolve_record(self, record_id: str) -> ActiveSession | None:
