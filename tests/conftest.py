@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import re
 import secrets
 import socket
@@ -25,9 +26,11 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from flask_portcullis import get_state
+from flask_portcullis.audit_events import Event
 from flask_portcullis.demo import MIGRATIONS, create_app
 from flask_portcullis.models import UserMixin
 from flask_portcullis.settings import OWASP_ARGON2
@@ -325,3 +328,22 @@ PASSKEY_CHALLENGE = re.compile(r"challenge&#34;: &#34;[\w-]+")
 def without_challenges(page: str) -> str:
     """The page with its passkey challenges blanked: random per render, like CSRF tokens."""
     return PASSKEY_CHALLENGE.sub("challenge&#34;: &#34;", page)
+
+
+def text(response: TestResponse) -> str:
+    return response.get_data(as_text=True)
+
+
+def path_of(response: TestResponse) -> str:
+    """Where a redirect goes (the path only)."""
+    assert response.status_code in (302, 303), response.status_code
+    return urlsplit(response.headers["Location"]).path
+
+
+def events(app: Flask, event: Event) -> list[tuple[int | None, dict[str, Any]]]:
+    """(user id, detail) of every audit row of one kind, oldest first."""
+    with app.app_context():
+        state = get_state(app)
+        AuditEvent = state.models.AuditEvent
+        query = select(AuditEvent).where(AuditEvent.event == str(event)).order_by(AuditEvent.id)
+        return [(r.user_id, json.loads(r.detail)) for r in state.db.session.scalars(query)]

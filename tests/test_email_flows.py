@@ -27,6 +27,7 @@ from .conftest import (
     make_app,
     make_user,
     submit,
+    text,
 )
 
 NEW_PASSWORD = "a fresh and long passphrase"
@@ -36,10 +37,6 @@ REGISTRATION = {
     "password": PASSWORD,
     "password_confirm": PASSWORD,
 }
-
-
-def text(response: TestResponse) -> str:
-    return response.get_data(as_text=True)
 
 
 def confirm(client: FlaskClient, path: str) -> TestResponse:

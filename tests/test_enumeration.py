@@ -41,6 +41,7 @@ from .conftest import (
     make_app,
     make_user,
     submit,
+    text,
     without_challenges,
 )
 
@@ -86,10 +87,6 @@ def build(tmp_path: Path, smtp_server: tuple[Outbox, int]) -> Iterator[AppFactor
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def text(response: TestResponse) -> str:
-    return response.get_data(as_text=True)
 
 
 def comparable(response: TestResponse, *echoed: str) -> str:

@@ -45,6 +45,7 @@ from .conftest import (
     login,
     make_app,
     make_user,
+    text,
 )
 from .services import require_service
 
@@ -70,10 +71,6 @@ TABLES = ("users", "user_sessions", "audit_events")
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def text(response: TestResponse) -> str:
-    return response.get_data(as_text=True)
 
 
 def assert_unavailable(response: TestResponse, what: str = "") -> None:

@@ -37,6 +37,7 @@ from .conftest import (
     make_app,
     make_user,
     submit,
+    text,
     without_challenges,
 )
 
@@ -74,10 +75,6 @@ def browser(app: Flask, ip: str = "192.0.2.1", forwarded_for: str | None = None)
     if forwarded_for is not None:
         client.environ_base["HTTP_X_FORWARDED_FOR"] = forwarded_for
     return client
-
-
-def text(response: TestResponse) -> str:
-    return response.get_data(as_text=True)
 
 
 def assert_bad_credentials(response: TestResponse) -> None:

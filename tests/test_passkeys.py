@@ -43,9 +43,11 @@ from .conftest import (
     Mail,
     Outbox,
     csrf_token,
+    events,
     login,
     make_app,
     make_user,
+    path_of,
     signed_in,
     submit,
 )
@@ -147,11 +149,6 @@ def passkey_sign_in(
     return use_passkey(client, key, page, **fields)
 
 
-def path_of(response: TestResponse) -> str:
-    assert response.status_code in (302, 303), response.status_code
-    return urlsplit(response.headers["Location"]).path
-
-
 def sign_out(client: FlaskClient) -> None:
     assert submit(client, "/logout", {}).status_code == 302
     assert not signed_in(client)
@@ -239,15 +236,6 @@ def stored(app: Flask, user_id: int) -> tuple[int, int]:
             .where(models.RecoveryCode.user_id == user_id)
         )
         return int(passkeys or 0), int(codes or 0)
-
-
-def events(app: Flask, event: Event) -> list[tuple[int | None, dict[str, Any]]]:
-    """(user id, detail) of every audit row of one kind, oldest first."""
-    with app.app_context():
-        state = get_state(app)
-        AuditEvent = state.models.AuditEvent
-        query = select(AuditEvent).where(AuditEvent.event == str(event)).order_by(AuditEvent.id)
-        return [(r.user_id, json.loads(r.detail)) for r in state.db.session.scalars(query)]
 
 
 def mail_saying(outbox: Outbox, address: str, words: str) -> Mail:

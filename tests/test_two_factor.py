@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import html
-import json
 import re
 import sqlite3
 import threading
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import pytest
 import segno
@@ -40,10 +39,12 @@ from .conftest import (
     Mail,
     Outbox,
     csrf_token,
+    events,
     get_user,
     login,
     make_app,
     make_user,
+    path_of,
     signed_in,
     submit,
 )
@@ -96,11 +97,6 @@ def test_the_tests_totp_matches_the_rfc_6238_vectors(unix_time: int, expected: s
 class Enrolled:
     secret: str
     recovery_codes: list[str]
-
-
-def path_of(response: TestResponse) -> str:
-    assert response.status_code in (302, 303), response.status_code
-    return urlsplit(response.headers["Location"]).path
 
 
 def setup_page(client: FlaskClient) -> tuple[str, str]:
@@ -157,15 +153,6 @@ def codes_left(client: FlaskClient) -> int:
 
 def manage(client: FlaskClient, action: str, password: str = PASSWORD) -> TestResponse:
     return submit(client, SETUP, {"password": password, "action": action})
-
-
-def events(app: Flask, event: Event) -> list[tuple[int | None, dict[str, Any]]]:
-    """(user id, detail) of every audit row of one kind, oldest first."""
-    with app.app_context():
-        state = get_state(app)
-        AuditEvent = state.models.AuditEvent
-        query = select(AuditEvent).where(AuditEvent.event == str(event)).order_by(AuditEvent.id)
-        return [(r.user_id, json.loads(r.detail)) for r in state.db.session.scalars(query)]
 
 
 def stored_factor_rows(app: Flask, user_id: int) -> tuple[int, int]:
