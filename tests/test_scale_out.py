@@ -28,7 +28,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -138,12 +138,17 @@ def server_environment(config: Mapping[str, Any], instance: Path) -> dict[str, s
     return env
 
 
-def launch(name: str, env: dict[str, str], folder: Path) -> AppServer:
+def launch(
+    name: str,
+    env: dict[str, str],
+    folder: Path,
+    command: Callable[[int], list[str]] = server_command,
+) -> AppServer:
     port = free_port()
     log = folder / f"{name}-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            server_command(port), env=env, cwd=folder, stdout=out, stderr=subprocess.STDOUT
+            command(port), env=env, cwd=folder, stdout=out, stderr=subprocess.STDOUT
         )
     return AppServer(name, port, process, log)
 

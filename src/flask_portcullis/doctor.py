@@ -143,11 +143,12 @@ def examine(app: Flask, state: State) -> list[Finding]:
             severe=False,
         ),
         _check(
-            bool(config.get("SERVER_NAME") or config.get("TRUSTED_HOSTS")),
+            state.hosts.source != "default",
             "host of links",
-            "fixed by SERVER_NAME or TRUSTED_HOSTS",
-            "links in mails take their host from the request: set SERVER_NAME or TRUSTED_HOSTS, "
-            "or a forged Host header sends reset links to another site",
+            f"requests and links only for {', '.join(state.hosts.names)} ({state.hosts.source})",
+            "neither TRUSTED_HOSTS nor SERVER_NAME names your site: only "
+            f"{' and '.join(state.hosts.names)} are answered, other hosts get 400; "
+            "set TRUSTED_HOSTS or SERVER_NAME to the site's name",
             "OWASP WSTG-INPV-17",
             severe=not (app.debug or state.debug),
         ),

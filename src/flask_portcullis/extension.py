@@ -18,6 +18,7 @@ from .accounts import AccountService
 from .audit import AuditLog
 from .clock import Clock, utcnow
 from .exceptions import ConfigurationError
+from .hosts import TrustedHosts, trusted_hosts
 from .mail import MailSender, sender_from_config
 from .models import Models, UserMixin, build_models, enforce_sqlite_foreign_keys
 from .notify import Notifier
@@ -54,6 +55,7 @@ class State:
     passkeys: PasskeyService
     debug: bool  # as configured when the app was set up (the CLI resets app.debug later)
     clock: Clock
+    hosts: TrustedHosts
 
 
 def get_state(app: Flask | None = None) -> State:
@@ -132,6 +134,7 @@ class Portcullis:
         )
         if not app.config.get("SECRET_KEY"):
             raise ConfigurationError("Set SECRET_KEY before portcullis.init_app(app).")
+        hosts = trusted_hosts(app.config)
         # Flask's rotation convention: old keys still verify, the current one signs.
         keys = [*(app.config.get("SECRET_KEY_FALLBACKS") or []), app.config["SECRET_KEY"]]
         tokens = TokenService(keys, clock)
@@ -180,10 +183,12 @@ class Portcullis:
             passkeys=PasskeyService(session, self.models, two_factor, clock),
             debug=app.debug,
             clock=clock,
+            hosts=hosts,
         )
         app.extensions["portcullis"] = state
 
         self._configure_cookies(app, settings)
+        self._configure_hosts(app, hosts)
         if settings.trusted_proxies:
             # Werkzeug's ProxyFix: the client address and scheme the n-th proxy from the app
             # saw. Not X-Forwarded-Host: a proxy that does not set it would pass the
@@ -195,11 +200,31 @@ class Portcullis:
         login_manager: LoginManager = getattr(app, "login_manager", None) or LoginManager(app)
         web.init_app(app, state, login_manager)
         api.init_app(app, state)
+        # First of all hooks: a request for an untrusted host has no URL adapter, so a hook
+        # that builds a URL would fail on it. The API answers for its paths, the pages for all.
+        app.before_request_funcs.setdefault(None, [])[:0] = [
+            api.untrusted_host,
+            web.hosts.untrusted_host,
+        ]
         cli.init_app(app)
         if settings.principal:
             from . import principal  # optional dependency: imported only when asked for
 
             principal.init_app(app)
+
+    @staticmethod
+    def _configure_hosts(app: Flask, hosts: TrustedHosts) -> None:
+        # Flask 3.1 checks every request's Host against TRUSTED_HOSTS (400 when foreign or
+        # malformed), before any view can build a link from it. See hosts.py.
+        app.config["TRUSTED_HOSTS"] = list(hosts.names)
+        if hosts.source == "default" and not app.testing:
+            logger.log(
+                logging.INFO if app.debug else logging.WARNING,
+                "Neither TRUSTED_HOSTS nor SERVER_NAME is set: only requests for %s are "
+                "answered (any other Host header gets 400). Set TRUSTED_HOSTS or SERVER_NAME "
+                "to your site's name to serve it.",
+                " and ".join(hosts.names),
+            )
 
     @staticmethod
     def _configure_cookies(app: Flask, settings: Settings) -> None:

@@ -6,7 +6,7 @@ from flask import Flask, Response, current_app, jsonify, render_template, reques
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import DatabaseError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.routing import Map, Rule
 
 from ..audit_events import Event
@@ -83,6 +83,21 @@ def docs() -> ResponseReturnValue:
     return render_template(
         "portcullis/api_docs.html", specs=SPECS, spec_url=url_for("portcullis_api.openapi_json")
     )
+
+
+def untrusted_host() -> Response | None:
+    """A foreign or malformed Host header under /api/v1 gets problem+json, like any API error.
+
+    Flask refuses such a request before routing (see hosts.py), so no blueprint handler
+    sees it: this app-wide hook (run first, see extension.py) speaks for the API's paths.
+    """
+    error = request.routing_exception
+    prefix = api_bp.url_prefix or ""
+    ours = request.path == prefix or request.path.startswith(prefix + "/")
+    if isinstance(error, SecurityError) and ours:
+        detail = "This site does not answer to that host name."
+        return problems.problem(400, "untrusted_host", "Untrusted host", detail)
+    return None
 
 
 def init_app(app: Flask, state: State) -> None:

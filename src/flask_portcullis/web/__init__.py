@@ -17,6 +17,7 @@ from . import (  # noqa: F401  (registers the routes)
     auth,
     headers,
     health,
+    hosts,
     links,
     passkeys,
     two_factor,
