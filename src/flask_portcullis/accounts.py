@@ -130,6 +130,23 @@ class AccountService:
             )
         return self._db.scalars(query.limit(limit).offset(offset)).all()
 
+    def look_alikes(self) -> list[tuple[UserMixin, UserMixin | None]]:
+        """Pairs of accounts whose names look alike, later account first, oldest first.
+
+        Sign-up refuses such names; these are older accounts that migration
+        0007 kept, storing the later one's skeleton with "#<id>" appended ("#"
+        is in no skeleton). The earlier account is None if it has since gone.
+        """
+        User = self._models.User
+        query = select(User).where(User.username_skeleton.contains("#", autoescape=True))
+        pairs: list[tuple[UserMixin, UserMixin | None]] = []
+        for user in self._db.scalars(query.order_by(User.id)):
+            skeleton = username_skeleton(user.username_key)
+            if user.username_skeleton != skeleton:
+                same = select(User).where(User.username_skeleton == skeleton)
+                pairs.append((user, self._db.scalars(same).first()))
+        return pairs
+
     # -- registration ----------------------------------------------------------
 
     def register(
