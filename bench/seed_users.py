@@ -5,7 +5,8 @@ argon2id hash of a known password, made once: hashing a million passwords at
 the real cost would take hours, and a sign-in costs the same whichever row's
 hash it checks. Rows are what ``AccountService.register`` would store:
 display forms that ``clean_username``/``clean_email`` leave as they are,
-keys made by ``identity_key``, verified, active.
+keys and skeletons made by ``username_key``, ``username_skeleton`` and
+``identity_key``, verified, active.
 
 Usage (the schema is made and migrated with the shipped migrations first)::
 
@@ -30,7 +31,13 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from flask_portcullis.identity import clean_email, clean_username, identity_key
+from flask_portcullis.identity import (
+    clean_email,
+    clean_username,
+    identity_key,
+    username_key,
+    username_skeleton,
+)
 from flask_portcullis.passwords import PasswordHashing
 from flask_portcullis.settings import Settings
 
@@ -40,6 +47,7 @@ BATCH = 50_000  # rows per write to the COPY stream
 COLUMNS = (
     "username",
     "username_key",
+    "username_skeleton",
     "email",
     "email_key",
     "password_hash",
@@ -116,8 +124,9 @@ def _rows(count: int, hashed: str) -> Iterator[str]:
         lines = []
         for number in range(start, min(start + BATCH, count)):
             name, address = username(number), email(number)
+            key = username_key(name)
             lines.append(
-                f"{name}\t{identity_key(name)}\t{address}\t{identity_key(address)}"
+                f"{name}\t{key}\t{username_skeleton(key)}\t{address}\t{identity_key(address)}"
                 f"\t{hashed}\t{now}\tt\t{now}\n"
             )
         yield "".join(lines)

@@ -18,6 +18,7 @@ each test; the migration tests each get a brand-new database (``fresh_app``).
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
 import threading
 from collections.abc import Iterator
@@ -39,10 +40,12 @@ from werkzeug.test import TestResponse
 
 from flask_portcullis import InvalidCredentials, get_state
 from flask_portcullis.demo import MIGRATIONS, create_app
+from flask_portcullis.identity import identity_key, username_skeleton
 from flask_portcullis.models import UTCDateTime
 
 from .conftest import FAST_HASH, GENEROUS_LIMITS, PASSWORD, FakeClock, csrf_token, submit
 from .services import require_service
+from .test_doctor import run_doctor
 
 # One id per test run: every database this run creates carries it, and no other run's does.
 RUN_ID = secrets.token_hex(4)
@@ -93,6 +96,7 @@ CLEANUP_ORDER = (
     "audit_events",
 )
 USERNAME_TAKEN = "That username is already taken."
+LOOK_ALIKE = "That username is too like one that is already taken."
 EMAIL_TAKEN = "That email address cannot be used for a new account."
 RACERS = 4
 BARRIER_TIMEOUT = 20.0
@@ -282,7 +286,7 @@ def test_upgrade_creates_every_table_and_matches_the_models(fresh_app: Flask) ->
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
-            assert context.get_current_revision() == "0006_audit_sign_in_index"
+            assert context.get_current_revision() == "0007_username_skeleton"
             differences = compare_metadata(context, db.metadata)
     assert differences == [], "migrations and models disagree:\n" + pformat(differences)
 
@@ -532,6 +536,15 @@ def test_concurrent_registration_of_one_username(app: Flask, race_mode: str) -> 
     assert _count(app, "user_sessions") == 1
 
 
+def test_concurrent_registration_of_look_alike_usernames(app: Flask, race_mode: str) -> None:
+    """Four names with one skeleton ("1" and "l" look alike): the unique index decides."""
+    names = ["bill", "bi11", "bil1", "bi1l"]
+    forms = [_register_form(name, f"racer{i}@example.com") for i, name in enumerate(names)]
+    _assert_one_winner(_race(app, forms), LOOK_ALIKE)
+    assert _count(app, "users") == 1
+    assert _count(app, "users", username_skeleton="bill") == 1
+
+
 def test_concurrent_registration_of_one_email(app: Flask, race_mode: str) -> None:
     forms = [_register_form(f"racer{i}", "Racer@example.com") for i in range(RACERS)]
     _assert_one_winner(_race(app, forms), EMAIL_TAKEN)
@@ -571,11 +584,11 @@ def test_accented_identities_are_distinct_accounts(app: Flask) -> None:
 @pytest.mark.parametrize(
     ("username", "email"),
     [
-        ("\u0390" * 32, "long-key@example.com"),  # casefolds to 96 characters
-        # 64 octets of local part, casefolded to 96 characters, and a long domain.
+        # 64 octets of local part, casefolded to 96 characters, and a long domain. (A username's
+        # key is recomposed after case folding, RFC 8265: "\u0390" * 32 keeps 32 characters.)
         ("short-key", "\u0390" * 32 + "@" + "a" * 60 + "." + "b" * 60 + "." + "c" * 50 + ".com"),
     ],
-    ids=["username", "email"],
+    ids=["email"],
 )
 def test_identities_whose_key_would_overflow_are_form_errors(
     app: Flask, username: str, email: str
@@ -584,3 +597,125 @@ def test_identities_whose_key_would_overflow_are_form_errors(
     assert response.status_code == 422
     assert "too long" in response.get_data(as_text=True)
     assert _count(app, "users") == 0
+
+
+# -- look-alike usernames ----------------------------------------------------------------------
+
+
+def test_look_alike_usernames_are_refused(app: Flask) -> None:
+    """The issue's case ("scanner" with a Cyrillic "a") and a whole-script look-alike."""
+    first = submit(app.test_client(), "/register", _register_form("scanner", "s@example.com"))
+    assert first.status_code == 302, first.get_data(as_text=True)
+    forged = submit(app.test_client(), "/register", _register_form("sc\u0430nner", "f@example.com"))
+    assert forged.status_code == 422
+    assert "this name mixes Latin and Cyrillic" in forged.get_data(as_text=True)
+
+    poe = submit(app.test_client(), "/register", _register_form("poe", "poe@example.com"))
+    assert poe.status_code == 302
+    cyrillic = _register_form("\u0440\u043e\u0435", "c@example.com")
+    page = submit(app.test_client(), "/register", cyrillic)
+    assert page.status_code == 422
+    assert LOOK_ALIKE in page.get_data(as_text=True)
+    assert _count(app, "users") == 2
+
+
+OLD_USERS = [
+    # (username, username_key as the code before 0007 stored it: NFKC and casefold)
+    ("scanner", "scanner"),
+    ("sc\u0430nner", "sc\u0430nner"),  # registered beside it before 0007
+    ("\u0390\u0390\u0390", identity_key("\u0390\u0390\u0390")),  # 9 characters, not NFC
+    ("gone", "gone"),  # deleted before the upgrade: its id is never handed out again
+]
+
+
+def test_migration_keeps_and_reports_existing_look_alikes(
+    fresh_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = fresh_app
+    state = get_state(app)
+    hashed = state.accounts.hashing.hash(PASSWORD)
+    users = sa.table(
+        "users",
+        *(sa.column(name) for name in ("id", "username", "username_key", "email", "email_key")),
+        *(sa.column(name) for name in ("password_hash", "active", "created_at")),
+    )
+    with app.app_context():
+        flask_migrate.upgrade(directory=MIGRATIONS, revision="0006_audit_sign_in_index")
+        with state.db.engine.begin() as conn:
+            for number, (username, key) in enumerate(OLD_USERS):
+                conn.execute(
+                    users.insert().values(
+                        username=username,
+                        username_key=key,
+                        email=f"user{number}@example.com",
+                        email_key=f"user{number}@example.com",
+                        password_hash=hashed,
+                        active=True,
+                        created_at=datetime(2026, 1, 1),
+                    )
+                )
+            ids = dict(conn.execute(sa.select(users.c.username, users.c.id)).all())
+            conn.execute(users.delete().where(users.c.username == "gone"))
+            roles, user_roles = (
+                sa.table("roles", sa.column("id"), sa.column("name")),
+                sa.table("user_roles", sa.column("user_id"), sa.column("role_id")),
+            )
+            admin = conn.execute(sa.select(roles.c.id).where(roles.c.name == "admin")).scalar()
+            conn.execute(user_roles.insert().values(user_id=ids["scanner"], role_id=admin))
+        with caplog.at_level(logging.WARNING, logger="alembic.runtime.migration"):
+            flask_migrate.upgrade(directory=MIGRATIONS)
+
+    # Reported: both names, and what to run next.
+    reports = [r.getMessage() for r in caplog.records if r.name == "alembic.runtime.migration"]
+    assert any(
+        "'sc\u0430nner'" in report and "'scanner'" in report and "doctor" in report
+        for report in reports
+    ), reports
+    # Kept: both accounts, the later one's skeleton set apart by its id.
+    with app.app_context():
+        User = state.models.User
+        rows = {u.username: u for u in state.db.session.scalars(sa.select(User))}
+        assert set(rows) == {"scanner", "sc\u0430nner", "\u0390\u0390\u0390"}
+        assert rows["scanner"].username_skeleton == "scanner"
+        assert rows["scanner"].has_role("admin")  # rows that point at users are untouched
+        forged_id = ids["sc\u0430nner"]
+        assert rows["sc\u0430nner"].username_skeleton == f"scanner#{forged_id}"
+        assert rows["\u0390\u0390\u0390"].username_key == "\u0390\u0390\u0390"  # recomposed
+        assert rows["\u0390\u0390\u0390"].username_skeleton == username_skeleton(
+            "\u0390\u0390\u0390"
+        )
+        # Each still signs in by its name.
+        for username in rows:
+            assert state.accounts.authenticate(username, PASSWORD).id == ids[username]
+        state.db.session.remove()
+
+    # Listed by the doctor, by name and id.
+    finding = run_doctor(app).findings["look-alike usernames"]
+    assert finding.status == "WARN"
+    assert f"'sc\u0430nner' (id {forged_id}) looks like 'scanner' (id {ids['scanner']})" in (
+        finding.message
+    )
+
+    # A third look-alike is refused; a new account gets a new id, never the deleted one's.
+    whole = submit(
+        app.test_client(), "/register", _register_form("\u0455\u0441\u0430nn\u0435r", "x@e.com")
+    )
+    assert whole.status_code == 422
+    with app.app_context():
+        newcomer = state.accounts.register("newcomer", "newcomer@example.com", PASSWORD)
+        assert newcomer.id > ids["gone"]
+        state.db.session.remove()
+
+    # Downgrading keeps every account and the keys the older code looks names up by.
+    with app.app_context():
+        flask_migrate.downgrade(directory=MIGRATIONS, revision="0006_audit_sign_in_index")
+        with state.db.engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("users")}
+            assert "username_skeleton" not in columns
+            keys = dict(conn.execute(sa.select(users.c.username, users.c.username_key)).all())
+    assert keys == {
+        "scanner": "scanner",
+        "sc\u0430nner": "sc\u0430nner",
+        "\u0390\u0390\u0390": identity_key("\u0390\u0390\u0390"),
+        "newcomer": "newcomer",
+    }

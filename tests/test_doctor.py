@@ -50,6 +50,7 @@ STANDARDS = {
     "host of links": "OWASP WSTG-INPV-17",
     "passkey site": "WebAuthn Level 3, 5.1.3",
     "database": "operations",
+    "look-alike usernames": "Unicode UTS #39",
 }
 # "FAIL  secret key        SECRET_KEY is short ...  [OWASP ASVS 6.4.1]"
 FINDING = re.compile(r"^(PASS|WARN|FAIL)  (\S+(?: \S+)*) {2,}(.*\S)  \[([^\]]+)\]$")

@@ -25,7 +25,15 @@ from .exceptions import (
     TokenInvalid,
     UsernameTaken,
 )
-from .identity import clean_email, clean_username, has_control_characters, identity_key
+from .identity import (
+    clean_email,
+    clean_username,
+    has_control_characters,
+    identity_key,
+    username_key,
+    username_lookup_key,
+    username_skeleton,
+)
 from .models import DbSession, Models, UserMixin
 from .password_policy import PasswordPolicy
 from .passwords import PasswordHashing
@@ -87,7 +95,8 @@ class AccountService:
         if not key or has_control_characters(key):
             return None
         User = self._models.User
-        query = select(User).where(or_(User.username_key == key, User.email_key == key))
+        name_key = username_lookup_key(identity)
+        query = select(User).where(or_(User.username_key == name_key, User.email_key == key))
         return self._db.scalars(query.limit(1)).first()
 
     def get_by_email(self, email: str) -> UserMixin | None:
@@ -115,11 +124,28 @@ class AccountService:
         if key:
             query = query.where(
                 or_(
-                    User.username_key.contains(key, autoescape=True),
+                    User.username_key.contains(username_lookup_key(text), autoescape=True),
                     User.email_key.contains(key, autoescape=True),
                 )
             )
         return self._db.scalars(query.limit(limit).offset(offset)).all()
+
+    def look_alikes(self) -> list[tuple[UserMixin, UserMixin | None]]:
+        """Pairs of accounts whose names look alike, later account first, oldest first.
+
+        Sign-up refuses such names; these are older accounts that migration
+        0007 kept, storing the later one's skeleton with "#<id>" appended ("#"
+        is in no skeleton). The earlier account is None if it has since gone.
+        """
+        User = self._models.User
+        query = select(User).where(User.username_skeleton.contains("#", autoescape=True))
+        pairs: list[tuple[UserMixin, UserMixin | None]] = []
+        for user in self._db.scalars(query.order_by(User.id)):
+            skeleton = username_skeleton(user.username_key)
+            if user.username_skeleton != skeleton:
+                same = select(User).where(User.username_skeleton == skeleton)
+                pairs.append((user, self._db.scalars(same).first()))
+        return pairs
 
     # -- registration ----------------------------------------------------------
 
@@ -135,7 +161,8 @@ class AccountService:
         """Create an account, or raise FieldError/PasswordRejected naming what to fix.
 
         Uniqueness is decided by the database's unique indexes, so two
-        simultaneous sign-ups with one name yield one account and one error.
+        simultaneous sign-ups with one name, or with two names that look
+        alike (one UTS #39 skeleton), yield one account and one error.
         """
         if client is not None:  # sign-ups from the web or API; the CLI's are not limited
             if not self._settings.registration:
@@ -146,11 +173,14 @@ class AccountService:
         self.policy.require(password, username=username, email=email)
         # Hash first: a taken address then costs as much as a new one (no timing tell).
         password_hash = self.hashing.hash(password)
-        self._raise_if_taken(username, email)
+        key = username_key(username)
+        skeleton = username_skeleton(key)
+        self._raise_if_taken(key, skeleton, email)
         now = self._clock()
         user = self._models.User(
             username=username,
-            username_key=identity_key(username),
+            username_key=key,
+            username_skeleton=skeleton,
             email=email,
             email_key=identity_key(email),
             password_hash=password_hash,
@@ -163,22 +193,27 @@ class AccountService:
             self._db.commit()
         except IntegrityError:
             self._db.rollback()
-            self._raise_if_taken(username, email)
+            self._raise_if_taken(key, skeleton, email)
             raise
         return user
 
-    def _raise_if_taken(self, username: str, email: str) -> None:
+    def _raise_if_taken(self, key: str, skeleton: str, email: str) -> None:
+        """Raise UsernameTaken for a name whose key or skeleton is in use, else EmailTaken."""
         User = self._models.User
+        email_key = identity_key(email)
         taken = self._db.execute(
-            select(User.username_key, User.email_key).where(
+            select(User.username_key, User.username_skeleton, User.email_key).where(
                 or_(
-                    User.username_key == identity_key(username),
-                    User.email_key == identity_key(email),
+                    User.username_key == key,
+                    User.username_skeleton == skeleton,
+                    User.email_key == email_key,
                 )
             )
         ).all()
-        if any(row.username_key == identity_key(username) for row in taken):
+        if any(row.username_key == key for row in taken):
             raise UsernameTaken()
+        if any(row.username_skeleton == skeleton for row in taken):
+            raise UsernameTaken(look_alike=True)
         if taken:
             raise EmailTaken()
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import health
 from .extension import State
@@ -177,4 +178,39 @@ def examine(app: Flask, state: State) -> list[Finding]:
             "operations",
             severe=True,
         ),
+        _look_alikes(state),
     ]
+
+
+LOOK_ALIKES_SHOWN = 10
+
+
+def _look_alikes(state: State) -> Finding:
+    """Accounts kept by migration 0007 whose names look like an older account's (UTS #39)."""
+    try:
+        pairs = state.accounts.look_alikes()
+    except SQLAlchemyError:
+        state.db.session.rollback()
+        return _check(
+            False,
+            "look-alike usernames",
+            "",
+            "not checked: database unreachable or not migrated",
+            "Unicode UTS #39",
+            severe=False,
+        )
+    shown = [
+        f"{later.username!r} (id {later.id}) looks like "
+        + (f"{earlier.username!r} (id {earlier.id})" if earlier else "a deleted account")
+        for later, earlier in pairs[:LOOK_ALIKES_SHOWN]
+    ]
+    more = f"; and {len(pairs) - LOOK_ALIKES_SHOWN} more" if len(pairs) > LOOK_ALIKES_SHOWN else ""
+    return _check(
+        not pairs,
+        "look-alike usernames",
+        "no two usernames look alike",
+        f"{len(pairs)} account(s) named like an older one (kept from before sign-up refused "
+        f"them; rename or remove): " + "; ".join(shown) + more,
+        "Unicode UTS #39",
+        severe=False,
+    )

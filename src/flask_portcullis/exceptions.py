@@ -90,12 +90,20 @@ class FieldError(PortcullisError):
 
 
 class UsernameTaken(FieldError):
-    """Usernames are public, so saying one is taken reveals nothing new."""
+    """Usernames are public, so saying one is taken reveals nothing new.
+
+    ``look_alike``: no account has this name, but one has a name that looks the
+    same (an equal UTS #39 skeleton), which is taken too.
+    """
 
     code: ClassVar[ErrorCode] = ErrorCode.USERNAME_TAKEN
 
-    def __init__(self) -> None:
-        super().__init__("username", "That username is already taken.")
+    def __init__(self, *, look_alike: bool = False) -> None:
+        if look_alike:
+            message = "That username is too like one that is already taken."
+        else:
+            message = "That username is already taken."
+        super().__init__("username", message)
 
 
 class EmailTaken(FieldError):

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship, s
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .clock import utcnow
-from .identity import EMAIL_MAX, USERNAME_KEY_MAX
+from .identity import EMAIL_MAX, USERNAME_KEY_MAX, USERNAME_SKELETON_MAX, username_skeleton
 
 
 def key_string(length: int) -> TypeEngine[str]:
@@ -80,6 +80,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+def _default_skeleton(context: Any) -> str:
+    """The skeleton of the row's key, for rows inserted without one (host apps, old scripts)."""
+    return username_skeleton(context.get_current_parameters()["username_key"])
+
+
 class UserMixin(flask_login.UserMixin):
     """The columns Portcullis needs on a user; add your own beside them."""
 
@@ -91,6 +96,10 @@ class UserMixin(flask_login.UserMixin):
     username: Mapped[str] = mapped_column(String(64))
     # Casefolded NFKC forms carry the unique indexes (see identity.py).
     username_key: Mapped[str] = mapped_column(key_string(USERNAME_KEY_MAX), unique=True)
+    # UTS #39 skeleton of username_key: one account per look (see identity.username_skeleton).
+    username_skeleton: Mapped[str] = mapped_column(
+        key_string(USERNAME_SKELETON_MAX), unique=True, index=True, default=_default_skeleton
+    )
     email: Mapped[str] = mapped_column(String(254))
     email_key: Mapped[str] = mapped_column(key_string(EMAIL_MAX), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(255))
