@@ -33,13 +33,17 @@ from .conftest import (
     PASSWORD,
     REAL_LIMITS,
     REDIS_URL,
+    FakeClock,
     events,
     login,
     make_app,
     make_user,
+    path_of,
     submit,
     text,
 )
+from .test_two_factor import SECOND_STEP, enroll
+from .totp import STEP, code_for
 
 NEW_PASSWORD = "a brand new passphrase for ada"
 API = "/api/v1"
@@ -459,3 +463,22 @@ def test_the_acceptance_holds_with_limits_in_redis(build: AppFactory, redis_pref
     assert api_login(app, "ada", PASSWORD, ip="192.0.2.231").status_code == 429
     assert_signed_in(login(owner, "ada", PASSWORD))
     assert api_login(app, "ada", PASSWORD, token, ip="198.51.100.99").status_code == 200
+
+
+# -- with a second factor -------------------------------------------------------------------
+
+
+def test_a_browser_is_trusted_only_once_its_second_factor_is_given(
+    app: Flask, auth_client: FlaskClient, clock: FakeClock, user: int
+) -> None:
+    factor = enroll(auth_client, clock)
+    clock.advance(seconds=4 * STEP)
+    client = browser(app, "198.51.100.50")
+    assert path_of(login(client, "ada")) == SECOND_STEP
+    assert client.get_cookie(DEVICE_COOKIE) is None  # the password alone trusts nothing
+
+    assert_signed_in(submit(client, SECOND_STEP, {"code": code_for(factor.secret, clock)}))
+    cookie = client.get_cookie(DEVICE_COOKIE)
+    assert cookie is not None
+    with app.app_context():
+        assert get_state(app).devices.get(user, [cookie.value]) is not None
