@@ -392,6 +392,20 @@ def test_the_sessions_page_lists_browsers_and_api_clients(build: AppFactory) -> 
     assert "<time" in api_row
 
 
+def test_the_export_lists_trusted_devices_without_their_ids(build: AppFactory) -> None:
+    app = build()
+    user_id = make_user(app)
+    client = browser(app)
+    assert_signed_in(login(client, "ada"))
+    export = client.get("/account/export")
+    [device] = export.get_json()["trusted_devices"]
+    assert device["kind"] == "browser"
+    assert device["ip"] == OWNER_IP
+    assert device["user_agent"] == OWNER_AGENT
+    [stored] = device_ids(app, user_id)
+    assert stored not in text(export)
+
+
 # -- the API ------------------------------------------------------------------------------------
 
 

@@ -142,6 +142,16 @@ def export() -> ResponseReturnValue:
         }
         for passkey in state.passkeys.list_for(user)
     ]
+    data["trusted_devices"] = [  # without their ids: only the cookie's owner needs those
+        {
+            "kind": device.kind,
+            "created_at": device.created_at.isoformat(),
+            "last_used_at": device.last_used_at.isoformat(),
+            "ip": device.ip,
+            "user_agent": device.user_agent,
+        }
+        for device in state.devices.list_for(user.id)
+    ]
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
         mimetype="application/json",
