@@ -14,7 +14,7 @@ from sqlalchemy.dialects import mysql
 TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 revision = "0008_trusted_devices"
-down_revision = "0006_audit_sign_in_index"
+down_revision = "0007_username_skeleton"
 branch_labels = None
 depends_on = None
 
