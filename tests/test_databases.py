@@ -81,9 +81,11 @@ PORTCULLIS_TABLES = {
     "two_factor",
     "recovery_codes",
     "passkeys",
+    "trusted_devices",
 }
 # Children before parents, so the foreign keys never object (MariaDB checks them per row).
 CLEANUP_ORDER = (
+    "trusted_devices",
     "refresh_tokens",
     "two_factor",
     "recovery_codes",
@@ -286,7 +288,7 @@ def test_upgrade_creates_every_table_and_matches_the_models(fresh_app: Flask) ->
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
-            assert context.get_current_revision() == "0007_username_skeleton"
+            assert context.get_current_revision() == "0008_trusted_devices"
             differences = compare_metadata(context, db.metadata)
     assert differences == [], "migrations and models disagree:\n" + pformat(differences)
 

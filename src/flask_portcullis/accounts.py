@@ -6,7 +6,7 @@ API call these methods and map the typed errors they raise.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from .clock import Clock
+from .devices import DeviceService
 from .exceptions import (
     AccountInactive,
     EmailNotVerified,
@@ -59,6 +60,7 @@ class AccountService:
         hashing: PasswordHashing,
         policy: PasswordPolicy,
         sessions: SessionService,
+        devices: DeviceService,
         tokens: TokenService,
         guard: LoginGuard,
         settings: Settings,
@@ -69,6 +71,7 @@ class AccountService:
         self.hashing = hashing
         self.policy = policy
         self._sessions = sessions
+        self._devices = devices
         self._tokens = tokens
         self.guard = guard  # public: the second sign-in step counts its codes with it too
         self._settings = settings
@@ -219,24 +222,45 @@ class AccountService:
 
     # -- sign-in -----------------------------------------------------------------
 
-    def authenticate(self, identity: str, password: str, *, client: str = "") -> UserMixin:
+    def authenticate(
+        self,
+        identity: str,
+        password: str,
+        *,
+        client: str = "",
+        device_tokens: Iterable[str] = (),
+    ) -> UserMixin:
         """Return the user whose password this is, or raise InvalidCredentials or Throttled.
 
         Limits are checked before the password, so the right one does not
         slip past an active lock. Unknown users cost one dummy hash verify
         and are throttled like real ones, so neither timing nor a 429 tells
         who has an account. A legacy or outdated hash is replaced on success.
+
+        ``device_tokens`` are the trusted-device tokens the client holds. One
+        that names this account's live device puts the attempt under that
+        device's own budget instead of the account's shared counter and lock
+        (OWASP device cookies); its success leaves the shared counter as it
+        is, so whoever else is guessing stays slowed down. Any other token
+        (another account's, forged, revoked) is ignored: the attempt is
+        counted as from an unknown client, and nothing tells them apart.
         """
         user = self.get_by_identity(identity)
         account = guard_key(user, identity)
-        self.guard.before_attempt(account, client)
+        # Checked for unknown users too (the signatures), so the cost is the same.
+        device = self._devices.get(user.id if user is not None else None, device_tokens)
+        if device is not None:
+            self.guard.before_device_attempt(device.id, client)
+        else:
+            self.guard.before_attempt(account, client)
         if user is None:
             self.hashing.verify_dummy(password)
             raise InvalidCredentials()
         result = self.hashing.verify(password, user.password_hash)
         if not result.ok:
             raise InvalidCredentials(user.id)
-        self.guard.succeeded(account)
+        if device is None:
+            self.guard.succeeded(account)
         if result.needs_rehash:
             user.password_hash = self.hashing.hash(password)
         self.admit(user)
@@ -347,8 +371,13 @@ class AccountService:
         return self._tokens.make(Purpose.RESET_PASSWORD, user)
 
     def reset_password(self, token: str, new: str) -> UserMixin:
-        """Set a new password through a reset link; every session ends, nobody is signed in."""
+        """Set a new password through a reset link; every session ends and every trusted device
+        is forgotten; nobody is signed in."""
         user = self.check_link(Purpose.RESET_PASSWORD, token)
+        self.policy.require(new, username=user.username, email=user.email)  # before any write
+        # The owner proved control of the address: every trusted device starts over, in the
+        # transaction of the new hash (whoever held a device token is trusted no more).
+        self._devices.stage_revoke_all(user.id)
         self.set_password(user, new)
         self.guard.succeeded(guard_key(user, ""))  # the owner proved it: lift any lock
         return user

@@ -28,6 +28,7 @@ class Event(StrEnum):
     RECOVERY_CODE_USED = "recovery-code-used"
     PASSKEY_ADDED = "passkey-added"
     PASSKEY_REMOVED = "passkey-removed"
+    DEVICE_REVOKED = "device-revoked"
 
 
 LABELS: dict[Event, str] = {
@@ -53,4 +54,5 @@ LABELS: dict[Event, str] = {
     Event.RECOVERY_CODE_USED: "Recovery code used",
     Event.PASSKEY_ADDED: "Passkey added",
     Event.PASSKEY_REMOVED: "Passkey removed",
+    Event.DEVICE_REVOKED: "Trusted device removed",
 }

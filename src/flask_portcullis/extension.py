@@ -17,6 +17,7 @@ from .access_tokens import AccessTokens
 from .accounts import AccountService
 from .audit import AuditLog
 from .clock import Clock, utcnow
+from .devices import DeviceService
 from .exceptions import ConfigurationError
 from .hosts import TrustedHosts, trusted_hosts
 from .mail import MailSender, sender_from_config
@@ -45,6 +46,7 @@ class State:
     db: SQLAlchemy
     accounts: AccountService
     sessions: SessionService
+    devices: DeviceService
     roles: RoleService
     notifier: Notifier
     throttle: Throttle
@@ -152,10 +154,12 @@ class Portcullis:
             registrations_per_client=settings.register_limit_per_client,
             free_failures=settings.login_free_failures,
             max_delay=settings.login_max_delay,
+            per_device=settings.login_limit_per_device,
             fail_closed=settings.rate_limit_fail_closed,
         )
+        devices = DeviceService(session, self.models, keys, clock)
         accounts = AccountService(
-            session, self.models, hashing, policy, sessions, tokens, guard, settings, clock
+            session, self.models, hashing, policy, sessions, devices, tokens, guard, settings, clock
         )
         two_factor = TwoFactorService(session, self.models, keys, settings.site_name, clock)
         state = State(
@@ -164,6 +168,7 @@ class Portcullis:
             db=self.db,
             accounts=accounts,
             sessions=sessions,
+            devices=devices,
             roles=RoleService(session, self.models),
             notifier=Notifier(
                 self._mail_sender or sender_from_config(app.config), throttle, settings

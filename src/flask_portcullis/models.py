@@ -272,6 +272,29 @@ class PasskeyMixin:
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
+class TrustedDeviceMixin:
+    """A browser or API client that signed in to the account before (OWASP device cookies).
+
+    Its sign-in attempts are counted under its own small budget, not the
+    account's shared counter, so failures from other clients neither delay
+    nor lock it. ``id`` is the SHA-256 digest of the random nonce in the
+    token the client holds; the nonce itself is never stored.
+    """
+
+    if TYPE_CHECKING:
+
+        def __init__(self, **columns: Any) -> None: ...
+
+        user_id: Mapped[int]  # mapped by build_models, with the foreign key
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    kind: Mapped[str] = mapped_column(String(16))  # "browser" or "api"
+
+
 class AuditEventMixin:
     """One security event. Append-only: rows are added, and pruned by age, never edited.
 
@@ -304,6 +327,7 @@ class Models:
     TwoFactor: type[TwoFactorMixin]
     RecoveryCode: type[RecoveryCodeMixin]
     Passkey: type[PasskeyMixin]
+    TrustedDevice: type[TrustedDeviceMixin]
     user_roles: Table
     role_permissions: Table
 
@@ -364,6 +388,13 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         __table_args__ = (Index("ix_passkeys_user_id", "user_id"),)
         user_id: Mapped[int] = mapped_column(ForeignKey(user_fk, ondelete="CASCADE"))
 
+    class TrustedDevice(TrustedDeviceMixin, base):
+        __tablename__ = "trusted_devices"
+        __table_args__ = (Index("ix_trusted_devices_user_id", "user_id"),)
+        user_id: Mapped[int] = mapped_column(
+            ForeignKey(user_fk, ondelete="CASCADE", name="fk_trusted_devices_user_id_users")
+        )
+
     user_roles = Table(
         "user_roles",
         db.metadata,
@@ -392,6 +423,7 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         TwoFactor,
         RecoveryCode,
         Passkey,
+        TrustedDevice,
         user_roles,
         role_permissions,
     )

@@ -65,6 +65,9 @@ class Settings:
     # Sign-in and sign-up limits (OWASP ASVS 2.2.1, NIST SP 800-63B 5.2.2).
     login_limit_per_client: str = "30/minute;300/hour"
     login_limit_per_account_client: str = "10 per 15 minutes"
+    # A trusted device's own budget, instead of the account's shared counter (OWASP device
+    # cookies): others' failures neither delay nor lock a browser that signed in before.
+    login_limit_per_device: str = "10 per 15 minutes"
     login_free_failures: int = 5
     login_max_delay: int = 15 * 60
     register_limit_per_client: str = "10/hour"
@@ -181,6 +184,7 @@ class Settings:
             "mail_limit_per_client",
             "login_limit_per_client",
             "login_limit_per_account_client",
+            "login_limit_per_device",
             "register_limit_per_client",
         ):
             try:

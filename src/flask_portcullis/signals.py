@@ -43,6 +43,7 @@ recovery_codes_regenerated = _signals.signal(f"portcullis.{Event.RECOVERY_CODES_
 recovery_code_used = _signals.signal(f"portcullis.{Event.RECOVERY_CODE_USED}")
 passkey_added = _signals.signal(f"portcullis.{Event.PASSKEY_ADDED}")
 passkey_removed = _signals.signal(f"portcullis.{Event.PASSKEY_REMOVED}")
+device_revoked = _signals.signal(f"portcullis.{Event.DEVICE_REVOKED}")
 
 BY_EVENT: dict[Event, NamedSignal] = {
     Event(name.removeprefix("portcullis.")): signal

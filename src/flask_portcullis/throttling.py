@@ -114,6 +114,12 @@ class LoginGuard:
     password included. At 100 failures in a row the account is locked for
     ``FAILURE_MEMORY`` (30 days) unless its owner resets the password by
     email, which lifts it at once (NIST SP 800-63B 5.2.2).
+
+    A trusted device of the account (one that signed in to it before, see
+    ``devices.py``) is counted under its own budget instead
+    (``before_device_attempt``): it neither waits for the account's delay
+    nor meets its lock, and its failures do not feed the shared counter, so
+    an attacker cannot lock the owner out (OWASP device cookies).
     """
 
     def __init__(
@@ -125,12 +131,14 @@ class LoginGuard:
         registrations_per_client: str,
         free_failures: int,
         max_delay: int,
+        per_device: str = "10 per 15 minutes",
         fail_closed: bool = True,
     ) -> None:
         self._throttle = throttle
         self._fail_closed = fail_closed
         self._per_client = per_client
         self._per_account_client = per_account_client
+        self._per_device = per_device
         self._registrations = registrations_per_client
         self._free = free_failures
         self._max_delay = max_delay
@@ -146,6 +154,14 @@ class LoginGuard:
             self._per_account_client, "login-account-client", pair, fail_closed=self._fail_closed
         )
         self.reserve(account)
+
+    def before_device_attempt(self, device: str, client: str) -> None:
+        """Count a sign-in attempt by the trusted device ``device`` (its stored id) from
+        ``client``, or raise Throttled: the per-client limit and the device's own budget,
+        never the account's shared counter or lock. A device over its budget is refused
+        like any limit; it does not fall back to the shared counter."""
+        self.before_client_attempt(client)
+        self._throttle.hit(self._per_device, "login-device", device, fail_closed=self._fail_closed)
 
     def before_client_attempt(self, client: str) -> None:
         """Count a sign-in attempt that names no account (a passkey) against ``client``."""

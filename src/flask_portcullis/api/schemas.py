@@ -29,9 +29,18 @@ class Register(Body):
     password: Password = Field(examples=["correct horse battery staple"])
 
 
+DeviceToken = Annotated[str, Field(min_length=1, max_length=256)]
+DEVICE_TOKEN = (
+    "The `device_token` an earlier sign-in of this client to this account returned. With "
+    "it, this client's attempts have their own budget: failures from elsewhere neither "
+    "delay nor lock it. Any other value is ignored."
+)
+
+
 class Login(Body):
     identity: Text = Field(description="Username or email address.", examples=["ada"])
     password: Password = Field(examples=["correct horse battery staple"])
+    device_token: DeviceToken | None = Field(default=None, description=DEVICE_TOKEN)
 
 
 class RefreshTokenBody(Body):
@@ -61,6 +70,7 @@ class TwoFactorStep(Body):
     code: Annotated[str, Field(max_length=64)] = Field(
         description="A 6-digit TOTP code or a recovery code.", examples=["123456"]
     )
+    device_token: DeviceToken | None = Field(default=None, description=DEVICE_TOKEN)
 
 
 class TwoFactorChallenge(BaseModel):
@@ -76,6 +86,15 @@ class TokenPair(BaseModel):
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int = Field(description="Seconds until the access token expires.", examples=[900])
     refresh_token: str = Field(description="Single use: each refresh returns the next one.")
+
+
+class SignedIn(TokenPair):
+    """A completed sign-in: the tokens, and this client's trusted-device token."""
+
+    device_token: str = Field(
+        description="Keep it (a secret, like the refresh token) and send it with this "
+        "account's next sign-ins: it spares this client the lockouts others cause."
+    )
 
 
 class User(BaseModel):

@@ -15,6 +15,7 @@ from flask.typing import ResponseReturnValue
 
 from ..accounts import TWO_FACTOR_WINDOW
 from ..audit_events import Event
+from ..devices import API
 from ..exceptions import (
     AccountInactive,
     EmailNotVerified,
@@ -66,6 +67,10 @@ def token_pair(state: State, user_id: int, session: str, refresh_token: str) -> 
         refresh_token=refresh_token,
     )
     return jsonify(pair.model_dump())
+
+
+def presented(device_token: str | None) -> list[str]:
+    return [device_token] if device_token else []
 
 
 def user_body(user: UserMixin) -> dict[str, Any]:
@@ -120,14 +125,19 @@ def register(data: schemas.Register) -> tuple[Response, int]:
     "POST",
     summary="Sign in: tokens, or (202) a challenge for the second factor",
     body=schemas.Login,
-    response=schemas.TokenPair,
+    response=schemas.SignedIn,
     errors=(401, 403, 429),
     others=((202, schemas.TwoFactorChallenge),),
 )
 def login(data: schemas.Login) -> ResponseReturnValue:
     state = get_state()
     try:
-        user = state.accounts.authenticate(data.identity, data.password, client=client_ip())
+        user = state.accounts.authenticate(
+            data.identity,
+            data.password,
+            client=client_ip(),
+            device_tokens=presented(data.device_token),
+        )
     except (InvalidCredentials, AccountInactive, EmailNotVerified) as exc:
         audit(Event.SIGN_IN_FAILED, exc.user_id, reason=exc.reason, via="api")
         raise
@@ -142,15 +152,27 @@ def login(data: schemas.Login) -> ResponseReturnValue:
             ),
         )
         return jsonify(challenge.model_dump()), 202
-    return signed_in(user)
+    return signed_in(user, data.device_token)
 
 
-def signed_in(user: UserMixin, **detail: str) -> Response:
+def signed_in(user: UserMixin, device_token: str | None, **detail: str) -> Response:
+    """Tokens for a completed sign-in, and the client's trusted-device token (refreshed when
+    it sent a live one for this account, else new)."""
     state = get_state()
     notify_unusual_sign_in(user)
-    grant = state.refresh_tokens.start(user, ip=client_ip(), user_agent=request.user_agent.string)
+    user_agent = request.user_agent.string
+    grant = state.refresh_tokens.start(user, ip=client_ip(), user_agent=user_agent)
     audit(Event.SIGN_IN, user.id, via="api", **detail)
-    return token_pair(state, user.id, grant.session, grant.refresh_token)
+    trust = state.devices.trust(
+        user, presented(device_token), kind=API, ip=client_ip(), user_agent=user_agent
+    )
+    body = schemas.SignedIn(
+        access_token=state.access_tokens.issue(user.id, grant.session),
+        expires_in=state.access_tokens.lifetime,
+        refresh_token=grant.refresh_token,
+        device_token=trust.token,
+    )
+    return jsonify(body.model_dump())
 
 
 @endpoint(
@@ -158,7 +180,7 @@ def signed_in(user: UserMixin, **detail: str) -> Response:
     "POST",
     summary="Second step: the challenge and a TOTP or recovery code, for tokens",
     body=schemas.TwoFactorStep,
-    response=schemas.TokenPair,
+    response=schemas.SignedIn,
     errors=(400, 401, 429),
 )
 def login_two_factor(data: schemas.TwoFactorStep) -> Response:
@@ -166,7 +188,7 @@ def login_two_factor(data: schemas.TwoFactorStep) -> Response:
     user = state.accounts.check_two_factor_challenge(data.challenge)
     method = verify_second_factor(user, data.code, via="api")
     state.accounts.admit(user)  # the challenge is used up
-    return signed_in(user, factor=method)
+    return signed_in(user, data.device_token, factor=method)
 
 
 @endpoint(
@@ -211,8 +233,13 @@ def logout(data: schemas.RefreshTokenBody) -> tuple[str, int]:
 )
 def logout_everywhere() -> tuple[str, int]:
     user, _ = bearer()
-    count = get_state().sessions.end_all(user.id)
+    state = get_state()
+    count = state.sessions.end_all(user.id)
     audit(Event.SESSION_REVOKED, user.id, count=count, scope="all", via="api")
+    # Every trusted device too (the caller's own among them: it cannot be told apart here).
+    forgotten = state.devices.revoke_all(user.id)
+    if forgotten:
+        audit(Event.DEVICE_REVOKED, user.id, count=forgotten, scope="all", via="api")
     return "", 204
 
 

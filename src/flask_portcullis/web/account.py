@@ -37,6 +37,7 @@ from .signin import (
     sign_in,
     sign_out,
 )
+from .trusted import current_device_id
 
 WRONG_PASSWORD = "That is not your current password."
 
@@ -141,6 +142,16 @@ def export() -> ResponseReturnValue:
         }
         for passkey in state.passkeys.list_for(user)
     ]
+    data["trusted_devices"] = [  # without their ids: only the cookie's owner needs those
+        {
+            "kind": device.kind,
+            "created_at": device.created_at.isoformat(),
+            "last_used_at": device.last_used_at.isoformat(),
+            "ip": device.ip,
+            "user_agent": device.user_agent,
+        }
+        for device in state.devices.list_for(user.id)
+    ]
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
         mimetype="application/json",
@@ -151,17 +162,26 @@ def export() -> ResponseReturnValue:
 @bp.route("/account/sessions", methods=["GET", "POST"])
 @login_required
 def sessions() -> ResponseReturnValue:
-    """The user's signed-in devices; end one, or all but this one (OWASP ASVS 3.3.4)."""
+    """The user's signed-in devices and trusted devices; end one, or all but this one (OWASP
+    ASVS 3.3.4)."""
     state, user = get_state(), me()
     form = ConfirmForm()
     current = current_session_record()
+    this_device = current_device_id(user)
     if request.method == "POST" and not is_fresh():  # listing is free; ending is sensitive
         return ask_for_password()
     if form.validate_on_submit():
         target = request.form.get("session", "")
-        if target == "others":
+        device = request.form.get("device", "")
+        if device:
+            forget_device(user, device)
+        elif target == "others":
             count = state.sessions.end_all(user.id, keep=current_session_id())
             audit(Event.SESSION_REVOKED, user.id, count=count, scope="others")
+            # The others' trusted devices too: they start over with the shared limits.
+            forgotten = state.devices.revoke_all(user.id, keep=this_device)
+            if forgotten:
+                audit(Event.DEVICE_REVOKED, user.id, count=forgotten, scope="others")
             flash(f"Signed out {count} other device{'s' if count != 1 else ''}.", "success")
         elif current is not None and target == current.id:
             flash("To sign out this device, use Sign out.", "info")
@@ -176,8 +196,19 @@ def sessions() -> ResponseReturnValue:
         "portcullis/sessions.html",
         records=records,
         current_id=current.id if current else None,
+        devices=state.devices.list_for(user.id),
+        this_device=this_device,
         form=form,
     )
+
+
+def forget_device(user: UserMixin, record_id: str) -> None:
+    """Stop trusting one device: its next sign-in is counted like any unknown client's."""
+    if get_state().devices.revoke_one(user.id, record_id[:64]):
+        audit(Event.DEVICE_REVOKED, user.id, count=1, scope="one")
+        flash("That device is no longer trusted.", "success")
+    else:
+        flash("That device was not trusted.", "info")
 
 
 @bp.route("/account/activity")

@@ -27,6 +27,7 @@ from .forms import ConfirmForm, LoginForm, RegisterForm
 from .links import PENDING_VERIFICATION
 from .redirects import safe_next
 from .signin import client_ip, current_device, sign_in, sign_out
+from .trusted import presented_tokens
 from .two_factor import start_second_step
 
 # One message for unknown user and wrong password (OWASP ASVS 2.2.1 / no enumeration).
@@ -110,7 +111,10 @@ def login() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             user = get_state().accounts.authenticate(
-                form.identity.data or "", form.password.data or "", client=client_ip()
+                form.identity.data or "",
+                form.password.data or "",
+                client=client_ip(),
+                device_tokens=presented_tokens(),
             )
         except InvalidCredentials as exc:
             audit(Event.SIGN_IN_FAILED, exc.user_id, reason=exc.reason)

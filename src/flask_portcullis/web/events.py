@@ -14,6 +14,7 @@ from ..exceptions import InvalidCode
 from ..extension import get_state
 from ..models import UserMixin
 from .signin import client_ip, current_device, sign_in
+from .trusted import trust_this_browser
 
 
 def audit(event: Event, user_id: int | None = None, **detail: Any) -> None:
@@ -35,7 +36,8 @@ def notify_unusual_sign_in(user: UserMixin) -> None:
 
 
 def complete_sign_in(user: UserMixin, *, remember: bool, **detail: str) -> None:
-    """Sign ``user`` in on this browser after every factor was given.
+    """Sign ``user`` in on this browser after every factor was given, and trust the browser
+    (its device cookie gives it its own sign-in budget from now on).
 
     The notice comes first: it compares with the earlier sign-ins in the
     audit log, which this one's row would otherwise join.
@@ -43,6 +45,7 @@ def complete_sign_in(user: UserMixin, *, remember: bool, **detail: str) -> None:
     notify_unusual_sign_in(user)
     sign_in(user, remember=remember)
     audit(Event.SIGN_IN, user.id, remember=remember, **detail)
+    trust_this_browser(user)
     flash(f"Signed in as {user.username}.", "success")
 
 
