@@ -43,8 +43,12 @@ def test_sign_out_another_device_from_the_sessions_page(
     laptop.get_by_role("link", name="Your devices").click()
     expect(laptop).to_have_url(f"{base}/account/sessions")
     expect(laptop.get_by_role("heading", name="Your devices")).to_be_visible()
-    rows = laptop.locator("table tbody tr")
+    rows = laptop.get_by_role("table", name="Where you are signed in").locator("tbody tr")
     expect(rows).to_have_count(2)
+    # Both browsers signed in, so both are trusted devices too, listed beside the sessions.
+    trusted = laptop.get_by_role("table", name="Trusted devices").locator("tbody tr")
+    expect(trusted).to_have_count(2)
+    expect(trusted.filter(has_text="this browser")).not_to_contain_text(PHONE_UA)
     this_device = rows.filter(has_text="this device")
     other_device = rows.filter(has_not_text="this device")
     expect(this_device).to_have_count(1)
@@ -59,7 +63,9 @@ def test_sign_out_another_device_from_the_sessions_page(
     expect(laptop.get_by_role("status")).to_have_text("That device is signed out.")
     expect(rows).to_have_count(1)
     expect(rows).to_contain_text("this device")
-    expect(laptop.get_by_role("button", name="Sign out every other device")).to_have_count(0)
+    # Signed out, the phone is still a trusted device: one button ends that too.
+    everywhere = laptop.get_by_role("button", name="Sign out every other device")
+    expect(everywhere).to_have_count(1)
 
     # The phone finds out on its very next navigation.
     phone.goto("/account")
@@ -71,5 +77,10 @@ def test_sign_out_another_device_from_the_sessions_page(
     laptop.reload()
     expect(laptop).to_have_url(f"{base}/account/sessions")
     expect(rows).to_have_count(1)
+
+    everywhere.click()
+    expect(trusted).to_have_count(1)
+    expect(trusted).to_contain_text("this browser")
+    expect(everywhere).to_have_count(0)
 
     live_server.assert_no_server_errors()
