@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import flask_migrate
@@ -221,6 +221,27 @@ def make_app(tmp_path: Path, clock: FakeClock | None = None, **config: Any) -> F
     with app.app_context():
         flask_migrate.upgrade(directory=MIGRATIONS)
     return app
+
+
+class LimitedAppFactory(Protocol):
+    def __call__(self, name: str = "app", **config: Any) -> Flask: ...
+
+
+@pytest.fixture
+def limited_app(tmp_path: Path) -> Iterator[LimitedAppFactory]:
+    """Make demo apps with the shipped limits (plus ``config``); apps of one name share a
+    database. For the tests of throttling."""
+    apps: list[Flask] = []
+
+    def factory(name: str = "app", **config: Any) -> Flask:
+        app = make_app(tmp_path / name, None, **{**REAL_LIMITS, **config})
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            get_state(app).db.engine.dispose()
 
 
 @pytest.fixture

@@ -11,10 +11,8 @@ from __future__ import annotations
 import re
 import time
 import types
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 import redis
@@ -32,9 +30,9 @@ from .conftest import (
     PASSWORD,
     REAL_LIMITS,
     REDIS_URL,
+    LimitedAppFactory,
     free_port,
     login,
-    make_app,
     make_user,
     submit,
     text,
@@ -46,26 +44,6 @@ PER_CLIENT = 30  # attempts a minute from one client
 PER_ACCOUNT_CLIENT = 10  # attempts on one account from one client per 15 minutes
 REGISTRATIONS = 10  # sign-ups from one client an hour
 CSRF_VALUE = re.compile(r'name="csrf_token"[^>]*value="[^"]+"')
-
-
-class AppFactory(Protocol):
-    def __call__(self, name: str = "app", **config: Any) -> Flask: ...
-
-
-@pytest.fixture
-def build(tmp_path: Path) -> Iterator[AppFactory]:
-    """Make demo apps with the real limits (plus ``config``); apps of one name share a database."""
-    apps: list[Flask] = []
-
-    def factory(name: str = "app", **config: Any) -> Flask:
-        app = make_app(tmp_path / name, None, **{**REAL_LIMITS, **config})
-        apps.append(app)
-        return app
-
-    yield factory
-    for app in apps:
-        with app.app_context():
-            get_state(app).db.engine.dispose()
 
 
 def browser(app: Flask, ip: str = "192.0.2.1", forwarded_for: str | None = None) -> FlaskClient:
@@ -128,8 +106,10 @@ def test_the_real_limits_are_the_defaults() -> None:
 # -- per client ------------------------------------------------------------------------------
 
 
-def test_per_client_limit_refuses_one_address_and_spares_the_others(build: AppFactory) -> None:
-    app = build()
+def test_per_client_limit_refuses_one_address_and_spares_the_others(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app()
     make_user(app)
     attacker = browser(app, "192.0.2.10")
     for number in range(PER_CLIENT):  # a different name each time: only the client limit counts
@@ -145,9 +125,11 @@ def test_per_client_limit_refuses_one_address_and_spares_the_others(build: AppFa
 # -- per account and client ------------------------------------------------------------------
 
 
-def test_per_account_client_limit_spares_other_accounts_and_clients(build: AppFactory) -> None:
+def test_per_account_client_limit_spares_other_accounts_and_clients(
+    limited_app: LimitedAppFactory,
+) -> None:
     # No growing delays here, so only the per-account+client limit can refuse.
-    app = build(PORTCULLIS_LOGIN_FREE_FAILURES=99)
+    app = limited_app(PORTCULLIS_LOGIN_FREE_FAILURES=99)
     make_user(app)
     make_user(app, "grace", "grace@example.com")
     attacker = browser(app, "192.0.2.20")
@@ -165,8 +147,10 @@ def test_per_account_client_limit_spares_other_accounts_and_clients(build: AppFa
 # -- growing delays per account --------------------------------------------------------------
 
 
-def test_after_the_free_failures_even_the_right_password_waits(build: AppFactory) -> None:
-    app = build(PORTCULLIS_LOGIN_FREE_FAILURES=2)
+def test_after_the_free_failures_even_the_right_password_waits(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app(PORTCULLIS_LOGIN_FREE_FAILURES=2)
     make_user(app)
     client = browser(app, "192.0.2.30")
     for _ in range(3):  # two free failures, and a third that is checked and starts the lock
@@ -230,8 +214,10 @@ def test_parallel_guesses_get_one_slot(monkeypatch: pytest.MonkeyPatch) -> None:
     assert allowed == 2  # the free one, and the one that took the slot
 
 
-def test_the_lock_counts_per_account_whichever_identity_is_typed(build: AppFactory) -> None:
-    app = build(PORTCULLIS_LOGIN_FREE_FAILURES=2)
+def test_the_lock_counts_per_account_whichever_identity_is_typed(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app(PORTCULLIS_LOGIN_FREE_FAILURES=2)
     make_user(app)
     # Three failures under three spellings from three addresses: one account, one run.
     for number, identity in enumerate(("ada", "ADA@example.com", "Ada")):
@@ -241,8 +227,10 @@ def test_the_lock_counts_per_account_whichever_identity_is_typed(build: AppFacto
         assert assert_throttled(login(browser(app, "192.0.2.49"), identity, PASSWORD)) == 2
 
 
-def test_unknown_identities_are_throttled_exactly_like_real_ones(build: AppFactory) -> None:
-    app = build(PORTCULLIS_LOGIN_FREE_FAILURES=2)
+def test_unknown_identities_are_throttled_exactly_like_real_ones(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app(PORTCULLIS_LOGIN_FREE_FAILURES=2)
     make_user(app)
 
     def attempts(identity: str, password: str, ip: str) -> list[tuple[int, str | None, str]]:
@@ -266,9 +254,11 @@ def test_unknown_identities_are_throttled_exactly_like_real_ones(build: AppFacto
 # -- NIST SP 800-63B: at most 100 consecutive failures ---------------------------------------
 
 
-def test_a_hundred_failures_lock_until_the_password_is_reset(build: AppFactory) -> None:
+def test_a_hundred_failures_lock_until_the_password_is_reset(
+    limited_app: LimitedAppFactory,
+) -> None:
     # 99 free failures (and no client limits) isolate the cap from the growing delays.
-    app = build(
+    app = limited_app(
         PORTCULLIS_LOGIN_FREE_FAILURES=99,
         PORTCULLIS_LOGIN_LIMIT_PER_CLIENT="1000/minute",
         PORTCULLIS_LOGIN_LIMIT_PER_ACCOUNT_CLIENT="1000/minute",
@@ -331,8 +321,8 @@ def test_the_cap_counts_a_run_for_thirty_days_from_its_first_failure(
     assert locked.value.retry_after >= FAILURE_MEMORY - 60
 
 
-def test_a_success_ends_the_run_of_failures(build: AppFactory) -> None:
-    app = build(PORTCULLIS_LOGIN_FREE_FAILURES=3)
+def test_a_success_ends_the_run_of_failures(limited_app: LimitedAppFactory) -> None:
+    app = limited_app(PORTCULLIS_LOGIN_FREE_FAILURES=3)
     make_user(app)
     for _ in range(2):  # 3 failures then a success, twice: 6 failures, never 4 in a row
         client = browser(app, "192.0.2.70")
@@ -349,8 +339,10 @@ def test_a_success_ends_the_run_of_failures(build: AppFactory) -> None:
 # -- sign-up per client ----------------------------------------------------------------------
 
 
-def test_sign_ups_are_limited_per_client_but_not_from_the_cli(build: AppFactory) -> None:
-    app = build()
+def test_sign_ups_are_limited_per_client_but_not_from_the_cli(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app()
     for number in range(REGISTRATIONS):
         assert_signed_in(register(browser(app, "192.0.2.80"), f"web{number}"))
 
@@ -381,8 +373,8 @@ def test_sign_ups_are_limited_per_client_but_not_from_the_cli(build: AppFactory)
         assert len(accounts.search("cli", limit=100)) == REGISTRATIONS + 2
 
 
-def test_a_throttled_sign_up_gets_the_429_page(build: AppFactory) -> None:
-    app = build(PORTCULLIS_REGISTER_LIMIT_PER_CLIENT="1/hour")
+def test_a_throttled_sign_up_gets_the_429_page(limited_app: LimitedAppFactory) -> None:
+    app = limited_app(PORTCULLIS_REGISTER_LIMIT_PER_CLIENT="1/hour")
     assert_signed_in(register(browser(app, "192.0.2.82"), "first"))
     refused = register(browser(app, "192.0.2.82"), "second")
     assert 3500 <= assert_throttled(refused) <= 3600
@@ -391,8 +383,8 @@ def test_a_throttled_sign_up_gets_the_429_page(build: AppFactory) -> None:
 # -- the client's address behind proxies -----------------------------------------------------
 
 
-def test_without_trusted_proxies_x_forwarded_for_is_ignored(build: AppFactory) -> None:
-    app = build()
+def test_without_trusted_proxies_x_forwarded_for_is_ignored(limited_app: LimitedAppFactory) -> None:
+    app = limited_app()
     user_id = make_user(app)
     for number in range(PER_CLIENT):  # a new spoofed address every time...
         spoofed = browser(app, "192.0.2.90", forwarded_for=f"203.0.113.{number}")
@@ -406,9 +398,9 @@ def test_without_trusted_proxies_x_forwarded_for_is_ignored(build: AppFactory) -
 
 
 def test_behind_one_trusted_proxy_the_rightmost_forwarded_address_is_the_client(
-    build: AppFactory,
+    limited_app: LimitedAppFactory,
 ) -> None:
-    app = build(PORTCULLIS_TRUSTED_PROXIES=1)
+    app = limited_app(PORTCULLIS_TRUSTED_PROXIES=1)
     user_id = make_user(app)
     proxy = "10.0.0.1"
     for number in range(PER_CLIENT):  # whatever the client writes on the left is not trusted
@@ -429,14 +421,17 @@ def test_behind_one_trusted_proxy_the_rightmost_forwarded_address_is_the_client(
 
 @pytest.mark.services
 def test_redis_shares_the_account_lock_between_app_instances(
-    build: AppFactory, redis_prefix: str
+    limited_app: LimitedAppFactory, redis_prefix: str
 ) -> None:
     config: dict[str, Any] = {
         "PORTCULLIS_REDIS_URL": REDIS_URL,
         "PORTCULLIS_REDIS_PREFIX": redis_prefix,
         "PORTCULLIS_LOGIN_FREE_FAILURES": 2,
     }
-    worker_a, worker_b = build("shared", **config), build("shared", **config)  # one database
+    worker_a, worker_b = (
+        limited_app("shared", **config),
+        limited_app("shared", **config),
+    )  # one database
     make_user(worker_a)
     for worker in (worker_a, worker_b, worker_a):  # the run of failures is counted in Redis
         assert_bad_credentials(login(browser(worker, "192.0.2.100"), "ada", "wrong password"))
@@ -446,9 +441,11 @@ def test_redis_shares_the_account_lock_between_app_instances(
 
 
 @pytest.mark.services
-def test_redis_shares_the_per_client_limit(build: AppFactory, redis_prefix: str) -> None:
+def test_redis_shares_the_per_client_limit(
+    limited_app: LimitedAppFactory, redis_prefix: str
+) -> None:
     config = {"PORTCULLIS_REDIS_URL": REDIS_URL, "PORTCULLIS_REDIS_PREFIX": redis_prefix}
-    workers = (build("shared", **config), build("shared", **config))
+    workers = (limited_app("shared", **config), limited_app("shared", **config))
     for number in range(PER_CLIENT):
         worker = workers[number % 2]
         assert_bad_credentials(login(browser(worker, "192.0.2.103"), f"n{number}", "wrong"))
@@ -457,8 +454,10 @@ def test_redis_shares_the_per_client_limit(build: AppFactory, redis_prefix: str)
 
 
 @pytest.mark.services
-def test_redis_keys_hold_no_identity_or_address(build: AppFactory, redis_prefix: str) -> None:
-    app = build(
+def test_redis_keys_hold_no_identity_or_address(
+    limited_app: LimitedAppFactory, redis_prefix: str
+) -> None:
+    app = limited_app(
         PORTCULLIS_REDIS_URL=REDIS_URL,
         PORTCULLIS_REDIS_PREFIX=redis_prefix,
         PORTCULLIS_LOGIN_FREE_FAILURES=1,
@@ -486,8 +485,10 @@ def unreachable_redis() -> str:
     return f"redis://127.0.0.1:{free_port()}/0"  # a port nothing listens on
 
 
-def test_with_redis_down_sign_in_fails_closed_and_the_rest_works(build: AppFactory) -> None:
-    app = build(PORTCULLIS_REDIS_URL=unreachable_redis())
+def test_with_redis_down_sign_in_fails_closed_and_the_rest_works(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app(PORTCULLIS_REDIS_URL=unreachable_redis())
     make_user(app)
     client = browser(app, "192.0.2.110")
 
@@ -509,8 +510,10 @@ def test_with_redis_down_sign_in_fails_closed_and_the_rest_works(build: AppFacto
     assert_signed_in(register(client, "newcomer"))  # sign-up does not fail closed
 
 
-def test_with_redis_down_sign_in_can_fail_open(build: AppFactory) -> None:
-    app = build(PORTCULLIS_REDIS_URL=unreachable_redis(), PORTCULLIS_RATE_LIMIT_FAIL_CLOSED=False)
+def test_with_redis_down_sign_in_can_fail_open(limited_app: LimitedAppFactory) -> None:
+    app = limited_app(
+        PORTCULLIS_REDIS_URL=unreachable_redis(), PORTCULLIS_RATE_LIMIT_FAIL_CLOSED=False
+    )
     make_user(app)
     assert_bad_credentials(login(browser(app, "192.0.2.111"), "ada", "wrong password"))
     assert_bad_credentials(login(browser(app, "192.0.2.111"), "nobody", "wrong password"))
@@ -520,8 +523,8 @@ def test_with_redis_down_sign_in_can_fail_open(build: AppFactory) -> None:
 # -- the off switch ----------------------------------------------------------------------------
 
 
-def test_ratelimit_enabled_false_turns_every_limit_off(build: AppFactory) -> None:
-    app = build(RATELIMIT_ENABLED=False, PORTCULLIS_LOGIN_FREE_FAILURES=1)
+def test_ratelimit_enabled_false_turns_every_limit_off(limited_app: LimitedAppFactory) -> None:
+    app = limited_app(RATELIMIT_ENABLED=False, PORTCULLIS_LOGIN_FREE_FAILURES=1)
     make_user(app)
     client = browser(app, "192.0.2.120")
     for _ in range(PER_CLIENT + 5):  # past the client, account+client and delay limits

@@ -11,9 +11,7 @@ waiting out the growing delays in between.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -31,12 +29,11 @@ from flask_portcullis.web.trusted import DEVICE_COOKIE
 
 from .conftest import (
     PASSWORD,
-    REAL_LIMITS,
     REDIS_URL,
     FakeClock,
+    LimitedAppFactory,
     events,
     login,
-    make_app,
     make_user,
     path_of,
     submit,
@@ -50,29 +47,9 @@ API = "/api/v1"
 OWNER_IP = "198.51.100.7"
 OWNER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
 # Isolates the 100-failure lock from the growing delays (see the module docstring).
-LOCK_ONLY = {"PORTCULLIS_LOGIN_FREE_FAILURES": 99}
+LOCK_ONLY: dict[str, Any] = {"PORTCULLIS_LOGIN_FREE_FAILURES": 99}
 DEVICE_ROW = re.compile(r'<tr class="trusted-device">(.*?)</tr>', re.S)
 DEVICE_FIELD = re.compile(r'name="device" value="([0-9a-f]{64})"')
-
-
-class AppFactory(Protocol):
-    def __call__(self, **config: Any) -> Flask: ...
-
-
-@pytest.fixture
-def build(tmp_path: Path) -> Iterator[AppFactory]:
-    """Make demo apps with the shipped limits (plus ``config``)."""
-    apps: list[Flask] = []
-
-    def factory(**config: Any) -> Flask:
-        app = make_app(tmp_path / f"app{len(apps)}", None, **{**REAL_LIMITS, **config})
-        apps.append(app)
-        return app
-
-    yield factory
-    for app in apps:
-        with app.app_context():
-            get_state(app).db.engine.dispose()
 
 
 def browser(app: Flask, ip: str = OWNER_IP, agent: str = OWNER_AGENT) -> FlaskClient:
@@ -140,9 +117,9 @@ def reset_password(app: Flask, user_id: int, password: str = NEW_PASSWORD) -> No
 
 
 def test_a_hundred_failures_from_elsewhere_lock_out_strangers_but_not_the_owner(
-    build: AppFactory,
+    limited_app: LimitedAppFactory,
 ) -> None:
-    app = build(**LOCK_ONLY)
+    app = limited_app(**LOCK_ONLY)
     user_id = make_user(app)
     owner = signed_in_once(app)
 
@@ -156,8 +133,10 @@ def test_a_hundred_failures_from_elsewhere_lock_out_strangers_but_not_the_owner(
     assert assert_throttled(login(browser(app, "192.0.2.201"), "ada", PASSWORD)) > 86400
 
 
-def test_the_growing_delays_hold_strangers_but_not_the_owner(build: AppFactory) -> None:
-    app = build()  # exactly the shipped limits: 5 free failures, then growing delays
+def test_the_growing_delays_hold_strangers_but_not_the_owner(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app()  # exactly the shipped limits: 5 free failures, then growing delays
     make_user(app)
     owner = signed_in_once(app)
 
@@ -166,8 +145,10 @@ def test_the_growing_delays_hold_strangers_but_not_the_owner(build: AppFactory) 
     assert_signed_in(login(owner, "ada", PASSWORD))
 
 
-def test_failures_from_the_trusted_browser_use_its_own_budget(build: AppFactory) -> None:
-    app = build()  # 10 attempts per device per 15 minutes; 5 free failures per account
+def test_failures_from_the_trusted_browser_use_its_own_budget(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app()  # 10 attempts per device per 15 minutes; 5 free failures per account
     user_id = make_user(app)
     owner = signed_in_once(app)
 
@@ -181,8 +162,10 @@ def test_failures_from_the_trusted_browser_use_its_own_budget(build: AppFactory)
     assert_signed_in(login(browser(app, "192.0.2.203"), "ada", PASSWORD))
 
 
-def test_the_per_client_limit_still_applies_to_a_trusted_browser(build: AppFactory) -> None:
-    app = build(PORTCULLIS_LOGIN_LIMIT_PER_CLIENT="3/minute")
+def test_the_per_client_limit_still_applies_to_a_trusted_browser(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app(PORTCULLIS_LOGIN_LIMIT_PER_CLIENT="3/minute")
     make_user(app)
     owner = signed_in_once(app)  # one attempt from OWNER_IP
     for number in range(2):  # two more from the same address, on other names
@@ -193,8 +176,8 @@ def test_the_per_client_limit_still_applies_to_a_trusted_browser(build: AppFacto
 # -- what does not make a device trusted ---------------------------------------------------
 
 
-def test_a_cookie_for_one_account_gives_nothing_for_another(build: AppFactory) -> None:
-    app = build(**LOCK_ONLY)
+def test_a_cookie_for_one_account_gives_nothing_for_another(limited_app: LimitedAppFactory) -> None:
+    app = limited_app(**LOCK_ONLY)
     make_user(app)
     make_user(app, "grace", "grace@example.com")
     client = signed_in_once(app, "grace")
@@ -204,8 +187,10 @@ def test_a_cookie_for_one_account_gives_nothing_for_another(build: AppFactory) -
     assert_signed_in(login(client, "grace", PASSWORD))
 
 
-def test_one_browser_is_trusted_by_each_account_it_signed_in_to(build: AppFactory) -> None:
-    app = build(**LOCK_ONLY)
+def test_one_browser_is_trusted_by_each_account_it_signed_in_to(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app(**LOCK_ONLY)
     make_user(app)
     make_user(app, "grace", "grace@example.com")
     client = signed_in_once(app, "ada")
@@ -223,8 +208,10 @@ def test_one_browser_is_trusted_by_each_account_it_signed_in_to(build: AppFactor
 
 
 @pytest.mark.parametrize("change", ["signature", "account", "other-key", "garbage"])
-def test_a_tampered_or_forged_cookie_is_ignored(build: AppFactory, change: str) -> None:
-    app = build(**LOCK_ONLY)
+def test_a_tampered_or_forged_cookie_is_ignored(
+    limited_app: LimitedAppFactory, change: str
+) -> None:
+    app = limited_app(**LOCK_ONLY)
     user_id = make_user(app)
     make_user(app, "grace", "grace@example.com")
     owner = signed_in_once(app)
@@ -248,8 +235,10 @@ def test_a_tampered_or_forged_cookie_is_ignored(build: AppFactory, change: str) 
     assert_signed_in(login(owner, "ada", PASSWORD))  # the real one still works
 
 
-def test_a_device_removed_on_the_sessions_page_waits_like_a_stranger(build: AppFactory) -> None:
-    app = build(**LOCK_ONLY)
+def test_a_device_removed_on_the_sessions_page_waits_like_a_stranger(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app(**LOCK_ONLY)
     user_id = make_user(app)
     client = browser(app)
     assert_signed_in(login(client, "ada"))
@@ -268,8 +257,8 @@ def test_a_device_removed_on_the_sessions_page_waits_like_a_stranger(build: AppF
     assert_throttled(login(client, "ada", PASSWORD))
 
 
-def test_a_device_of_another_user_cannot_be_removed(build: AppFactory) -> None:
-    app = build()
+def test_a_device_of_another_user_cannot_be_removed(limited_app: LimitedAppFactory) -> None:
+    app = limited_app()
     make_user(app)
     grace = make_user(app, "grace", "grace@example.com")
     signed_in_once(app, "grace")
@@ -281,9 +270,9 @@ def test_a_device_of_another_user_cannot_be_removed(build: AppFactory) -> None:
 
 
 def test_signing_out_every_other_device_forgets_them_but_keeps_this_browser(
-    build: AppFactory,
+    limited_app: LimitedAppFactory,
 ) -> None:
-    app = build(**LOCK_ONLY)
+    app = limited_app(**LOCK_ONLY)
     user_id = make_user(app)
     laptop = browser(app)
     assert_signed_in(login(laptop, "ada"))
@@ -302,8 +291,8 @@ def test_signing_out_every_other_device_forgets_them_but_keeps_this_browser(
     assert device_ids(app, user_id) == [kept]
 
 
-def test_a_password_reset_by_email_forgets_every_device(build: AppFactory) -> None:
-    app = build(**LOCK_ONLY)
+def test_a_password_reset_by_email_forgets_every_device(limited_app: LimitedAppFactory) -> None:
+    app = limited_app(**LOCK_ONLY)
     user_id = make_user(app)
     owner = signed_in_once(app)
     assert len(device_ids(app, user_id)) == 1
@@ -314,8 +303,8 @@ def test_a_password_reset_by_email_forgets_every_device(build: AppFactory) -> No
     assert_throttled(login(owner, "ada", NEW_PASSWORD))
 
 
-def test_a_rejected_new_password_forgets_no_device(build: AppFactory) -> None:
-    app = build()
+def test_a_rejected_new_password_forgets_no_device(limited_app: LimitedAppFactory) -> None:
+    app = limited_app()
     user_id = make_user(app)
     signed_in_once(app)
     with pytest.raises(PasswordRejected):
@@ -326,8 +315,10 @@ def test_a_rejected_new_password_forgets_no_device(build: AppFactory) -> None:
 # -- the cookie and the list ------------------------------------------------------------------
 
 
-def test_the_device_cookie_is_http_only_lax_secure_and_lasts_a_year(build: AppFactory) -> None:
-    app = build()
+def test_the_device_cookie_is_http_only_lax_secure_and_lasts_a_year(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app()
     make_user(app)
     response = login(browser(app), "ada")
     [header] = [h for h in response.headers.getlist("Set-Cookie") if h.startswith(DEVICE_COOKIE)]
@@ -338,8 +329,8 @@ def test_the_device_cookie_is_http_only_lax_secure_and_lasts_a_year(build: AppFa
     assert "Max-Age=31536000" in header
 
 
-def test_signing_in_again_keeps_one_device_and_its_token(build: AppFactory) -> None:
-    app = build()
+def test_signing_in_again_keeps_one_device_and_its_token(limited_app: LimitedAppFactory) -> None:
+    app = limited_app()
     user_id = make_user(app)
     client = signed_in_once(app)
     first = client.get_cookie(DEVICE_COOKIE)
@@ -351,8 +342,8 @@ def test_signing_in_again_keeps_one_device_and_its_token(build: AppFactory) -> N
     assert len(device_ids(app, user_id)) == 1
 
 
-def test_the_cookie_holds_five_accounts_at_most(build: AppFactory) -> None:
-    app = build()
+def test_the_cookie_holds_five_accounts_at_most(limited_app: LimitedAppFactory) -> None:
+    app = limited_app()
     names = [f"user{number}" for number in range(6)]
     for name in names:
         make_user(app, name, f"{name}@example.com")
@@ -371,8 +362,8 @@ def test_the_cookie_holds_five_accounts_at_most(build: AppFactory) -> None:
     assert owners == ids[:5]  # most recent first; the oldest account dropped out
 
 
-def test_the_sessions_page_lists_browsers_and_api_clients(build: AppFactory) -> None:
-    app = build()
+def test_the_sessions_page_lists_browsers_and_api_clients(limited_app: LimitedAppFactory) -> None:
+    app = limited_app()
     make_user(app)
     api = browser(app, "198.51.100.9", "ada-cli/2.0")
     assert (
@@ -392,8 +383,8 @@ def test_the_sessions_page_lists_browsers_and_api_clients(build: AppFactory) -> 
     assert "<time" in api_row
 
 
-def test_the_export_lists_trusted_devices_without_their_ids(build: AppFactory) -> None:
-    app = build()
+def test_the_export_lists_trusted_devices_without_their_ids(limited_app: LimitedAppFactory) -> None:
+    app = limited_app()
     user_id = make_user(app)
     client = browser(app)
     assert_signed_in(login(client, "ada"))
@@ -418,8 +409,10 @@ def api_login(
     return browser(app, ip, "ada-cli/2.0").post(f"{API}/login", json=body)
 
 
-def test_api_login_returns_a_device_token_that_outlasts_a_lock(build: AppFactory) -> None:
-    app = build(**LOCK_ONLY)
+def test_api_login_returns_a_device_token_that_outlasts_a_lock(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app(**LOCK_ONLY)
     make_user(app)
     make_user(app, "grace", "grace@example.com")
     first = api_login(app, "ada", PASSWORD)
@@ -437,8 +430,10 @@ def test_api_login_returns_a_device_token_that_outlasts_a_lock(build: AppFactory
     assert again.get_json()["device_token"] == token  # the same device, refreshed
 
 
-def test_api_device_failures_do_not_feed_the_account_counter(build: AppFactory) -> None:
-    app = build()
+def test_api_device_failures_do_not_feed_the_account_counter(
+    limited_app: LimitedAppFactory,
+) -> None:
+    app = limited_app()
     user_id = make_user(app)
     token = api_login(app, "ada", PASSWORD).get_json()["device_token"]
     for _ in range(10):
@@ -449,8 +444,8 @@ def test_api_device_failures_do_not_feed_the_account_counter(build: AppFactory) 
     assert refused.mimetype == "application/problem+json"
 
 
-def test_api_logout_everywhere_forgets_every_device(build: AppFactory) -> None:
-    app = build()
+def test_api_logout_everywhere_forgets_every_device(limited_app: LimitedAppFactory) -> None:
+    app = limited_app()
     user_id = make_user(app)
     signed_in_once(app)
     pair = api_login(app, "ada", PASSWORD).get_json()
@@ -465,8 +460,12 @@ def test_api_logout_everywhere_forgets_every_device(build: AppFactory) -> None:
 
 
 @pytest.mark.services
-def test_the_acceptance_holds_with_limits_in_redis(build: AppFactory, redis_prefix: str) -> None:
-    app = build(PORTCULLIS_REDIS_URL=REDIS_URL, PORTCULLIS_REDIS_PREFIX=redis_prefix, **LOCK_ONLY)
+def test_the_acceptance_holds_with_limits_in_redis(
+    limited_app: LimitedAppFactory, redis_prefix: str
+) -> None:
+    app = limited_app(
+        PORTCULLIS_REDIS_URL=REDIS_URL, PORTCULLIS_REDIS_PREFIX=redis_prefix, **LOCK_ONLY
+    )
     user_id = make_user(app)
     owner = signed_in_once(app)
     token = api_login(app, "ada", PASSWORD, ip="198.51.100.99").get_json()["device_token"]
