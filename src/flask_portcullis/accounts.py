@@ -310,6 +310,15 @@ class AccountService:
         self._sessions.stage_end_all(user.id)
         self._db.commit()
 
+    def end_everywhere(
+        self, user_id: int, *, keep_session: str | None = None, keep_device: str | None = None
+    ) -> tuple[int, int]:
+        """End every session of a user and stop trusting every device of theirs (but this
+        browser's ``keep_*``), in one transaction; return how many of each went."""
+        forgotten = self._devices.stage_revoke_all(user_id, keep=keep_device)
+        ended = self._sessions.end_all(user_id, keep=keep_session)  # commits both
+        return ended, forgotten
+
     def set_active(self, user: UserMixin, active: bool) -> None:
         """Activate or deactivate; deactivation ends every session in the same transaction."""
         user.active = active

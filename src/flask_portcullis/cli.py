@@ -185,9 +185,8 @@ def revoke_sessions(identity: str) -> None:
     """Sign a user out everywhere, at once, and stop trusting every device of theirs."""
     state = get_state()
     user = state.accounts.require_by_identity(identity)
-    count = state.sessions.end_all(user.id)
+    count, forgotten = state.accounts.end_everywhere(user.id)
     _audit(Event.SESSION_REVOKED, user.id, count=count, scope="all")
-    forgotten = state.devices.revoke_all(user.id)
     if forgotten:
         _audit(Event.DEVICE_REVOKED, user.id, count=forgotten, scope="all")
     click.echo(f"ended {count} session(s) of {user.username}")

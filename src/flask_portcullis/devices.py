@@ -84,13 +84,20 @@ class DeviceService:
         one and one whose device was revoked or expired all give None, and
         only a validly signed token for this account reaches the database.
         """
+        found = self._find(user_id, tokens)
+        return found[0] if found is not None else None
+
+    def _find(
+        self, user_id: int | None, tokens: Iterable[str]
+    ) -> tuple[TrustedDeviceMixin, str] | None:
+        """The live device one of ``tokens`` names for ``user_id``, with that token."""
         for token in tokens:
             record_id = self.record_id(user_id, token)
             if record_id is None:
                 continue
             device = self._db.get(self._models.TrustedDevice, record_id)
             if device is not None and device.user_id == user_id and not self._expired(device):
-                return device
+                return device, token
         return None
 
     def record_id(self, user_id: int | None, token: str) -> str | None:
@@ -111,12 +118,11 @@ class DeviceService:
     ) -> Trust:
         """After a sign-in: refresh the device one of ``tokens`` names for ``user``, or trust
         a new one. Returns the token the client keeps (unchanged for a known device)."""
-        tokens = list(tokens)
-        device = self.get(user.id, tokens)
-        if device is None:
+        found = self._find(user.id, tokens)
+        if found is None:
             return self.make(user, kind=kind, ip=ip, user_agent=user_agent)
+        device, token = found
         self.touch(device, ip=ip, user_agent=user_agent)
-        token = next(t for t in tokens if self.record_id(user.id, t) == device.id)
         return Trust(token, device, new=False)
 
     def touch(self, device: TrustedDeviceMixin, *, ip: str, user_agent: str) -> None:
@@ -149,14 +155,9 @@ class DeviceService:
         self._db.commit()
         return int(result.rowcount) > 0  # type: ignore[attr-defined]
 
-    def revoke_all(self, user_id: int, *, keep: str | None = None) -> int:
-        """Stop trusting every device of a user (but the one whose stored id is ``keep``)."""
-        count = self.stage_revoke_all(user_id, keep=keep)
-        self._db.commit()
-        return count
-
     def stage_revoke_all(self, user_id: int, *, keep: str | None = None) -> int:
-        """Like revoke_all, in the caller's transaction (to commit with its other writes)."""
+        """Stop trusting every device of a user (but the one whose stored id is ``keep``), in
+        the caller's transaction (to commit with its other writes)."""
         TrustedDevice = self._models.TrustedDevice
         condition = TrustedDevice.user_id == user_id
         if keep is not None:

@@ -233,11 +233,9 @@ def logout(data: schemas.RefreshTokenBody) -> tuple[str, int]:
 )
 def logout_everywhere() -> tuple[str, int]:
     user, _ = bearer()
-    state = get_state()
-    count = state.sessions.end_all(user.id)
-    audit(Event.SESSION_REVOKED, user.id, count=count, scope="all", via="api")
     # Every trusted device too (the caller's own among them: it cannot be told apart here).
-    forgotten = state.devices.revoke_all(user.id)
+    count, forgotten = get_state().accounts.end_everywhere(user.id)
+    audit(Event.SESSION_REVOKED, user.id, count=count, scope="all", via="api")
     if forgotten:
         audit(Event.DEVICE_REVOKED, user.id, count=forgotten, scope="all", via="api")
     return "", 204

@@ -176,10 +176,11 @@ def sessions() -> ResponseReturnValue:
         if device:
             forget_device(user, device)
         elif target == "others":
-            count = state.sessions.end_all(user.id, keep=current_session_id())
-            audit(Event.SESSION_REVOKED, user.id, count=count, scope="others")
             # The others' trusted devices too: they start over with the shared limits.
-            forgotten = state.devices.revoke_all(user.id, keep=this_device)
+            count, forgotten = state.accounts.end_everywhere(
+                user.id, keep_session=current_session_id(), keep_device=this_device
+            )
+            audit(Event.SESSION_REVOKED, user.id, count=count, scope="others")
             if forgotten:
                 audit(Event.DEVICE_REVOKED, user.id, count=forgotten, scope="others")
             flash(f"Signed out {count} other device{'s' if count != 1 else ''}.", "success")
