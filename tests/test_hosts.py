@@ -27,6 +27,7 @@ from flask_portcullis.exceptions import ConfigurationError
 from flask_portcullis.hosts import LOCAL_HOSTS, trusted_hosts
 
 from .conftest import CSRF_INPUT, PASSWORD, Outbox, login, make_app, make_user
+from .test_email_flows import mail_app
 from .test_scale_out import AppServer, Browser, launch, server_environment, wait_until_healthy
 
 FORGED = ("attacker.example:8443", "attacker.example", "127.0.0.1:5077@evil.example")
@@ -159,10 +160,9 @@ def test_a_page_for_an_untrusted_host_is_plain_html(client: FlaskClient) -> None
 def test_server_name_fixes_the_links_and_the_trusted_host(
     tmp_path: Path, smtp_server: tuple[Outbox, int], outbox: Outbox
 ) -> None:
-    app = make_app(
+    app = mail_app(
         tmp_path,
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=smtp_server[1],
+        smtp_server[1],
         SERVER_NAME="accounts.example.org:8443",
         PREFERRED_URL_SCHEME="https",
     )
@@ -179,12 +179,7 @@ def test_server_name_fixes_the_links_and_the_trusted_host(
 def test_trusted_hosts_with_subdomains_mail_links_on_the_request_host(
     tmp_path: Path, smtp_server: tuple[Outbox, int], outbox: Outbox
 ) -> None:
-    app = make_app(
-        tmp_path,
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=smtp_server[1],
-        TRUSTED_HOSTS=[".example.org"],
-    )
+    app = mail_app(tmp_path, smtp_server[1], TRUSTED_HOSTS=[".example.org"])
     make_user(app)
     client = app.test_client()
     reset = api("/forgot-password", email="ada@example.com")
@@ -308,3 +303,21 @@ def test_the_host_header_exploit_mails_no_link_to_the_attacker(demo_server: AppS
         assert time.monotonic() < deadline, printed
         time.sleep(0.1)
     assert RESET_LINK.findall(printed) == [here], printed
+
+
+def test_the_openapi_server_url_comes_from_a_trusted_host_only(client: FlaskClient) -> None:
+    for host in (*FORGED, *MALFORMED):
+        response = client.get("/api/v1/openapi.json", headers={"Host": host})
+        assert response.status_code == 400, host
+        assert response.get_json()["code"] == "untrusted_host"
+    document = client.get("/api/v1/openapi.json", headers={"Host": "127.0.0.1:8000"}).get_json()
+    assert [server["url"] for server in document["servers"]] == ["http://127.0.0.1:8000/api/v1"]
+
+
+def test_the_passkey_site_comes_from_a_trusted_host_only(client: FlaskClient) -> None:
+    """Unset PORTCULLIS_WEBAUTHN_RP_ID: the login page's passkey options name the request's
+    host, so a foreign one must never get that far."""
+    for host in (*FORGED, *MALFORMED):
+        assert client.get("/login", headers={"Host": host}).status_code == 400, host
+    page = client.get("/login", headers={"Host": "localhost:5000"}).get_data(as_text=True)
+    assert "&#34;rpId&#34;: &#34;localhost&#34;" in page or '"rpId": "localhost"' in page, page
