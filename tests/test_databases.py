@@ -288,9 +288,39 @@ def test_upgrade_creates_every_table_and_matches_the_models(fresh_app: Flask) ->
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
-            assert context.get_current_revision() == "0008_trusted_devices"
+            assert context.get_current_revision() == "0009_constraint_names"
             differences = compare_metadata(context, db.metadata)
+            dialect = conn.dialect.name
+            stored = _constraint_names(conn, dialect)
     assert differences == [], "migrations and models disagree:\n" + pformat(differences)
+    assert stored == _constraint_names(db.metadata, dialect)
+
+
+def _constraint_names(source: sa.Connection | sa.MetaData, dialect: str) -> dict[str, set[str]]:
+    """Each table's unique, foreign-key and (on PostgreSQL) primary-key constraint names.
+
+    MariaDB calls every primary key PRIMARY; SQLite writes an AUTOINCREMENT key on its
+    column, where it has no name."""
+    kinds: tuple[type, ...] = (sa.UniqueConstraint, sa.ForeignKeyConstraint)
+    if dialect == "postgresql":
+        kinds += (sa.PrimaryKeyConstraint,)
+    if isinstance(source, sa.MetaData):
+        return {
+            table.name: {str(c.name) for c in table.constraints if isinstance(c, kinds)}
+            for table in source.tables.values()
+        }
+    inspector = sa.inspect(source)
+    names: dict[str, set[str]] = {}
+    for table in PORTCULLIS_TABLES:
+        # MariaDB lists unique indexes (ix_...) among the unique constraints too.
+        uniques = inspector.get_unique_constraints(table)
+        found = {u["name"] for u in uniques if not u["name"].startswith("ix_")}
+        found |= {fk["name"] for fk in inspector.get_foreign_keys(table)}
+        pk = inspector.get_pk_constraint(table).get("name")
+        if sa.PrimaryKeyConstraint in kinds:
+            found.add(pk)
+        names[table] = found
+    return names
 
 
 def test_downgrade_to_base_removes_every_table(fresh_app: Flask) -> None:

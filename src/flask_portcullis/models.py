@@ -23,23 +23,35 @@ import flask_login
 from sqlalchemy import (
     BigInteger,
     Column,
+    Constraint,
     DateTime,
     Engine,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    UniqueConstraint,
     event,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.sql.elements import conv
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship, scoped_session
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .clock import utcnow
-from .identity import EMAIL_MAX, USERNAME_KEY_MAX, USERNAME_SKELETON_MAX, username_skeleton
+from .identity import (
+    EMAIL_MAX,
+    USERNAME_KEY_MAX,
+    USERNAME_SKELETON_MAX,
+    identity_key,
+    username_key,
+    username_skeleton,
+)
 
 
 def key_string(length: int) -> TypeEngine[str]:
@@ -80,9 +92,32 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+# Alembic's recommended convention: every constraint and index has a predictable name, which
+# batch migrations (SQLite) need to alter or drop one. Portcullis names its own constraints
+# by it whatever the host's metadata says (see name_constraints); hosts may use it too.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _default_username_key(context: Any) -> str:
+    """The key of the row's username, for rows a host's own code inserts without one."""
+    return username_key(context.get_current_parameters()["username"])
+
+
+def _default_email_key(context: Any) -> str:
+    return identity_key(context.get_current_parameters()["email"])
+
+
 def _default_skeleton(context: Any) -> str:
     """The skeleton of the row's key, for rows inserted without one (host apps, old scripts)."""
-    return username_skeleton(context.get_current_parameters()["username_key"])
+    parameters = context.get_current_parameters()
+    key = parameters.get("username_key") or username_key(parameters["username"])
+    return username_skeleton(key)
 
 
 class UserMixin(flask_login.UserMixin):
@@ -95,13 +130,17 @@ class UserMixin(flask_login.UserMixin):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64))
     # Casefolded NFKC forms carry the unique indexes (see identity.py).
-    username_key: Mapped[str] = mapped_column(key_string(USERNAME_KEY_MAX), unique=True)
+    username_key: Mapped[str] = mapped_column(
+        key_string(USERNAME_KEY_MAX), unique=True, default=_default_username_key
+    )
     # UTS #39 skeleton of username_key: one account per look (see identity.username_skeleton).
     username_skeleton: Mapped[str] = mapped_column(
         key_string(USERNAME_SKELETON_MAX), unique=True, index=True, default=_default_skeleton
     )
     email: Mapped[str] = mapped_column(String(254))
-    email_key: Mapped[str] = mapped_column(key_string(EMAIL_MAX), unique=True)
+    email_key: Mapped[str] = mapped_column(
+        key_string(EMAIL_MAX), unique=True, default=_default_email_key
+    )
     password_hash: Mapped[str | None] = mapped_column(String(255))
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     active: Mapped[bool] = mapped_column(default=True)
@@ -314,6 +353,40 @@ class AuditEventMixin:
     detail: Mapped[str] = mapped_column(Text, default="{}")
 
 
+# The unique columns UserMixin adds to a host's user table.
+USER_KEY_COLUMNS = {"username_key", "username_skeleton", "email_key"}
+
+
+def _conventional_name(item: Constraint | Index, table: Table) -> str | None:
+    columns = [column.name for column in item.columns]
+    if isinstance(item, PrimaryKeyConstraint):
+        return f"pk_{table.name}"
+    if isinstance(item, ForeignKeyConstraint):
+        referred = item.elements[0].target_fullname.rpartition(".")[0].rpartition(".")[2]
+        return f"fk_{table.name}_{columns[0]}_{referred}"
+    if isinstance(item, UniqueConstraint):
+        return f"uq_{table.name}_{columns[0]}"
+    if isinstance(item, Index):
+        return f"ix_{table.name}_{columns[0]}"
+    return None
+
+
+def name_constraints(table: Table, columns: set[str] | None = None) -> None:
+    """Give each unnamed constraint and index of ``table`` its NAMING_CONVENTION name.
+
+    Only those on ``columns`` when given: on a host's user table Portcullis names
+    what it added and leaves the host's own constraints as the host declared them.
+    """
+    for item in [*table.constraints, *table.indexes]:
+        if isinstance(item.name, str):  # named (unnamed is None or SQLAlchemy's marker)
+            continue
+        if columns is not None and not {c.name for c in item.columns} <= columns:
+            continue
+        name = _conventional_name(item, table)
+        if name is not None:
+            item.name = conv(name)
+
+
 @dataclass(frozen=True)
 class Models:
     """The mapped classes one Portcullis instance works with."""
@@ -335,7 +408,7 @@ class Models:
 def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> Models:
     """Map the Portcullis tables on ``db`` (call once per ``db``, at import time)."""
     base: Any = db.Model
-
+    own_user = user_model is None
     if user_model is None:
 
         class User(UserMixin, base):
@@ -409,6 +482,13 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
     )
     # A user's roles come with the per-request session lookup (one query; see
     # SessionService.resolve_record); a role's permissions only when a check needs them.
+    own = (Role, Permission, Session, AuditEvent, RefreshToken, TwoFactor, RecoveryCode, Passkey)
+    for table in [*(model.__table__ for model in own), TrustedDevice.__table__]:
+        name_constraints(table, None)
+    name_constraints(user_roles)
+    name_constraints(role_permissions)
+    # A host's user table: only what the mixin added (its own constraints stay as declared).
+    name_constraints(user_model.__table__, None if own_user else USER_KEY_COLUMNS)
     user_model.roles = relationship(Role, secondary=user_roles)
     Role.permissions = relationship(
         Permission, secondary=role_permissions, order_by=Permission.name
