@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import sqlalchemy as sa
 from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from flask_portcullis import get_state
+from flask_portcullis.demo import create_app
 
 from .conftest import (
     PASSWORD,
@@ -546,3 +550,50 @@ def test_roles_delete_removes_the_role_from_users(
 def test_the_admin_role_cannot_be_deleted(app: Flask, runner: FlaskCliRunner) -> None:
     assert_clean_error(invoke(runner, "roles", "delete", "admin"), "built in")
     assert "admin" in invoke(runner, "roles", "list").output
+
+
+# -- a database without the tables ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["users", "list"],
+        ["users", "show", "ada"],
+        ["users", "add-role", "ada", "admin"],
+        ["roles", "list"],
+        ["portcullis", "prune-audit"],
+    ],
+)
+def test_an_unmigrated_database_gets_one_line_that_says_to_upgrade(
+    tmp_path: Path, args: list[str]
+) -> None:
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret-key-" + "x" * 32,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.db'}",
+        },
+        instance_path=str(tmp_path / "instance"),
+    )
+    result = invoke(app.test_cli_runner(), *args)
+    assert_clean_error(result, "run `flask db upgrade`")
+
+
+def test_the_admin_role_is_made_on_first_use_where_no_migration_made_it(
+    app: Flask, runner: FlaskCliRunner
+) -> None:
+    """A host app's own migrations create the tables but not the admin role."""
+    with app.app_context():
+        db = get_state(app).db
+        db.session.execute(sa.text("DELETE FROM roles WHERE name = 'admin'"))
+        db.session.commit()
+    assert "admin" not in role_names(app)
+    assert_ok(create(runner))
+    assert_ok(invoke(runner, "users", "add-role", "grace", "admin"), "grace now has role admin")
+    assert roles_of(app, "grace") == ["admin"]
+    with app.app_context():
+        role = get_state(app).roles.require("admin")
+        assert role.description == "Full access to the admin console"
+    # Any other missing role is still an error, not made up.
+    assert_clean_error(invoke(runner, "users", "add-role", "grace", "editor"), "No role 'editor'")

@@ -314,11 +314,10 @@ def _constraint_names(source: sa.Connection | sa.MetaData, dialect: str) -> dict
     for table in PORTCULLIS_TABLES:
         # MariaDB lists unique indexes (ix_...) among the unique constraints too.
         uniques = inspector.get_unique_constraints(table)
-        found = {u["name"] for u in uniques if not u["name"].startswith("ix_")}
-        found |= {fk["name"] for fk in inspector.get_foreign_keys(table)}
-        pk = inspector.get_pk_constraint(table).get("name")
+        found = {str(u["name"]) for u in uniques if not str(u["name"]).startswith("ix_")}
+        found |= {str(fk["name"]) for fk in inspector.get_foreign_keys(table)}
         if sa.PrimaryKeyConstraint in kinds:
-            found.add(pk)
+            found.add(str(inspector.get_pk_constraint(table).get("name")))
         names[table] = found
     return names
 

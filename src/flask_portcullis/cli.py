@@ -3,42 +3,59 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from datetime import timedelta
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
+import sqlalchemy as sa
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, ScriptInfo
+from sqlalchemy.exc import DBAPIError
 
 from .audit_events import Event
 from .exceptions import PasswordRejected, PortcullisError
 from .extension import get_state
 from .models import UserMixin
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-users = AppGroup("users", help="Manage user accounts.")
-roles = AppGroup("roles", help="Manage roles and their permissions.")
-portcullis = AppGroup(
-    "portcullis", help="Operate Portcullis: audit retention, configuration checks."
-)
+class Commands(AppGroup):
+    """A command group whose errors are one clear line on stderr and exit status 1."""
 
-
-def reports_errors(command: F) -> F:
-    """Turn service errors into one clear line on stderr and exit status 1."""
-
-    @wraps(command)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return command(*args, **kwargs)
+            return super().invoke(ctx)
         except PasswordRejected as exc:
             raise click.ClickException("password rejected: " + " ".join(exc.reasons)) from exc
         except PortcullisError as exc:
             raise click.ClickException(str(exc)) from exc
+        except DBAPIError as exc:
+            # The command's app context has ended by now: push one to look at the database.
+            with ctx.ensure_object(ScriptInfo).load_app().app_context():
+                problem = _database_problem(exc)
+            raise click.ClickException(problem) from exc
 
-    return wrapped  # type: ignore[return-value]
+
+def _database_problem(exc: DBAPIError) -> str:
+    state = get_state()
+    table = state.models.User.__tablename__
+    try:
+        migrated = sa.inspect(state.db.engine).has_table(table)
+    except DBAPIError:
+        migrated = True  # cannot even look: the error itself says more
+    if not migrated:
+        return (
+            f"the database has no {table} table yet: run `flask db upgrade` to create "
+            "Portcullis's tables, then try again."
+        )
+    first_line = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+    return f"database error: {first_line or type(exc.orig).__name__}"
+
+
+users = Commands("users", help="Manage user accounts.")
+roles = Commands("roles", help="Manage roles and their permissions.")
+portcullis = Commands(
+    "portcullis", help="Operate Portcullis: audit retention, configuration checks."
+)
 
 
 def _audit(event: Event, user_id: int | None, **detail: Any) -> None:
@@ -68,7 +85,6 @@ def _read_password(from_stdin: bool) -> str:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--role", "role_names", multiple=True, help="Give this role (repeatable).")
 @click.option("--unverified", is_flag=True, help="Do not mark the email address as verified.")
-@reports_errors
 def create_user(
     username: str, email: str, password_stdin: bool, role_names: tuple[str, ...], unverified: bool
 ) -> None:
@@ -98,7 +114,6 @@ def list_users(search: str) -> None:
 
 @users.command("show")
 @click.argument("identity")
-@reports_errors
 def show_user(identity: str) -> None:
     """Show one user (by username or email) and their sessions."""
     state = get_state()
@@ -120,7 +135,6 @@ def _set_active(identity: str, active: bool) -> None:
 
 @users.command("activate")
 @click.argument("identity")
-@reports_errors
 def activate(identity: str) -> None:
     """Let a deactivated user sign in again."""
     _set_active(identity, True)
@@ -128,7 +142,6 @@ def activate(identity: str) -> None:
 
 @users.command("deactivate")
 @click.argument("identity")
-@reports_errors
 def deactivate(identity: str) -> None:
     """Stop a user signing in and end their sessions now."""
     _set_active(identity, False)
@@ -137,7 +150,6 @@ def deactivate(identity: str) -> None:
 @users.command("delete")
 @click.argument("identity")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@reports_errors
 def delete_user(identity: str, yes: bool) -> None:
     """Delete a user and everything of theirs."""
     state = get_state()
@@ -153,7 +165,6 @@ def delete_user(identity: str, yes: bool) -> None:
 @users.command("add-role")
 @click.argument("identity")
 @click.argument("role")
-@reports_errors
 def add_role(identity: str, role: str) -> None:
     """Give a user a role."""
     state = get_state()
@@ -167,7 +178,6 @@ def add_role(identity: str, role: str) -> None:
 @users.command("remove-role")
 @click.argument("identity")
 @click.argument("role")
-@reports_errors
 def remove_role(identity: str, role: str) -> None:
     """Take a role from a user."""
     state = get_state()
@@ -180,7 +190,6 @@ def remove_role(identity: str, role: str) -> None:
 
 @users.command("revoke-sessions")
 @click.argument("identity")
-@reports_errors
 def revoke_sessions(identity: str) -> None:
     """Sign a user out everywhere, at once, and stop trusting every device of theirs."""
     state = get_state()
@@ -194,7 +203,6 @@ def revoke_sessions(identity: str) -> None:
 
 @users.command("reset-two-factor")
 @click.argument("identity")
-@reports_errors
 def reset_two_factor(identity: str) -> None:
     """Remove a user's second factors (app, recovery codes, passkeys) and end their sessions:
     they enrol again (an admin never learns or sets a secret)."""
@@ -211,7 +219,6 @@ def reset_two_factor(identity: str) -> None:
 @roles.command("create")
 @click.argument("name")
 @click.option("--description", default="")
-@reports_errors
 def create_role(name: str, description: str) -> None:
     """Create a role."""
     role = get_state().roles.create(name, description)
@@ -228,7 +235,6 @@ def list_roles() -> None:
 
 @roles.command("delete")
 @click.argument("name")
-@reports_errors
 def delete_role(name: str) -> None:
     """Delete a role (users holding it lose it)."""
     get_state().roles.delete(name)
@@ -238,7 +244,6 @@ def delete_role(name: str) -> None:
 @roles.command("grant-permission")
 @click.argument("role")
 @click.argument("permission")
-@reports_errors
 def grant_permission(role: str, permission: str) -> None:
     """Let a role do PERMISSION (a "resource.action" string)."""
     get_state().roles.grant_permission(role, permission)

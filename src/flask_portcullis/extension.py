@@ -21,7 +21,8 @@ from .devices import DeviceService
 from .exceptions import ConfigurationError
 from .hosts import TrustedHosts, trusted_hosts
 from .mail import MailSender, sender_from_config
-from .models import Models, UserMixin, build_models, enforce_sqlite_foreign_keys
+from .migrating import enforce_sqlite_foreign_keys
+from .models import Models, UserMixin, build_models
 from .notify import Notifier
 from .passkeys import PasskeyService
 from .password_policy import PasswordPolicy, PasswordValidator
@@ -111,7 +112,7 @@ class Portcullis:
 
         ``clock`` overrides the extension's time source for this app only (tests).
         """
-        from . import api, cli, web
+        from . import api, cli, migrating, web
 
         clock = clock or self.clock
         settings = Settings.from_config(app.config)
@@ -212,6 +213,7 @@ class Portcullis:
             web.hosts.untrusted_host,
         ]
         cli.init_app(app)
+        migrating.init_app(app, self.models.User.__tablename__)
         if settings.principal:
             from . import principal  # optional dependency: imported only when asked for
 

@@ -23,9 +23,7 @@ import flask_login
 from sqlalchemy import (
     BigInteger,
     Column,
-    Constraint,
     DateTime,
-    Engine,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -35,12 +33,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    event,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.sql.elements import conv
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship, scoped_session
+from sqlalchemy.sql.elements import conv
+from sqlalchemy.sql.schema import ColumnCollectionConstraint
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .clock import utcnow
@@ -228,18 +226,6 @@ class SessionMixin:
         user_id: Mapped[int]  # mapped by build_models, with the foreign key
 
 
-def enforce_sqlite_foreign_keys(engine: Engine) -> None:
-    """Make SQLite honour ON DELETE CASCADE, as the other databases do (it is off by default)."""
-    if engine.dialect.name != "sqlite":
-        return
-
-    @event.listens_for(engine, "connect")
-    def foreign_keys_on(dbapi_connection: Any, connection_record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-
 class RefreshTokenMixin:
     """One refresh token of an API session (its family). Only the SHA-256 digest is stored.
 
@@ -357,7 +343,7 @@ class AuditEventMixin:
 USER_KEY_COLUMNS = {"username_key", "username_skeleton", "email_key"}
 
 
-def _conventional_name(item: Constraint | Index, table: Table) -> str | None:
+def _conventional_name(item: ColumnCollectionConstraint | Index, table: Table) -> str | None:
     columns = [column.name for column in item.columns]
     if isinstance(item, PrimaryKeyConstraint):
         return f"pk_{table.name}"
@@ -377,7 +363,10 @@ def name_constraints(table: Table, columns: set[str] | None = None) -> None:
     Only those on ``columns`` when given: on a host's user table Portcullis names
     what it added and leaves the host's own constraints as the host declared them.
     """
-    for item in [*table.constraints, *table.indexes]:
+    items: list[ColumnCollectionConstraint | Index] = [
+        c for c in table.constraints if isinstance(c, ColumnCollectionConstraint)
+    ]
+    for item in [*items, *table.indexes]:
         if isinstance(item.name, str):  # named (unnamed is None or SQLAlchemy's marker)
             continue
         if columns is not None and not {c.name for c in item.columns} <= columns:

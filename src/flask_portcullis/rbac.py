@@ -11,6 +11,9 @@ from .exceptions import Conflict, FieldError, NotFound
 from .models import DbSession, Models, PermissionMixin, RoleMixin, UserMixin
 
 ADMIN_ROLE = "admin"
+# Roles Portcullis itself relies on: made on first use where no migration made them (a host
+# app's own migrations create the tables, not the rows).
+BUILT_IN_ROLES = {ADMIN_ROLE: "Full access to the admin console"}
 
 
 class RoleService:
@@ -28,6 +31,8 @@ class RoleService:
     def require(self, name: str) -> RoleMixin:
         """Return the role called ``name`` or raise NotFound."""
         role = self.get(name)
+        if role is None and name in BUILT_IN_ROLES:
+            role = self.create(name, BUILT_IN_ROLES[name])
         if role is None:
             raise NotFound(f"No role {name!r}. Create it with: flask roles create {name}")
         return role

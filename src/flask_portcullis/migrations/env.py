@@ -26,27 +26,16 @@ def run_offline() -> None:
 
 
 def run_online() -> None:
+    # On SQLite, Portcullis turns foreign keys off on the connections Alembic migrates with
+    # (see flask_portcullis.migrating): a batch migration's DROP would cascade otherwise.
     with db.engine.connect() as connection:
-        # SQLite cannot alter a column: batch migrations copy the table and drop the old one,
-        # and with foreign keys enforced that DROP would cascade to every row that points at
-        # it (sessions, roles, factors). The pragma only takes effect outside a transaction.
-        sqlite = connection.dialect.name == "sqlite"
-        if sqlite:
-            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            connection.commit()
-        try:
-            context.configure(
-                connection=connection,
-                target_metadata=db.metadata,
-                **current_app.extensions["migrate"].configure_args,
-            )
-            with context.begin_transaction():
-                context.run_migrations()
-        finally:
-            if sqlite:
-                connection.rollback()  # nothing is pending after a finished migration
-                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-                connection.commit()
+        context.configure(
+            connection=connection,
+            target_metadata=db.metadata,
+            **current_app.extensions["migrate"].configure_args,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
 
 
 if context.is_offline_mode():
