@@ -19,7 +19,7 @@ from .exceptions import (
     PortcullisError,
 )
 from .extension import Portcullis, State, get_state
-from .models import PermissionMixin, RoleMixin, SessionMixin, UserMixin
+from .models import NAMING_CONVENTION, PermissionMixin, RoleMixin, SessionMixin, UserMixin
 from .settings import Settings
 
 #: The shipped Alembic migrations: ``Migrate(app, db, directory=flask_portcullis.MIGRATIONS)``.
@@ -27,6 +27,7 @@ MIGRATIONS = str(files(__name__) / "migrations")
 
 __all__ = [
     "MIGRATIONS",
+    "NAMING_CONVENTION",
     "AccountInactive",
     "ConfigurationError",
     "InvalidCredentials",

@@ -38,7 +38,9 @@ from .exceptions import FieldError
 from .identity import identity_key, username_key, username_lookup_key, username_skeleton
 from .models import UTCDateTime
 
-logger = logging.getLogger("flask_portcullis.migrating")
+# What a migration reports goes beside Alembic's own "Running upgrade" lines: env.py's
+# fileConfig disables other loggers that exist when it runs (Flask-Migrate's does).
+migration_log = logging.getLogger("alembic.runtime.migration")
 
 # The required columns UserMixin adds that an existing user row has no value for yet.
 FILLED_IN = ("username_key", "username_skeleton", "email_key", "active", "created_at")
@@ -119,7 +121,7 @@ def adopting_directives(user_table: str) -> Hook:
         script = directives[0]
         if script.upgrade_ops.is_empty():
             directives[:] = []
-            logger.info("No changes in schema detected.")
+            migration_log.info("No changes in schema detected.")
             return
         for upgrade_ops in script.upgrade_ops_list:
             upgrade_ops.ops = list(_adopting(upgrade_ops.ops, user_table))
@@ -297,7 +299,7 @@ def adopt_users(op: Any, table_name: str = "users") -> None:
     now = datetime.now(UTC).replace(tzinfo=None)  # stored naive UTC, as UTCDateTime does
     bind.execute(users.update().where(users.c.active.is_(None)).values(active=True))
     bind.execute(users.update().where(users.c.created_at.is_(None)).values(created_at=now))
-    logger.info("Portcullis adopted %d existing user(s) of table %s.", adopted, table_name)
+    migration_log.info("Portcullis adopted %d existing user(s) of table %s.", adopted, table_name)
 
 
 def _batches(bind: sa.Connection, users: Any) -> Iterator[list[Any]]:
@@ -321,7 +323,7 @@ def _username_key(row: Any) -> str:
         return username_key(row.username or "")
     except FieldError:
         # A name the rules refuse today keeps the key a sign-in with it looks up.
-        logger.warning(
+        migration_log.warning(
             "user %s: the username %r breaks today's rules; it keeps signing in with it",
             row.id,
             row.username,
@@ -333,7 +335,7 @@ def _unique(taken: dict[str, int], key: str, row: Any, what: str) -> str:
     if key not in taken:
         taken[key] = row.id
         return key
-    logger.warning(
+    migration_log.warning(
         "users %s and %s have the same %s but for case or Unicode form; user %s keeps it, "
         "user %s is stored as %r until you rename or merge one of them",
         taken[key],
