@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -27,11 +26,8 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
-from .services import require_service
+from .test_databases import Server, server  # noqa: F401  (the fixture, one per backend)
 from .test_scale_out import (
-    PG_ADMIN_URL,
-    PG_HOST,
-    PG_PORT,
     AppServer,
     Browser,
     launch,
@@ -70,9 +66,15 @@ OLD_USERS = (
         "carol's old password",
         bcrypt.hashpw(b"carol's old password", bcrypt.gensalt(rounds=4)).decode(),
     ),
-    # The tutorial's unique index is case-sensitive: "Dave" and "dave" are two accounts.
+    # Two accounts the tutorial's unique index let stand: one name in full-width letters.
     OldUser(4, "Dave", "dave@example.com", "dave's old password", _werkzeug("dave's old password")),
-    OldUser(5, "dave", "dave.two@example.com", "the other dave", _werkzeug("the other dave")),
+    OldUser(
+        5,
+        "\uff44\uff41\uff56\uff45",
+        "dave.two@example.com",
+        "the other dave",
+        _werkzeug("the other dave"),
+    ),
 )
 NOTES_PER_USER = 3
 
@@ -87,7 +89,7 @@ class Checkout:
     folder: Path
     database: str
 
-    def flask(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def flask(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``flask --app notes:create_app ARGS`` in the app's folder, as in a shell."""
         result = subprocess.run(
             [sys.executable, "-m", "flask", "--app", "notes:create_app", *args],
@@ -98,7 +100,8 @@ class Checkout:
             timeout=COMMAND_TIMEOUT,
             check=False,
         )
-        assert result.returncode == 0, f"flask {' '.join(args)} failed:\n{result.stderr}"
+        if check:
+            assert result.returncode == 0, f"flask {' '.join(args)} failed:\n{result.stderr}"
         return result
 
     def environment(self) -> dict[str, str]:
@@ -134,29 +137,10 @@ def checkout(tmp_path: Path, database: str) -> Checkout:
     return Checkout(folder, database)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'notes.db'}"
-        return
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-
-    def probe() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-
-    name = "portcullis_adopt_" + secrets.token_hex(4)
-    try:
-        require_service("PostgreSQL", PG_HOST, PG_PORT, probe)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+@pytest.fixture
+def database(server: Server) -> str:  # noqa: F811  (the imported fixture)
+    """An empty database on each backend (SQLite, PostgreSQL, MariaDB), dropped at the end."""
+    return server.create_database()
 
 
 def fill_the_tutorial_tables(database: str) -> set[tuple[int, int, str]]:
@@ -165,18 +149,18 @@ def fill_the_tutorial_tables(database: str) -> set[tuple[int, int, str]]:
     try:
         with engine.begin() as conn:
             for user in OLD_USERS:
+                # As the app made them: the database hands out the ids, in order.
                 conn.execute(
                     sa.text(
-                        "INSERT INTO users (id, username, email, password_hash) "
-                        "VALUES (:id, :username, :email, :hash)"
+                        "INSERT INTO users (username, email, password_hash) "
+                        "VALUES (:username, :email, :hash)"
                     ),
-                    {
-                        "id": user.id,
-                        "username": user.username,
-                        "email": user.email,
-                        "hash": user.hash,
-                    },
+                    {"username": user.username, "email": user.email, "hash": user.hash},
                 )
+                stored = conn.execute(
+                    sa.text("SELECT id FROM users WHERE username = :u"), {"u": user.username}
+                ).scalar_one()
+                assert stored == user.id
                 for n in range(NOTES_PER_USER):
                     conn.execute(
                         sa.text(
@@ -209,27 +193,27 @@ def users_in(engine: sa.Engine) -> dict[int, Any]:
 
 
 @pytest.fixture
-def server_for() -> Iterator[list[AppServer]]:
+def sites() -> Iterator[list[AppServer]]:
     servers: list[AppServer] = []
     yield servers
-    for server in servers:
-        server.stop()
+    for site in servers:
+        site.stop()
 
 
 def start(app: Checkout, servers: list[AppServer]) -> AppServer:
     for _ in range(5):
-        server = launch("notes", app.environment(), app.folder, command=app.serve)
-        servers.append(server)
-        if wait_until_healthy(server):
-            return server
+        site = launch("notes", app.environment(), app.folder, command=app.serve)
+        servers.append(site)
+        if wait_until_healthy(site):
+            return site
     pytest.fail("the notes app found no free port")
 
 
-def sign_in(server: AppServer, identity: str, password: str) -> Browser:
+def sign_in(site: AppServer, identity: str, password: str) -> Browser:
     browser = Browser()
-    token = browser.csrf_token(server, "/login")
+    token = browser.csrf_token(site, "/login")
     reply = browser.post(
-        server, "/login", {"csrf_token": token, "identity": identity, "password": password}
+        site, "/login", {"csrf_token": token, "identity": identity, "password": password}
     )
     assert reply.status == 302, f"{identity} could not sign in: {reply.status} {reply.body[:500]}"
     return browser
@@ -239,7 +223,7 @@ def sign_in(server: AppServer, identity: str, password: str) -> Browser:
 
 
 def test_an_existing_app_adopts_portcullis_and_keeps_every_row(
-    tmp_path: Path, database: str, server_for: list[AppServer]
+    tmp_path: Path, database: str, sites: list[AppServer]
 ) -> None:
     app = checkout(tmp_path, database)
     app.flask("db", "upgrade")  # the app as it was: the tutorial's own tables
@@ -274,13 +258,17 @@ def test_an_existing_app_adopts_portcullis_and_keeps_every_row(
             assert row.active
         assert users[4].username_key == "dave"
         assert users[5].username_key == "dave#5"
+        # ... and listed by the doctor from then on.
+        doctor = app.flask("portcullis", "doctor", check=False).stdout
+        assert "WARN  adopted duplicates" in doctor, doctor
+        assert "'\uff44\uff41\uff56\uff45' <dave.two@example.com> (id 5)" in doctor
 
-        server = start(app, server_for)
+        site = start(app, sites)
         for old in OLD_USERS:
             # The later "dave" signs in by email: the name "dave" is the earlier account's.
             identity = old.email if old.id == 5 else old.username
-            browser = sign_in(server, identity, old.password)
-            page = browser.get(server, "/")
+            browser = sign_in(site, identity, old.password)
+            page = browser.get(site, "/")
             assert page.status == 200
             for n in range(NOTES_PER_USER):
                 assert f"{old.username} note {n}" in page.body
@@ -290,9 +278,9 @@ def test_an_existing_app_adopts_portcullis_and_keeps_every_row(
 
         # A new user signs up, with the field the app added to the form.
         browser = Browser()
-        token = browser.csrf_token(server, "/register")
+        token = browser.csrf_token(site, "/register")
         reply = browser.post(
-            server,
+            site,
             "/register",
             {
                 "csrf_token": token,
@@ -307,7 +295,7 @@ def test_an_existing_app_adopts_portcullis_and_keeps_every_row(
         (erin,) = [u for u in users_in(engine).values() if u.username == "erin"]
         assert erin.display_name == "Erin E."
         assert erin.username_key == "erin"
-        assert "Erin E.&#39;s notes" in browser.get(server, "/").body
+        assert "Erin E.&#39;s notes" in browser.get(site, "/").body
         # Outside migrations foreign keys are on (SQLite too): deleting an account takes
         # its notes with it, as the app's ON DELETE CASCADE says.
         app.flask("users", "delete", "alice", "--yes")

@@ -150,6 +150,25 @@ class AccountService:
                 pairs.append((user, self._db.scalars(same).first()))
         return pairs
 
+    def adopted_duplicates(self) -> list[UserMixin]:
+        """Adopted accounts whose name or address another had but for case or Unicode form.
+
+        ``migrating.adopt_users`` kept both and stored the later one's key with
+        "#<id>" appended; it signs in by its other identity until renamed.
+        """
+        User = self._models.User
+        query = select(User).where(
+            or_(
+                User.username_key.contains("#", autoescape=True),
+                User.email_key.contains("#", autoescape=True),
+            )
+        )
+        return [
+            user
+            for user in self._db.scalars(query.order_by(User.id))
+            if user.username_key.endswith(f"#{user.id}") or user.email_key.endswith(f"#{user.id}")
+        ]
+
     # -- registration ----------------------------------------------------------
 
     def register(

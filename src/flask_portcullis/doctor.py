@@ -179,6 +179,7 @@ def examine(app: Flask, state: State) -> list[Finding]:
             severe=True,
         ),
         _look_alikes(state),
+        _adopted_duplicates(state),
     ]
 
 
@@ -212,5 +213,35 @@ def _look_alikes(state: State) -> Finding:
         f"{len(pairs)} account(s) named like an older one (kept from before sign-up refused "
         f"them; rename or remove): " + "; ".join(shown) + more,
         "Unicode UTS #39",
+        severe=False,
+    )
+
+
+def _adopted_duplicates(state: State) -> Finding:
+    """Adopted accounts that share a name or address, but for case, with an older one."""
+    try:
+        users = state.accounts.adopted_duplicates()
+    except SQLAlchemyError:
+        state.db.session.rollback()
+        return _check(
+            False,
+            "adopted duplicates",
+            "",
+            "not checked: database unreachable or not migrated",
+            "docs/adopting.md",
+            severe=False,
+        )
+    shown = [
+        f"{user.username!r} <{user.email}> (id {user.id})" for user in users[:LOOK_ALIKES_SHOWN]
+    ]
+    more = f"; and {len(users) - LOOK_ALIKES_SHOWN} more" if len(users) > LOOK_ALIKES_SHOWN else ""
+    return _check(
+        not users,
+        "adopted duplicates",
+        "no two accounts share a name or address",
+        f"{len(users)} adopted account(s) share a username or email, but for case, with an "
+        "older account; each signs in only by its other identity until you rename it or "
+        "merge the two: " + "; ".join(shown) + more,
+        "docs/adopting.md",
         severe=False,
     )
