@@ -62,7 +62,7 @@ def _property(field: FormField) -> tuple[Any, FieldInfo]:
     elif kind == "integer":
         annotation = int
     elif kind == "number":
-        annotation = float
+        annotation = Annotated[float, Field(allow_inf_nan=False)]  # Python's json reads NaN
     elif kind == "enum":
         values = tuple(choice[0] for choice in cast(SelectField, field).iter_choices())
         if not values:
