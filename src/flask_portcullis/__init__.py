@@ -21,6 +21,7 @@ from .exceptions import (
 from .extension import Portcullis, State, get_state
 from .models import NAMING_CONVENTION, PermissionMixin, RoleMixin, SessionMixin, UserMixin
 from .settings import Settings
+from .web.forms import RegisterForm
 
 #: The shipped Alembic migrations: ``Migrate(app, db, directory=flask_portcullis.MIGRATIONS)``.
 MIGRATIONS = str(files(__name__) / "migrations")
@@ -35,6 +36,7 @@ __all__ = [
     "PermissionMixin",
     "Portcullis",
     "PortcullisError",
+    "RegisterForm",
     "RoleMixin",
     "SessionMixin",
     "Settings",

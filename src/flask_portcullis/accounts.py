@@ -6,7 +6,7 @@ API call these methods and map the typed errors they raise.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -40,6 +40,7 @@ from .password_policy import PasswordPolicy
 from .passwords import PasswordHashing
 from .sessions import SessionService
 from .settings import Settings
+from .signup import require_signup_columns
 from .throttling import LoginGuard
 from .tokens import Purpose, TokenService
 
@@ -179,13 +180,20 @@ class AccountService:
         *,
         verified: bool = False,
         client: str | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> UserMixin:
         """Create an account, or raise FieldError/PasswordRejected naming what to fix.
+
+        ``extra`` holds values for the host's own user columns (its sign-up
+        fields, already validated); Portcullis's own columns are refused.
 
         Uniqueness is decided by the database's unique indexes, so two
         simultaneous sign-ups with one name, or with two names that look
         alike (one UTS #39 skeleton), yield one account and one error.
         """
+        extra = dict(extra or {})
+        if extra:
+            require_signup_columns(self._models.User, extra)
         if client is not None:  # sign-ups from the web or API; the CLI's are not limited
             if not self._settings.registration:
                 raise NotFound("Registration is closed.")
@@ -200,6 +208,7 @@ class AccountService:
         self._raise_if_taken(key, skeleton, email)
         now = self._clock()
         user = self._models.User(
+            **extra,
             username=username,
             username_key=key,
             username_skeleton=skeleton,

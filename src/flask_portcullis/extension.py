@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from flask import Flask, current_app
 from flask_login import LoginManager
@@ -31,9 +31,13 @@ from .rbac import RoleService
 from .refresh_tokens import RefreshTokens
 from .sessions import SessionService
 from .settings import Settings
+from .signup import SignupFields, require_signup_fields
 from .throttling import LoginGuard, Throttle
 from .tokens import TokenService
 from .two_factor import TwoFactorService
+
+if TYPE_CHECKING:
+    from .web.forms import RegisterForm
 
 logger = logging.getLogger("flask_portcullis")
 
@@ -59,6 +63,7 @@ class State:
     debug: bool  # as configured when the app was set up (the CLI resets app.debug later)
     clock: Clock
     hosts: TrustedHosts
+    signup: SignupFields  # the register form and its host-added fields
 
 
 def get_state(app: Flask | None = None) -> State:
@@ -83,6 +88,8 @@ class Portcullis:
     ``hashers`` replaces the hasher chain (first one hashes); ``validators``
     replaces the password rules; ``mail_sender`` replaces SMTP/console delivery
     (anything with ``send(message)``); ``clock`` is the time source (for tests).
+    ``register_form`` is a subclass of :class:`~flask_portcullis.RegisterForm` whose
+    added fields sign-up stores in the user columns of the same names.
     """
 
     def __init__(
@@ -95,7 +102,9 @@ class Portcullis:
         validators: Sequence[PasswordValidator] | None = None,
         mail_sender: MailSender | None = None,
         clock: Clock = utcnow,
+        register_form: type[RegisterForm] | None = None,
     ) -> None:
+        self.signup = require_signup_fields(register_form, user_model)  # before mapping
         self._owns_db = db is None
         self.db = db if db is not None else SQLAlchemy()
         # Models are mapped once per extension object, like any Flask-SQLAlchemy model.
@@ -190,6 +199,7 @@ class Portcullis:
             debug=app.debug,
             clock=clock,
             hosts=hosts,
+            signup=self.signup,
         )
         app.extensions["portcullis"] = state
 

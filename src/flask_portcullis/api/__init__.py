@@ -13,7 +13,7 @@ from ..audit_events import Event
 from ..exceptions import PortcullisError, Throttled
 from ..extension import State
 from ..web.events import audit
-from . import openapi, problems, views  # noqa: F401  (registers the routes)
+from . import openapi, problems, signup, views  # noqa: F401  (registers the routes)
 from .endpoints import SPECS, api_bp
 
 MAX_BODY = 256 * 1024  # a few fields: well above the longest valid body
@@ -101,6 +101,8 @@ def untrusted_host() -> Response | None:
 
 
 def init_app(app: Flask, state: State) -> None:
+    with app.app_context():  # a sign-up field the API cannot take fails now, not at sign-up
+        signup.register_body(state.signup)
     app.register_blueprint(api_bp)
     # The API authenticates by bearer token only, never by cookie: CSRF does not apply.
     csrf = app.extensions.get("csrf")

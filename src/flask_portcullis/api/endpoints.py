@@ -11,6 +11,7 @@ from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
 
 from .problems import BadBody
+from .signup import app_body
 
 api_bp = Blueprint("portcullis_api", "flask_portcullis", url_prefix="/api/v1")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,7 +56,7 @@ def endpoint(
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             if body is not None:
-                kwargs["data"] = parse(body)
+                kwargs["data"] = parse(app_body(body))
             return view(*args, **kwargs)
 
         flask_path = path.replace("{", "<").replace("}", ">")

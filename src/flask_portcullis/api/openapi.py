@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from .. import __name__ as package
 from . import schemas
 from .endpoints import SPECS, Spec
+from .signup import app_body
 
 REASONS = {
     200: "OK",
@@ -31,7 +32,7 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _operation(spec: Spec) -> dict[str, Any]:
+def _operation(spec: Spec, body: type[BaseModel] | None) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": _ref(schemas.Problem)}}
     success: dict[str, Any] = {"description": REASONS.get(spec.status, "OK")}
     if spec.response is not None:
@@ -39,7 +40,7 @@ def _operation(spec: Spec) -> dict[str, Any]:
     elif spec.path == "/jwks.json":
         success["content"] = {"application/json": {"schema": {"type": "object"}}}
     responses: dict[str, Any] = {str(spec.status): success}
-    error_codes = set(spec.errors) | ({400, 413, 422} if spec.body else set()) | {503}
+    error_codes = set(spec.errors) | ({400, 413, 422} if body else set()) | {503}
     for code, model in spec.others:
         responses[str(code)] = {
             "description": REASONS[code],
@@ -55,10 +56,10 @@ def _operation(spec: Spec) -> dict[str, Any]:
     }
     if spec.parameters:
         operation["parameters"] = spec.parameters
-    if spec.body is not None:
+    if body is not None:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _ref(spec.body)}},
+            "content": {"application/json": {"schema": _ref(body)}},
         }
     if spec.auth:
         operation["security"] = [{"bearer": []}]
@@ -66,12 +67,14 @@ def _operation(spec: Spec) -> dict[str, Any]:
 
 
 def document(server_url: str) -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document for ``server_url`` (the ``/api/v1`` prefix)."""
+    """The whole OpenAPI 3.1 document of the current app for ``server_url`` (the ``/api/v1``
+    prefix): its register body has the app's own sign-up fields."""
     paths: dict[str, dict[str, Any]] = {}
     models: set[type[BaseModel]] = {schemas.Problem, schemas.FieldProblem, schemas.Accepted}
     for spec in SPECS:
-        paths.setdefault(spec.path, {})[spec.method] = _operation(spec)
-        models.update(m for m in (spec.body, spec.response) if m is not None)
+        body = None if spec.body is None else app_body(spec.body)
+        paths.setdefault(spec.path, {})[spec.method] = _operation(spec, body)
+        models.update(m for m in (body, spec.response) if m is not None)
         models.update(model for _, model in spec.others)
     components: dict[str, Any] = {}
     for model in sorted(models, key=lambda m: m.__name__):

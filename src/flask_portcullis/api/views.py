@@ -35,6 +35,7 @@ from ..web.signin import client_ip, current_device
 from . import schemas
 from .endpoints import endpoint
 from .problems import Unauthorized
+from .signup import extra_values
 
 AUTH_ERRORS = (401,)
 CHECK_INBOX = "Check your inbox: follow the link we sent to confirm the address, then sign in."
@@ -100,11 +101,15 @@ def accepted(detail: str) -> tuple[Response, int]:
 )
 def register(data: schemas.Register) -> tuple[Response, int]:
     """201 with the account; with verification required, 202 for a new and a taken address
-    alike (the owner of a taken one is mailed instead), so nobody learns who has an account."""
+    alike (the owner of a taken one is mailed instead), so nobody learns who has an account.
+    The body may carry the host's sign-up fields too (``Portcullis(register_form=...)``)."""
     state = get_state()
     required = state.settings.email_verification == "required"
+    extra = extra_values(state.signup, data)  # the form's validators, as on the page
     try:
-        user = state.accounts.register(data.username, data.email, data.password, client=client_ip())
+        user = state.accounts.register(
+            data.username, data.email, data.password, client=client_ip(), extra=extra
+        )
     except EmailTaken:
         if not required:
             raise

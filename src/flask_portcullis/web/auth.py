@@ -23,7 +23,7 @@ from .blueprints import bp
 from .ceremony import begin, relying_party
 from .events import audit, complete_sign_in
 from .feedback import render_form, show_error
-from .forms import ConfirmForm, LoginForm, RegisterForm
+from .forms import ConfirmForm, LoginForm
 from .links import PENDING_VERIFICATION
 from .redirects import safe_next
 from .signin import client_ip, current_device, sign_in, sign_out
@@ -45,7 +45,8 @@ def register() -> ResponseReturnValue:
         abort(404)
     if current_user.is_authenticated:
         return redirect(after_login_url())
-    form = RegisterForm()
+    form = state.signup.form()
+    extra_fields = [form[name] for name in state.signup.names]  # the host's, after ours
     if form.validate_on_submit():
         try:
             user = state.accounts.register(
@@ -53,6 +54,7 @@ def register() -> ResponseReturnValue:
                 form.email.data or "",
                 form.password.data or "",
                 client=client_ip(),
+                extra={name: form[name].data for name in state.signup.names},
             )
         except EmailTaken:
             if state.settings.email_verification != "required":
@@ -63,7 +65,7 @@ def register() -> ResponseReturnValue:
             show_error(form, exc)
         else:
             return welcome(user)
-    return render_form("portcullis/register.html", form)
+    return render_form("portcullis/register.html", form, extra_fields=extra_fields)
 
 
 def tell_the_owner(address: str) -> ResponseReturnValue:

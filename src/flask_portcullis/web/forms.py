@@ -47,6 +47,9 @@ def _new_password() -> list[object]:
 
 
 class RegisterForm(Form):
+    """The sign-up form. Subclass it to ask for more (``Portcullis(register_form=...)``):
+    each added field needs a user column of the same name (see signup.py)."""
+
     username = StringField("Username", validators=_required("username"))
     email = EmailField("Email address", validators=_required("email address"))
     password = PasswordField("Password", validators=_new_password())
