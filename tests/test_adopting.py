@@ -295,7 +295,7 @@ def test_an_existing_app_adopts_portcullis_and_keeps_every_row(
         (erin,) = [u for u in users_in(engine).values() if u.username == "erin"]
         assert erin.display_name == "Erin E."
         assert erin.username_key == "erin"
-        assert "Erin E.&#39;s notes" in browser.get(site, "/").body
+        assert "Erin E.'s notes" in browser.get(site, "/").body
         # Outside migrations foreign keys are on (SQLite too): deleting an account takes
         # its notes with it, as the app's ON DELETE CASCADE says.
         app.flask("users", "delete", "alice", "--yes")
