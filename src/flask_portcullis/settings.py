@@ -89,6 +89,8 @@ class Settings:
     jwt_audience: str = "portcullis-api"
     access_token_lifetime: int = 15 * 60
     cors_origins: tuple[str, ...] = ()
+    # The JSON API at /api/v1 (its routes, hooks and OpenAPI document), or none of it.
+    api: bool = True
     redis_url: str = ""
     redis_prefix: str = "portcullis"
     rate_limits: bool = True
