@@ -1,4 +1,5 @@
-"""What a host app can switch: the JSON API (PORTCULLIS_API) (#12)."""
+"""What a host app can switch: the JSON API (PORTCULLIS_API) and where the security headers
+go (PORTCULLIS_SECURITY_HEADERS) (#12)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ from flask import Flask
 from flask_portcullis import api, get_state
 
 from .conftest import PASSWORD, login, make_app, make_user
+from .host_app import create_host_app
 
 ORIGIN = "https://app.example.com"
 API_PATHS = ("/api/v1/openapi.json", "/api/v1/docs", "/api/v1/jwks.json", "/api/v1/me", "/api/v1")
+SECURITY_HEADERS = (
+    "Content-Security-Policy",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "Cross-Origin-Opener-Policy",
+)
 
 
 @pytest.fixture
@@ -92,3 +101,73 @@ def test_the_api_is_on_by_default(tmp_path: Path, apps: dict[str, Flask]) -> Non
     apps["default"] = make_app(tmp_path)
     assert get_state(apps["default"]).settings.api is True
     assert apps["default"].test_client().get("/api/v1/openapi.json").status_code == 200
+
+
+# PORTCULLIS_SECURITY_HEADERS, on a host app with pages of its own.
+PORTCULLIS_PAGES = (
+    "/login",
+    "/register",
+    "/portcullis/static/portcullis.css",
+    "/admin/",  # a redirect to sign in, from the admin blueprint
+    "/api/v1/openapi.json",
+    "/api/v1/nothing-here",
+)
+HOST_PAGES = ("/", "/shoes", "/no-such-page")
+
+
+def host_with(tmp_path: Path, scope: object) -> Flask:
+    return create_host_app(f"sqlite:///{tmp_path / 'host.db'}", PORTCULLIS_SECURITY_HEADERS=scope)
+
+
+def fetch(app: Flask, path: str, **kwargs: Any) -> Any:
+    response = app.test_client().get(path, **kwargs)
+    response.close()  # static files are streamed
+    return response
+
+
+def test_scope_portcullis_puts_the_headers_on_portcullis_pages_only(tmp_path: Path) -> None:
+    host = host_with(tmp_path, "portcullis")
+    assert get_state(host).settings.security_headers == "portcullis"
+    for path in PORTCULLIS_PAGES:
+        headers = fetch(host, path).headers
+        assert all(name in headers for name in SECURITY_HEADERS), path
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+    for path in HOST_PAGES:
+        headers = fetch(host, path).headers
+        assert not [name for name in SECURITY_HEADERS if name in headers], path
+    over_https = {"base_url": "https://localhost"}
+    assert "Strict-Transport-Security" in fetch(host, "/login", **over_https).headers
+    assert "Strict-Transport-Security" not in fetch(host, "/", **over_https).headers
+
+
+@pytest.mark.parametrize("scope", [True, "all"])
+def test_by_default_every_response_has_the_headers(tmp_path: Path, scope: object) -> None:
+    host = host_with(tmp_path, scope)
+    assert get_state(host).settings.security_headers == "all"
+    for path in (*PORTCULLIS_PAGES, *HOST_PAGES):
+        headers = fetch(host, path).headers
+        assert all(name in headers for name in SECURITY_HEADERS), path
+
+
+def test_the_default_scope_is_every_response(tmp_path: Path) -> None:
+    host = create_host_app(f"sqlite:///{tmp_path / 'host.db'}")
+    assert get_state(host).settings.security_headers == "all"
+    assert "Content-Security-Policy" in fetch(host, "/").headers
+
+
+@pytest.mark.parametrize("scope", [False, "off"])
+def test_headers_off_adds_none(tmp_path: Path, scope: object) -> None:
+    host = host_with(tmp_path, scope)
+    for path in (*PORTCULLIS_PAGES, *HOST_PAGES):
+        headers = fetch(host, path).headers
+        assert not [name for name in SECURITY_HEADERS if name in headers], path
+
+
+@pytest.mark.parametrize("scope", [True, "portcullis", False])
+def test_personal_pages_stay_out_of_caches_in_every_scope(tmp_path: Path, scope: object) -> None:
+    host = host_with(tmp_path, scope)
+    make_user(host)
+    client = host.test_client()
+    login(client)
+    for path in ("/", "/shoes", "/account"):  # the host's pages and Portcullis's
+        assert client.get(path).headers["Cache-Control"] == "no-store", path

@@ -45,7 +45,7 @@ def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:
     init_login_manager(login_manager)
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
-    headers.init_app(app, security_headers=state.settings.security_headers)
+    headers.init_app(app, scope=state.settings.security_headers, extra=state.settings.csp)
     health.init_app(app)
     if state.settings.require_2fa_for_roles:
         app.before_request(two_factor.require_second_factor)
