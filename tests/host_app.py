@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, render_template
 from flask_login import LoginManager, current_user, login_required
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -48,6 +48,10 @@ def create_host_app(database_uri: str, **config: object) -> Flask:
     db.init_app(app)
     login_manager.init_app(app)  # the host set up Flask-Login before Portcullis
     portcullis.init_app(app)
+
+    @app.route("/")
+    def home() -> str:
+        return render_template("home.html")
 
     @app.route("/shoes")
     @login_required  # type: ignore[untyped-decorator]  # Flask-Login ships no types

@@ -358,6 +358,18 @@ def test_development_defaults_warn_but_pass(doctor: Doctor) -> None:
     assert report.summary == (len(STANDARDS) - 4, 4, 0)
 
 
+@pytest.mark.parametrize(("scope", "reminder"), [(True, False), ("portcullis", True)])
+def test_security_headers_on_portcullis_pages_only_pass_with_a_reminder(
+    doctor: Doctor, scope: object, reminder: bool
+) -> None:
+    report = doctor(
+        {**REAL_HASH, "SECRET_KEY": secrets.token_hex(32), "PORTCULLIS_SECURITY_HEADERS": scope}
+    )
+    finding = report.findings["security headers"]
+    assert finding.status == "PASS", report.output
+    assert ("on Portcullis's pages (yours need their own)" in finding.message) is reminder
+
+
 def test_doctor_output_names_no_secret(doctor: Doctor) -> None:
     key = secrets.token_hex(32)
     report = doctor({**REAL_HASH, "SECRET_KEY": key})

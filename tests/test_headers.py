@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_portcullis import get_state
+from flask_portcullis import ConfigurationError, csp, get_state
 
 from .conftest import FakeClock, login, make_app, make_user, submit
 from .totp import code_for
@@ -105,3 +105,85 @@ def test_assets_are_served_locally_and_cacheable(client: FlaskClient) -> None:
 def test_headers_can_be_left_to_the_host(tmp_path: Path) -> None:
     app = make_app(tmp_path, PORTCULLIS_SECURITY_HEADERS=False)
     assert "Content-Security-Policy" not in app.test_client().get("/login").headers
+
+
+DEFAULT_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def test_default_policy_is_pinned(client: FlaskClient) -> None:
+    assert client.get("/login").headers["Content-Security-Policy"] == DEFAULT_POLICY
+
+
+@pytest.mark.parametrize(
+    ("added", "policy"),
+    [
+        (
+            {"img-src": ["https://images.example.com"], "connect-src": ["https://api.example.com"]},
+            # New directives start from what default-src allowed them: adding takes nothing away.
+            DEFAULT_POLICY.replace("data:", "data: https://images.example.com")
+            + "; connect-src 'self' https://api.example.com",
+        ),
+        (
+            {"font-src": ["https://fonts.example.com"], "style-src": ["https://css.example.com"]},
+            DEFAULT_POLICY.replace("style-src 'self'", "style-src 'self' https://css.example.com")
+            + "; font-src 'self' https://fonts.example.com",
+        ),
+        (
+            {
+                "script-src-elem": ["https://js.example.com"],
+                "script-src": ["'self'", "https://cdn.example.com"],
+            },
+            # Listed twice, kept once; script-src-elem starts from the script-src it replaces.
+            DEFAULT_POLICY.replace("script-src 'self'", "script-src 'self' https://cdn.example.com")
+            + "; script-src-elem 'self' https://cdn.example.com https://js.example.com",
+        ),
+        (
+            {"object-src": ["https://plugins.example.com"], "upgrade-insecure-requests": []},
+            # 'none' gives way to the sources added.
+            DEFAULT_POLICY.replace("object-src 'none'", "object-src https://plugins.example.com")
+            + "; upgrade-insecure-requests",
+        ),
+    ],
+)
+def test_csp_additions_are_merged_into_the_default(
+    tmp_path: Path, added: dict[str, list[str]], policy: str
+) -> None:
+    app = make_app(tmp_path, PORTCULLIS_CSP=added)
+    headers = app.test_client().get("/login").headers
+    assert headers["Content-Security-Policy"] == policy
+    assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_allowing_frames_drops_x_frame_options(tmp_path: Path) -> None:
+    """X-Frame-Options can only say DENY or SAMEORIGIN: with frame-ancestors opened up it
+    would contradict the policy, which browsers follow instead."""
+    app = make_app(tmp_path, PORTCULLIS_CSP={"frame-ancestors": ["https://portal.example.com"]})
+    headers = app.test_client().get("/login").headers
+    assert headers["Content-Security-Policy"] == DEFAULT_POLICY.replace(
+        "frame-ancestors 'none'", "frame-ancestors https://portal.example.com"
+    )
+    assert "X-Frame-Options" not in headers
+
+
+def test_a_bad_csp_addition_stops_start_up(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"PORTCULLIS_CSP\['script-src'\]"):
+        make_app(tmp_path, PORTCULLIS_CSP={"script-src": ["'unsafe-inline'"]})
+
+
+def test_headers_are_built_once_at_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(tmp_path, PORTCULLIS_CSP={"img-src": ["https://images.example.com"]})
+
+    def no_building_per_request(*args: object) -> str:
+        raise AssertionError("the policy is built per request")
+
+    monkeypatch.setattr(csp, "build", no_building_per_request)
+    client = app.test_client()
+    for _ in range(2):
+        assert (
+            "https://images.example.com" in client.get("/login").headers["Content-Security-Policy"]
+        )

@@ -12,7 +12,7 @@ from flask import Flask
 
 from flask_portcullis import get_state
 
-from .conftest import PASSWORD, login, submit
+from .conftest import PASSWORD, login, make_user, submit
 from .host_app import Customer, create_host_app, db
 
 README = Path(__file__).parent.parent / "README.md"
@@ -110,3 +110,84 @@ def test_host_login_manager_is_reused(host: Flask) -> None:
 
     assert host.login_manager is login_manager  # type: ignore[attr-defined]
     assert login_manager.login_view == "portcullis.login"
+
+
+# The public macros (templates/portcullis/macros.html) in the host's own layout
+# (tests/host_templates/layout.html imports them without context).
+SIGN_OUT_FORM = re.compile(
+    r'<form method="post" action="([^"]+)" class="inline portcullis-sign-out">\s*'
+    r'<input type="hidden" name="csrf_token" value="([^"]*)">\s*'
+    r'<button type="submit" class="([^"]+)">([^<]+)</button>'
+)
+
+
+def sign_out_forms(page: str) -> list[tuple[str, str, str, str]]:
+    """(action, token, button class, label) of each sign-out button on the page."""
+    return SIGN_OUT_FORM.findall(page)
+
+
+def test_host_nav_offers_sign_in_and_register_when_anonymous(host: Flask) -> None:
+    page = host.test_client().get("/").get_data(as_text=True)
+    assert '<nav class="host-nav"><ul class="portcullis-nav">' in page
+    assert '<li><a href="/login">Sign in</a></li>' in page
+    assert '<li><a href="/register">Register</a></li>' in page
+    assert sign_out_forms(page) == []
+    assert "/account" not in page
+
+
+def test_host_nav_leaves_out_register_when_sign_up_is_closed(tmp_path: Path) -> None:
+    host = create_host_app(f"sqlite:///{tmp_path / 'host.db'}", PORTCULLIS_REGISTRATION=False)
+    page = host.test_client().get("/").get_data(as_text=True)
+    assert '<li><a href="/login">Sign in</a></li>' in page
+    assert "/register" not in page
+
+
+@pytest.mark.parametrize(("roles", "admin_link"), [((), False), (("admin",), True)])
+def test_host_nav_shows_the_account_and_a_sign_out_button_when_signed_in(
+    host: Flask, roles: tuple[str, ...], admin_link: bool
+) -> None:
+    make_user(host, roles=roles)
+    client = host.test_client()
+    assert login(client).status_code == 302
+    page = client.get("/").get_data(as_text=True)
+    assert '<li><a href="/account">ada</a></li>' in page
+    assert ('<li><a href="/admin/">Admin</a></li>' in page) is admin_link
+    assert "Sign in" not in page
+    assert "/register" not in page
+    # The nav's button and the page's own, each a POST to /logout with a CSRF token.
+    forms = sign_out_forms(page)
+    assert [(action, cls, label) for action, _, cls, label in forms] == [
+        ("/logout", "link", "Sign out"),
+        ("/logout", "host-button", "Leave the shop"),
+    ]
+    assert all(token for _, token, _, _ in forms)
+
+
+def test_pressing_the_host_sign_out_button_signs_out(host: Flask) -> None:
+    make_user(host)
+    client = host.test_client()
+    login(client)
+    assert client.get("/shoes").status_code == 200
+    # Without the form's token the POST is refused (CSRF), and nobody is signed out.
+    refused = client.post("/logout", data={})
+    assert refused.status_code == 422
+    assert client.get("/shoes").status_code == 200
+    action, token, _, _ = sign_out_forms(client.get("/").get_data(as_text=True))[0]
+    response = client.post(action, data={"csrf_token": token})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login"
+    assert client.get("/shoes").status_code == 302
+    assert '<li><a href="/login">Sign in</a></li>' in client.get("/").get_data(as_text=True)
+
+
+def test_host_sign_out_button_works_with_csrf_turned_off(tmp_path: Path) -> None:
+    host = create_host_app(f"sqlite:///{tmp_path / 'host.db'}", WTF_CSRF_ENABLED=False)
+    make_user(host)
+    client = host.test_client()
+    assert client.get("/").status_code == 200
+    assert client.post("/login", data={"identity": "ada", "password": PASSWORD}).status_code == 302
+    page = client.get("/")
+    assert page.status_code == 200
+    action, token, _, _ = sign_out_forms(page.get_data(as_text=True))[0]
+    assert client.post(action, data={"csrf_token": token}).status_code == 302
+    assert client.get("/shoes").status_code == 302

@@ -70,6 +70,89 @@ def test_bad_values_fail_at_start_up_naming_the_key(
         Settings.from_config(config)
 
 
+GOOD_CSP = {
+    "img-src": ["https://images.example.com"],
+    "script-src": ["https://js.example.com", "'sha256-AbC+/dEf0123456789xyzXYZabcdefghijklmnopq='"],
+    "style-src": ["'unsafe-inline'"],  # allowed outside script: no code runs from CSS
+    "report-uri": ["https://csp.example.com/report"],
+    "upgrade-insecure-requests": [],
+}
+
+
+def test_csp_additions_are_kept_as_pairs_in_the_given_order() -> None:
+    settings = Settings.from_config({"PORTCULLIS_CSP": GOOD_CSP})
+    assert settings.csp == tuple((name, tuple(sources)) for name, sources in GOOD_CSP.items())
+    assert Settings().csp == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["img-src", "https://x.example"], "PORTCULLIS_CSP must be a mapping"),
+        ("img-src https://x.example", "PORTCULLIS_CSP must be a mapping"),
+        ({"img-source": ["https://x.example"]}, "unknown or unsupported directive 'img-source'"),
+        ({"sandbox": ["allow-forms"]}, "unsupported directive 'sandbox'"),
+        ({"img-src": "https://x.example"}, r"PORTCULLIS_CSP\['img-src'\] must be a list"),
+        ({"img-src": [3]}, r"PORTCULLIS_CSP\['img-src'\] must be a list"),
+        ({"img-src": []}, r"PORTCULLIS_CSP\['img-src'\] lists no source"),
+        ({"img-src": ["https://a.example; script-src *"]}, "is not one source"),
+        ({"img-src": ["https://a.example,https://b.example"]}, "is not one source"),
+        ({"img-src": ["https://a.example https://b.example"]}, "is not one source"),
+        ({"img-src": ["https://a.example\n"]}, "is not one source"),
+        ({"connect-src": ["self"]}, "keywords take single quotes"),
+        ({"connect-src": ["'self"]}, "not a CSP keyword"),
+        ({"connect-src": ["'none'"]}, "'none' cannot be added"),
+        ({"script-src": ["'nonce-abc123'"]}, "fixed nonce"),
+        ({"script-src": ["'unsafe-inline'"]}, r"'unsafe-inline' is refused in script-src"),
+        ({"script-src": ["'unsafe-eval'"]}, r"'unsafe-eval' is refused in script-src"),
+        ({"script-src-elem": ["'unsafe-inline'"]}, "refused in script-src-elem"),
+        ({"script-src-attr": ["'unsafe-hashes'"]}, "refused in script-src-attr"),
+        ({"script-src": ["https:"]}, "https: is refused in script-src"),
+        ({"script-src": ["data:"]}, "data: is refused in script-src"),
+        ({"script-src": ["*"]}, r"\* is refused in script-src"),
+        ({"upgrade-insecure-requests": ["https:"]}, "takes no sources"),
+    ],
+)
+def test_bad_csp_additions_are_refused_naming_the_key(value: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as refused:
+        Settings.from_config({"PORTCULLIS_CSP": value})
+    assert "PORTCULLIS_CSP" in str(refused.value)
+
+
+def test_unsafe_script_sources_are_refused_with_the_way_out() -> None:
+    with pytest.raises(ConfigurationError, match='PORTCULLIS_SECURITY_HEADERS to "portcullis"'):
+        Settings.from_config({"PORTCULLIS_CSP": {"script-src": ["'unsafe-inline'"]}})
+
+
+@pytest.mark.parametrize(
+    ("value", "scope"),
+    [(True, "all"), (False, "off"), ("portcullis", "portcullis"), ("all", "all"), ("off", "off")],
+)
+def test_security_headers_take_a_flag_or_a_scope(value: object, scope: str) -> None:
+    assert Settings.from_config({"PORTCULLIS_SECURITY_HEADERS": value}).security_headers == scope
+    assert Settings().security_headers == "all"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("pages", 'true, "portcullis" or false'), (1, "got 1")]
+)
+def test_bad_security_header_scopes_are_refused(value: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_config({"PORTCULLIS_SECURITY_HEADERS": value})
+
+
+def test_host_knobs_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASK_PORTCULLIS_CSP", '{"img-src": ["https://images.example.com"]}')
+    monkeypatch.setenv("FLASK_PORTCULLIS_SECURITY_HEADERS", "portcullis")  # a bare word
+    monkeypatch.setenv("FLASK_PORTCULLIS_API", "false")
+    settings = get_state(make_app(tmp_path)).settings
+    assert settings.csp == (("img-src", ("https://images.example.com",)),)
+    assert settings.security_headers == "portcullis"
+    assert settings.api is False
+
+
 def test_settings_come_from_flask_prefixed_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -44,6 +44,7 @@ def examine(app: Flask, state: State) -> list[Finding]:
     key = str(config.get("SECRET_KEY") or "")
     weak_key = len(key) < 32 or key.lower() in WEAK_KEYS or len(set(key)) < 8
     redis_ok = state.throttle.healthy() if settings.redis_url else False
+    own_pages_only = settings.security_headers == "portcullis"
     return [
         _check(
             not weak_key,
@@ -136,9 +137,10 @@ def examine(app: Flask, state: State) -> list[Finding]:
             severe=False,
         ),
         _check(
-            settings.security_headers,
+            settings.security_headers != "off",
             "security headers",
-            "CSP, frame and content-type headers on",
+            "CSP, frame and content-type headers on"
+            + (" Portcullis's pages (yours need their own)" if own_pages_only else ""),
             "PORTCULLIS_SECURITY_HEADERS is off: make sure another layer sets them",
             "OWASP ASVS 14.4",
             severe=False,

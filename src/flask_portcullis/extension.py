@@ -215,13 +215,13 @@ class Portcullis:
             )
         login_manager: LoginManager = getattr(app, "login_manager", None) or LoginManager(app)
         web.init_app(app, state, login_manager)
-        api.init_app(app, state)
         # First of all hooks: a request for an untrusted host has no URL adapter, so a hook
         # that builds a URL would fail on it. The API answers for its paths, the pages for all.
-        app.before_request_funcs.setdefault(None, [])[:0] = [
-            api.untrusted_host,
-            web.hosts.untrusted_host,
-        ]
+        first_hooks = [web.hosts.untrusted_host]
+        if settings.api:  # off: no route, hook or document of the API in this app
+            api.init_app(app, state)
+            first_hooks.insert(0, api.untrusted_host)
+        app.before_request_funcs.setdefault(None, [])[:0] = first_hooks
         cli.init_app(app)
         migrating.init_app(app, self.models.User.__tablename__)
         if settings.principal:

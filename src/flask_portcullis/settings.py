@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from limits import parse_many
 
+from .csp import Directives, directive_problems
 from .exceptions import ConfigurationError
 
 PREFIX = "PORTCULLIS_"
@@ -31,6 +32,8 @@ _EXAMPLES: dict[type, str] = {
 # Keys that keep their ecosystem name instead of PORTCULLIS_* (Flask-Limiter's off switch).
 _KEYS = {"rate_limits": "RATELIMIT_ENABLED"}
 VERIFICATION_MODES = ("required", "optional", "off")
+# Where the security headers go: every response, only Portcullis's own pages, or none.
+HEADER_SCOPES = ("all", "portcullis", "off")
 JWT_ALGORITHMS = ("EdDSA", "ES256", "HS256")
 
 
@@ -50,7 +53,14 @@ class Settings:
     remember_lifetime: int = 30 * 24 * 60 * 60
     site_name: str = "Portcullis"
     secure_cookies: bool = True
-    security_headers: bool = True
+    # One of HEADER_SCOPES; the config key also takes false ("off") and true ("all").
+    security_headers: str = dataclasses.field(default="all", metadata={"flag": ("off", "all")})
+    # Sources added to the strict CSP, per directive (see csp.py): a mapping in the config,
+    # kept as (directive, sources) pairs so the frozen settings stay hashable.
+    csp: Directives = dataclasses.field(
+        default=(),
+        metadata={"mapping": True, "example": '\'{"img-src": ["https://images.example.com"]}\''},
+    )
     registration: bool = True
     principal: bool = False
     post_login_view: str = "portcullis.account"
@@ -89,6 +99,8 @@ class Settings:
     jwt_audience: str = "portcullis-api"
     access_token_lifetime: int = 15 * 60
     cors_origins: tuple[str, ...] = ()
+    # The JSON API at /api/v1 (its routes, hooks and OpenAPI document), or none of it.
+    api: bool = True
     redis_url: str = ""
     redis_prefix: str = "portcullis"
     rate_limits: bool = True
@@ -102,12 +114,17 @@ class Settings:
             if key not in config:
                 continue
             value = config[key]
+            if "flag" in field.metadata:  # false, true or a named value; validate() checks it
+                values[field.name] = field.metadata["flag"][value] if type(value) is bool else value
+                continue
+            if "mapping" in field.metadata:
+                value = _pairs(key, value, field.metadata["example"])
             expected = type(field.default)
             if expected is tuple and isinstance(value, list | tuple):
                 value = tuple(value)
             # bool is an int subclass: refuse True for a number and 1 for a flag.
             if type(value) is not expected:
-                example = _EXAMPLES[expected]
+                example = field.metadata.get("example") or _EXAMPLES[expected]
                 raise ConfigurationError(
                     f"{key} must be {expected.__name__}, got {value!r}. "
                     f"As an environment variable use JSON, e.g. FLASK_{key}={example}."
@@ -167,6 +184,12 @@ class Settings:
                     )
         if not all(isinstance(role, str) and role for role in self.require_2fa_for_roles):
             problems.append('PORTCULLIS_REQUIRE_2FA_FOR_ROLES lists role names, e.g. ["admin"].')
+        if self.security_headers not in HEADER_SCOPES:
+            problems.append(
+                'PORTCULLIS_SECURITY_HEADERS must be true, "portcullis" or false, '
+                f"got {self.security_headers!r}."
+            )
+        problems.extend(directive_problems("PORTCULLIS_CSP", self.csp))
         if self.email_verification not in VERIFICATION_MODES:
             problems.append(
                 "PORTCULLIS_EMAIL_VERIFICATION must be one of "
@@ -223,3 +246,16 @@ class Settings:
             self.argon2_memory_cost >= OWASP_ARGON2["memory_cost"]
             and self.argon2_time_cost >= OWASP_ARGON2["time_cost"]
         )
+
+
+def _pairs(key: str, value: Any, example: str) -> Any:
+    """Turn a mapping of name -> list into (name, tuple) pairs; ``validate`` checks the rest."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"{key} must be a mapping, got {value!r}. "
+            f"As an environment variable use a JSON object, e.g. FLASK_{key}={example}."
+        )
+    return tuple(
+        (name, tuple(items) if isinstance(items, list | tuple) else items)
+        for name, items in value.items()
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, render_template, request
 from flask.typing import ResponseReturnValue
-from flask_login import LoginManager
+from flask_login import LoginManager, current_user
 from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -45,13 +45,17 @@ def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:
     init_login_manager(login_manager)
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
-    headers.init_app(app, security_headers=state.settings.security_headers)
+    headers.init_app(app, scope=state.settings.security_headers, extra=state.settings.csp)
     health.init_app(app)
     if state.settings.require_2fa_for_roles:
         app.before_request(two_factor.require_second_factor)
 
-    @app.context_processor
-    def portcullis_context() -> dict[str, object]:
-        # The nav's sign-out button is a POST form and needs a CSRF token. Only the
-        # token: error pages render the nav too, and must not parse the request body.
-        return {"portcullis_csrf_token": generate_csrf, "portcullis_settings": state.settings}
+    # Globals, not a context processor, so that templates/portcullis/macros.html works in a
+    # host's layout even when imported without context. The sign-out button is a POST form
+    # and needs a CSRF token; only the token: error pages render the nav too, and must not
+    # parse the request body.
+    app.jinja_env.globals.update(
+        portcullis_csrf_token=generate_csrf,
+        portcullis_settings=state.settings,
+        portcullis_current_user=current_user,
+    )

@@ -1,45 +1,64 @@
-"""Security headers on every response (OWASP ASVS 14.4, 3.4)."""
+"""Security headers (OWASP ASVS 14.4, 3.4) and the no-store rule for personal pages (8.2.1).
+
+The headers are built once, at start-up, from the settings: each response only
+appends what is missing.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Flask, Response, request, session
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",  # no inline script anywhere (ASVS 14.4.3)
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
+from .. import csp
+
 HSTS = "max-age=31536000; includeSubDomains"
-SECURITY_HEADERS = (
-    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
-    ("X-Frame-Options", "DENY"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "same-origin"),
-    ("Cross-Origin-Opener-Policy", "same-origin"),
-)
+# Portcullis's own pages, as PORTCULLIS_SECURITY_HEADERS = "portcullis" means them: the
+# account pages and their static files, the admin console and the JSON API.
+OWN_BLUEPRINTS = frozenset({"portcullis", "portcullis_admin", "portcullis_api"})
+CONTENT_SECURITY_POLICY = csp.build()  # the default, without a host's additions
 
 
-def add_security_headers(response: Response) -> Response:
-    """Set the headers unless the view set its own value.
+def security_headers(extra: csp.Directives = ()) -> tuple[tuple[str, str], ...]:
+    """Return the headers with ``extra`` CSP sources added.
 
-    One look at the names already set, then appends: ``setdefault`` per header
-    scanned the list twice for each (on every response of the app).
+    A host that lets frames in (``frame-ancestors``) gets no ``X-Frame-Options``: it
+    cannot list origins, and browsers that know CSP follow ``frame-ancestors`` instead.
     """
-    headers = response.headers
-    present = {name.lower() for name in headers.keys()}  # noqa: SIM118 (Headers, not a dict)
-    for name, value in SECURITY_HEADERS:
-        if name.lower() not in present:
-            headers.add(name, value)
-    if request.is_secure and "strict-transport-security" not in present:
-        headers.add("Strict-Transport-Security", HSTS)
-    return response
+    headers = [("Content-Security-Policy", csp.build(extra))]
+    if "frame-ancestors" not in dict(extra):
+        headers.append(("X-Frame-Options", "DENY"))
+    headers += [
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "same-origin"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    ]
+    return tuple(headers)
+
+
+def header_adder(
+    headers: tuple[tuple[str, str], ...], only: frozenset[str] | None = None
+) -> Callable[[Response], Response]:
+    """Make the after-request hook that adds ``headers`` (only to blueprints ``only``, if given)."""
+    names = [(name.lower(), name, value) for name, value in headers]
+
+    def add_security_headers(response: Response) -> Response:
+        """Set the headers unless the view set its own value.
+
+        One look at the names already set, then appends: ``setdefault`` per header
+        scanned the list twice for each (on every response of the app).
+        """
+        if only is not None and request.blueprint not in only:
+            return response
+        present = {name.lower() for name in response.headers.keys()}  # noqa: SIM118 (Headers)
+        for lower, name, value in names:
+            if lower not in present:
+                response.headers.add(name, value)
+        if request.is_secure and "strict-transport-security" not in present:
+            response.headers.add("Strict-Transport-Security", HSTS)
+        return response
+
+    return add_security_headers
 
 
 def no_store_when_personal(response: Response) -> Response:
@@ -52,7 +71,9 @@ def no_store_when_personal(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask, *, security_headers: bool) -> None:
+def init_app(app: Flask, *, scope: str, extra: csp.Directives = ()) -> None:
+    """Add no-store everywhere, and the headers in ``scope`` ("all", "portcullis" or "off")."""
     app.after_request(no_store_when_personal)
-    if security_headers:
-        app.after_request(add_security_headers)
+    if scope != "off":
+        only = OWN_BLUEPRINTS if scope == "portcullis" else None
+        app.after_request(header_adder(security_headers(extra), only))
