@@ -3,13 +3,16 @@ host's own test suite using them, run by pytester."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import bcrypt
 import pytest
 from flask import Flask
 
-from flask_portcullis import get_state
+from flask_portcullis import Portcullis, get_state
 from flask_portcullis.audit_events import Event
+from flask_portcullis.passwords import BcryptHasher
 from flask_portcullis.testing import (
     PASSWORD,
     ClientFactory,
@@ -76,6 +79,37 @@ def test_hashing_is_cheap_and_a_real_sign_in_upgrades_it(
 def test_an_unknown_column_is_refused_by_name(portcullis_user: UserFactory) -> None:
     with pytest.raises(TypeError, match="shoe_size"):
         portcullis_user(shoe_size=42)
+
+
+class BcryptOnly(BcryptHasher):
+    """A hasher chain of an app's own with no argon2 in it: bcrypt at its cheapest."""
+
+    def hash(self, password: str) -> str:
+        return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+    def needs_rehash(self, encoded: str) -> bool:
+        return False
+
+
+def test_an_app_that_verifies_no_argon2_gets_its_own_hashes(tmp_path: Path) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        TESTING=True,
+        SECRET_KEY="kit-" + "k" * 32,
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'own.db'}",
+    )
+    bcrypt_only = Portcullis(hashers=[BcryptOnly()])
+    bcrypt_only.init_app(app)
+    with app.app_context():
+        bcrypt_only.db.create_all()
+    try:
+        user = UserFactory(app)()
+        assert user.password_hash is not None
+        assert user.password_hash.startswith("$2b$04$")
+        assert login(app.test_client(), user.username, PASSWORD).status_code == 302
+    finally:
+        with app.app_context():
+            bcrypt_only.db.engine.dispose()
 
 
 # -- portcullis_client ---------------------------------------------------------------------
