@@ -440,3 +440,17 @@ def test_a_host_app_shared_by_its_tests_is_left_as_it_was(pytester: pytest.Pytes
     host_suite(pytester, HOST_TESTS_SHARING_AN_APP, app_scope="session")
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_a_host_may_import_the_kit_before_naming_it(pytester: pytest.Pytester) -> None:
+    # Type hints in the conftest import the module before pytest loads it as a plugin: pytest
+    # then cannot rewrite it, and says so (an error under filterwarnings = error) unless the
+    # module opts out of rewriting. A new process: this one imported the module long ago.
+    pytester.makeconftest(
+        "from flask_portcullis.testing import UserFactory\n\n"
+        'pytest_plugins = ["flask_portcullis.testing"]\n'
+    )
+    pytester.makepyfile(test_host="def test_nothing():\n    pass\n")
+    pytester.makeini("[pytest]\nfilterwarnings =\n    error\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
