@@ -35,6 +35,10 @@ from flask_portcullis.demo import MIGRATIONS, create_app
 from flask_portcullis.models import UserMixin
 from flask_portcullis.settings import OWASP_ARGON2
 
+# pytester runs host test suites (test_testing_kit.py); the kit's fixtures serve the demo app
+# below too. Plugins may be named only here, in the top-level conftest.
+pytest_plugins = ["pytester", "flask_portcullis.testing"]
+
 PASSWORD = "correct horse battery staple"
 # Cheap argon2id for speed; the real parameters are tested in test_passwords.py.
 FAST_HASH = {

@@ -214,6 +214,20 @@ class TwoFactorService:
             raise InvalidCode("That code is not right, or was used already.")
         return "recovery"
 
+    def next_code(self, user: UserMixin) -> str | None:
+        """Return a TOTP code that ``verify`` would accept now, or None (no app, or every step
+        in the drift window used). For tests (flask_portcullis.testing): it is what the
+        user's app shows now, or its next code when the current one was used already."""
+        record = self._db.get(self._models.TwoFactor, user.id)
+        secret = self.unseal(record.secret) if record is not None else None
+        if record is None or secret is None:
+            return None
+        now_step = int(self._clock().timestamp()) // STEP
+        step = max(now_step, record.last_step + 1)  # RFC 6238 5.2: a used step is refused
+        if step > now_step + DRIFT_STEPS:
+            return None
+        return pyotp.TOTP(secret, interval=STEP).at(step * STEP)
+
     # -- internals -----------------------------------------------------------------------
 
     def _matching_step(self, secret: str, code: str, *, after: int) -> int | None:
