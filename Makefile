@@ -25,12 +25,15 @@ run: install
 	$(FLASK) run --debug --host 127.0.0.1 --port 5000
 
 lint: install-dev
-	$(BIN)/ruff check src tests scripts bench
-	$(BIN)/ruff format --check src tests scripts bench
+	$(BIN)/ruff check src tests scripts bench examples
+	$(BIN)/ruff format --check src tests scripts bench examples
 	$(BIN)/mypy
+	cd examples/notes && ../../$(BIN)/mypy
 
+# The suite, then the example app's own (it uses only the pytest kit's fixtures).
 test: lint
 	$(BIN)/pytest
+	cd examples/notes && ../../$(BIN)/pytest
 
 # Portcullis beside a bare Flask route, a tutorial-style app and Flask-Security-Too
 # (installed into bench/.venv-fst), all under gunicorn; writes bench/RESULTS.md. Then

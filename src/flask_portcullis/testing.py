@@ -30,6 +30,7 @@ from .extension import get_state
 from .mail import Message
 from .models import UserMixin
 from .passwords import Argon2Hasher, PasswordHashing
+from .signup import PORTCULLIS_COLUMNS
 from .two_factor import STEP
 from .web.signin import sign_in
 
@@ -111,9 +112,10 @@ class UserFactory:
         """Store a user (registered as sign-up does, under the password policy) and return it.
 
         Defaults are unique even across tests that share a database. ``roles``
-        are created when missing; ``columns`` are set on your user model after
-        registration. The object is detached from any database session, its
-        columns, roles and permissions loaded; ``user.password`` is the plain
+        are created when missing; ``columns`` are set on your user model (yours
+        with the new row, Portcullis's own, such as ``active``, right after). The
+        object is detached from any database session, its columns, roles and
+        permissions loaded; ``user.password`` is the plain
         password (unless your model has a ``password`` attribute of its own).
         """
         self._made += 1
@@ -131,12 +133,16 @@ class UserFactory:
             # Hash cheaply for this call only: register is the service's one way in, and it
             # hashes with the chain it holds. (Users are made from the test's own thread.)
             hashing, accounts.hashing = accounts.hashing, self._cheap or accounts.hashing
+            # The host's own columns go in with the row (one may be NOT NULL); Portcullis's
+            # (``active=False``, say) are set after, as only a test may.
+            own = {k: v for k, v in columns.items() if k not in PORTCULLIS_COLUMNS}
             try:
-                user = accounts.register(username, email, password, verified=verified)
+                user = accounts.register(username, email, password, verified=verified, extra=own)
             finally:
                 accounts.hashing = hashing
             for name, value in columns.items():
-                setattr(user, name, value)
+                if name not in own:
+                    setattr(user, name, value)
             state.db.session.commit()
             for role in roles:
                 state.roles.ensure(role)

@@ -24,7 +24,5 @@ class Note(db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[int] = mapped_column(primary_key=True)
     body: Mapped[str] = mapped_column(sa.String(500))
     created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(UTC))
-    user_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
     author: Mapped[User] = relationship(back_populates="notes")

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required
+from flask_login import current_user
+
+from flask_portcullis import login_required
 
 from . import db
 from .models import Note
@@ -11,7 +13,7 @@ bp = Blueprint("notes", __name__)
 
 
 @bp.route("/")
-@login_required  # type: ignore[misc]
+@login_required
 def index() -> ResponseReturnValue:
     notes = db.session.scalars(
         db.select(Note).where(Note.user_id == current_user.id).order_by(Note.id)
@@ -20,7 +22,7 @@ def index() -> ResponseReturnValue:
 
 
 @bp.post("/notes")
-@login_required  # type: ignore[misc]
+@login_required
 def add_note() -> ResponseReturnValue:
     body = request.form.get("body", "").strip()[:500]
     if body:
