@@ -98,15 +98,19 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-@schema.parametrize()
-@settings(
+# Deterministic runs of a bounded size. Timing and filtering depend on the machine, not on
+# the API: never fail a CI run on them.
+FUZZING = settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
     derandomize=True,
     database=None,
-    # Timing and filtering depend on the machine, not on the API: never fail a CI run on them.
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+
+@schema.parametrize()
+@FUZZING
 def test_every_operation_answers_as_documented(
     case: schemathesis.Case[Any], access_token: str
 ) -> None:

@@ -49,6 +49,8 @@ from .test_doctor import run_doctor
 
 # One id per test run: every database this run creates carries it, and no other run's does.
 RUN_ID = secrets.token_hex(4)
+# Shared by every Server (other modules use the fixture too), so no two databases share a name.
+NUMBERS = itertools.count()
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
 # The maintenance database each server already has; CREATE/DROP DATABASE run from there.
@@ -115,11 +117,10 @@ class Server:
     folder: Path
     admin: sa.Engine | None = None  # None for SQLite: a database is a file
     created: list[str] = field(default_factory=list)
-    _numbers: Iterator[int] = field(default_factory=itertools.count)
 
     def create_database(self) -> str:
         """Create an empty database and return its SQLAlchemy URL."""
-        name = f"portcullis_{RUN_ID}_{next(self._numbers)}"
+        name = f"portcullis_{RUN_ID}_{next(NUMBERS)}"
         if self.admin is None:
             return f"sqlite:///{self.folder / (name + '.db')}"
         quoted = self.admin.dialect.identifier_preparer.quote_identifier(name)

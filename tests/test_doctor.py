@@ -51,6 +51,7 @@ STANDARDS = {
     "passkey site": "WebAuthn Level 3, 5.1.3",
     "database": "operations",
     "look-alike usernames": "Unicode UTS #39",
+    "adopted duplicates": "RFC 8265 / docs/adopting.md",
 }
 # "FAIL  secret key        SECRET_KEY is short ...  [OWASP ASVS 6.4.1]"
 FINDING = re.compile(r"^(PASS|WARN|FAIL)  (\S+(?: \S+)*) {2,}(.*\S)  \[([^\]]+)\]$")

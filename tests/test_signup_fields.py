@@ -12,7 +12,6 @@ import pytest
 import schemathesis
 from flask import Flask, render_template_string
 from flask_sqlalchemy import SQLAlchemy
-from hypothesis import HealthCheck, settings
 from sqlalchemy import String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from werkzeug.datastructures import MultiDict
@@ -47,7 +46,7 @@ from flask_portcullis.mail import Message
 from flask_portcullis.signup import SignupFields
 
 from .conftest import FAST_HASH, GENEROUS_LIMITS, PASSWORD, make_app, submit, text
-from .test_api_schema import CHECKS, MAX_EXAMPLES
+from .test_api_schema import CHECKS, FUZZING
 from .test_api_schema import _node_id_for_schemathesis as _node_id_for_schemathesis
 
 API = "/api/v1"
@@ -429,13 +428,7 @@ fuzzed = schemathesis.pytest.from_fixture("register_schema")
 
 
 @fuzzed.parametrize()
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+@FUZZING
 def test_the_hosts_register_answers_as_documented(
     case: schemathesis.Case[Any], fuzzed_host: Flask
 ) -> None:

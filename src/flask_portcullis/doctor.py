@@ -188,20 +188,19 @@ def examine(app: Flask, state: State) -> list[Finding]:
 LOOK_ALIKES_SHOWN = 10
 
 
+def _not_checked(state: State, item: str, standard: str) -> Finding:
+    state.db.session.rollback()
+    return _check(
+        False, item, "", "not checked: database unreachable or not migrated", standard, severe=False
+    )
+
+
 def _look_alikes(state: State) -> Finding:
     """Accounts kept by migration 0007 whose names look like an older account's (UTS #39)."""
     try:
         pairs = state.accounts.look_alikes()
     except SQLAlchemyError:
-        state.db.session.rollback()
-        return _check(
-            False,
-            "look-alike usernames",
-            "",
-            "not checked: database unreachable or not migrated",
-            "Unicode UTS #39",
-            severe=False,
-        )
+        return _not_checked(state, "look-alike usernames", "Unicode UTS #39")
     shown = [
         f"{later.username!r} (id {later.id}) looks like "
         + (f"{earlier.username!r} (id {earlier.id})" if earlier else "a deleted account")
@@ -224,15 +223,7 @@ def _adopted_duplicates(state: State) -> Finding:
     try:
         users = state.accounts.adopted_duplicates()
     except SQLAlchemyError:
-        state.db.session.rollback()
-        return _check(
-            False,
-            "adopted duplicates",
-            "",
-            "not checked: database unreachable or not migrated",
-            "docs/adopting.md",
-            severe=False,
-        )
+        return _not_checked(state, "adopted duplicates", "RFC 8265 / docs/adopting.md")
     shown = [
         f"{user.username!r} <{user.email}> (id {user.id})" for user in users[:LOOK_ALIKES_SHOWN]
     ]
@@ -244,6 +235,6 @@ def _adopted_duplicates(state: State) -> Finding:
         f"{len(users)} adopted account(s) share a username or email, but for case, with an "
         "older account; each signs in only by its other identity until you rename it or "
         "merge the two: " + "; ".join(shown) + more,
-        "docs/adopting.md",
+        "RFC 8265 / docs/adopting.md",
         severe=False,
     )
