@@ -18,9 +18,10 @@ from .exceptions import (
     PasswordRejected,
     PortcullisError,
 )
-from .extension import Portcullis, State, get_state
+from .extension import Portcullis
 from .models import NAMING_CONVENTION, PermissionMixin, RoleMixin, SessionMixin, UserMixin
 from .settings import Settings
+from .state import State, get_state
 from .web.forms import RegisterForm
 
 #: The shipped Alembic migrations: ``Migrate(app, db, directory=flask_portcullis.MIGRATIONS)``.

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from flask import current_app, has_app_context
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -46,10 +45,12 @@ _SECRET_WORDS = (
 class AuditLog:
     """Append security events and read them back."""
 
-    def __init__(self, db: DbSession, models: Models, clock: Clock) -> None:
+    def __init__(self, db: DbSession, models: Models, clock: Clock, sender: object = None) -> None:
+        """``sender`` is what the signals are sent with: the app, so hosts can connect_via it."""
         self._db = db
         self._models = models
         self._clock = clock
+        self._sender = sender
 
     def record(
         self,
@@ -78,7 +79,7 @@ class AuditLog:
             # The action itself is done; losing its log row must not turn it into an error.
             self._db.rollback()
             logger.error("could not write audit event %s for user %s", event, user_id)
-        sender = current_app._get_current_object() if has_app_context() else None  # type: ignore[attr-defined]
+        sender = self._sender
         payload: dict[str, Any] = {
             "user_id": user_id,
             "ip": ip,

@@ -14,8 +14,8 @@ from sqlalchemy.exc import DBAPIError
 
 from .audit_events import Event
 from .exceptions import PasswordRejected, PortcullisError
-from .extension import get_state
 from .models import UserMixin
+from .state import get_state
 
 
 class Commands(AppGroup):

@@ -13,8 +13,8 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import health
-from .extension import State
 from .settings import OWASP_ARGON2
+from .state import State
 
 WEAK_KEYS = {"dev", "secret", "changeme", "change-me", "secret-key", "development"}
 

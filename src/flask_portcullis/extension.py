@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from flask import Flask, current_app
+from flask import Flask
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -22,7 +21,7 @@ from .exceptions import ConfigurationError
 from .hosts import TrustedHosts, trusted_hosts
 from .mail import MailSender, sender_from_config
 from .migrating import enforce_sqlite_foreign_keys
-from .models import Models, UserMixin, build_models
+from .models import UserMixin, build_models
 from .notify import Notifier
 from .passkeys import PasskeyService
 from .password_policy import PasswordPolicy, PasswordValidator
@@ -31,7 +30,8 @@ from .rbac import RoleService
 from .refresh_tokens import RefreshTokens
 from .sessions import SessionService
 from .settings import Settings
-from .signup import SignupFields, require_signup_fields
+from .signup import require_signup_fields
+from .state import State
 from .throttling import LoginGuard, Throttle
 from .tokens import TokenService
 from .two_factor import TwoFactorService
@@ -40,42 +40,6 @@ if TYPE_CHECKING:
     from .web.forms import RegisterForm
 
 logger = logging.getLogger("flask_portcullis")
-
-
-@dataclass(frozen=True)
-class State:
-    """What one app's Portcullis holds, kept in ``app.extensions["portcullis"]``."""
-
-    settings: Settings
-    models: Models
-    db: SQLAlchemy
-    accounts: AccountService
-    sessions: SessionService
-    devices: DeviceService
-    roles: RoleService
-    notifier: Notifier
-    throttle: Throttle
-    audit: AuditLog
-    access_tokens: AccessTokens
-    refresh_tokens: RefreshTokens
-    two_factor: TwoFactorService
-    passkeys: PasskeyService
-    debug: bool  # as configured when the app was set up (the CLI resets app.debug later)
-    clock: Clock
-    hosts: TrustedHosts
-    signup: SignupFields  # the register form and its host-added fields
-
-
-def get_state(app: Flask | None = None) -> State:
-    """Return the Portcullis state of ``app`` (default: the current app)."""
-    app = app or current_app
-    try:
-        return cast(State, app.extensions["portcullis"])
-    except KeyError:
-        raise RuntimeError(
-            "Portcullis is not set up on this app: "
-            "call Portcullis(app) or portcullis.init_app(app) first."
-        ) from None
 
 
 class Portcullis:
@@ -184,7 +148,7 @@ class Portcullis:
                 self._mail_sender or sender_from_config(app.config), throttle, settings
             ),
             throttle=throttle,
-            audit=AuditLog(session, self.models, clock),
+            audit=AuditLog(session, self.models, clock, sender=app),
             access_tokens=AccessTokens(
                 keys,
                 algorithm=settings.jwt_algorithm,

@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .extension import State
+from .state import State
 
 logger = logging.getLogger("flask_portcullis.health")
 

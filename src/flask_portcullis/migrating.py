@@ -181,7 +181,7 @@ def _column_names(operation: ops.CreateUniqueConstraintOp | ops.CreateIndexOp) -
 
 def alembic_options(app: Flask) -> dict[str, Any]:
     """The ``context.configure`` arguments Portcullis needs, for a hand-written env.py."""
-    from .extension import get_state
+    from .state import get_state
 
     user_table = get_state(app).models.User.__tablename__
     return {

@@ -26,11 +26,11 @@ import pytest
 from flask import Flask, session
 from flask.testing import FlaskClient
 
-from .extension import get_state
 from .mail import Message
 from .models import UserMixin
 from .passwords import Argon2Hasher, PasswordHashing
 from .signup import PORTCULLIS_COLUMNS
+from .state import get_state
 from .two_factor import STEP
 from .web.signin import sign_in
 

@@ -11,10 +11,10 @@ from werkzeug.routing import Map, Rule
 
 from ..audit_events import Event
 from ..exceptions import PortcullisError, Throttled
-from ..extension import State
-from ..web.events import audit
+from ..state import State
 from . import openapi, problems, signup, views  # noqa: F401  (registers the routes)
 from .endpoints import SPECS, api_bp
+from .events import audit
 
 MAX_BODY = 256 * 1024  # a few fields: well above the longest valid body
 

@@ -17,9 +17,6 @@ from ..accounts import TWO_FACTOR_WINDOW
 from ..audit_events import Event
 from ..devices import API
 from ..exceptions import (
-    AccountInactive,
-    EmailNotVerified,
-    EmailTaken,
     FieldError,
     InvalidCredentials,
     NotFound,
@@ -27,13 +24,13 @@ from ..exceptions import (
     RefreshTokenReused,
     TokenInvalid,
 )
-from ..extension import State, get_state
 from ..identity import mask_email
 from ..models import UserMixin
-from ..web.events import audit, notify_unusual_sign_in, verify_second_factor
-from ..web.signin import client_ip, current_device
+from ..state import State, get_state
+from ..usecases import passwords, signin, signup
 from . import schemas
 from .endpoints import endpoint
+from .events import audit, client
 from .problems import Unauthorized
 from .signup import extra_values
 
@@ -104,25 +101,11 @@ def register(data: schemas.Register) -> tuple[Response, int]:
     alike (the owner of a taken one is mailed instead), so nobody learns who has an account.
     The body may carry the host's sign-up fields too (``Portcullis(register_form=...)``)."""
     state = get_state()
-    required = state.settings.email_verification == "required"
     extra = extra_values(state.signup, data)  # the form's validators, as on the page
-    try:
-        user = state.accounts.register(
-            data.username, data.email, data.password, client=client_ip(), extra=extra
-        )
-    except EmailTaken:
-        if not required:
-            raise
-        owner = state.accounts.get_by_email(data.email)
-        if owner is not None:
-            state.notifier.registration_attempt(owner, current_device(), client_ip())
+    outcome = signup.sign_up(state, client(), data.username, data.email, data.password, extra)
+    if outcome.user is None or state.settings.email_verification == "required":
         return accepted(CHECK_INBOX)
-    audit(Event.ACCOUNT_CREATED, user.id, via="api")
-    if state.settings.email_verification != "off":
-        state.notifier.verification(user, state.accounts.make_verification_token(user), quiet=True)
-    if required:
-        return accepted(CHECK_INBOX)
-    return jsonify(user_body(user)), 201
+    return jsonify(user_body(outcome.user)), 201
 
 
 @endpoint(
@@ -136,16 +119,9 @@ def register(data: schemas.Register) -> tuple[Response, int]:
 )
 def login(data: schemas.Login) -> ResponseReturnValue:
     state = get_state()
-    try:
-        user = state.accounts.authenticate(
-            data.identity,
-            data.password,
-            client=client_ip(),
-            device_tokens=presented(data.device_token),
-        )
-    except (InvalidCredentials, AccountInactive, EmailNotVerified) as exc:
-        audit(Event.SIGN_IN_FAILED, exc.user_id, reason=exc.reason, via="api")
-        raise
+    user = signin.check_password(
+        state, client(), data.identity, data.password, presented(data.device_token)
+    )
     if state.two_factor.is_enabled(user):
         challenge = schemas.TwoFactorChallenge(
             challenge=state.accounts.make_two_factor_challenge(user),
@@ -164,12 +140,11 @@ def signed_in(user: UserMixin, device_token: str | None, **detail: str) -> Respo
     """Tokens for a completed sign-in, and the client's trusted-device token (refreshed when
     it sent a live one for this account, else new)."""
     state = get_state()
-    notify_unusual_sign_in(user)
-    user_agent = request.user_agent.string
-    grant = state.refresh_tokens.start(user, ip=client_ip(), user_agent=user_agent)
-    audit(Event.SIGN_IN, user.id, via="api", **detail)
+    caller = client()
+    grant = state.refresh_tokens.start(user, ip=caller.ip, user_agent=caller.user_agent)
+    signin.signed_in(state, caller, user, **detail)
     trust = state.devices.trust(
-        user, presented(device_token), kind=API, ip=client_ip(), user_agent=user_agent
+        user, presented(device_token), kind=API, ip=caller.ip, user_agent=caller.user_agent
     )
     body = schemas.SignedIn(
         access_token=state.access_tokens.issue(user.id, grant.session),
@@ -191,7 +166,7 @@ def signed_in(user: UserMixin, device_token: str | None, **detail: str) -> Respo
 def login_two_factor(data: schemas.TwoFactorStep) -> Response:
     state = get_state()
     user = state.accounts.check_two_factor_challenge(data.challenge)
-    method = verify_second_factor(user, data.code, via="api")
+    method = signin.verify_second_factor(state, client(), user, data.code)
     state.accounts.admit(user)  # the challenge is used up
     return signed_in(user, data.device_token, factor=method)
 
@@ -272,14 +247,12 @@ def change_password(data: schemas.ChangePassword) -> tuple[str, int]:
     user, _ = bearer()
     state = get_state()
     try:
-        state.accounts.change_password(user, data.current_password, data.new_password)
+        passwords.change_password(state, client(), user, data.current_password, data.new_password)
     except InvalidCredentials:
         # A wrong *current* password is a field error: the bearer token itself is fine.
         raise FieldError("current_password", "That is not your current password.") from None
     except PasswordRejected as exc:
         raise FieldError("new_password", " ".join(exc.reasons)) from None
-    audit(Event.PASSWORD_CHANGED, user.id, via="api")
-    state.notifier.password_changed(user, current_device(), reset=False)
     return "", 204
 
 
@@ -295,10 +268,8 @@ def change_password(data: schemas.ChangePassword) -> tuple[str, int]:
 def request_verification() -> tuple[Response, int]:
     user, _ = bearer()
     state = get_state()
-    if user.email_verified:
+    if not signup.send_verification(state, client(), user):
         return accepted("The address is already verified.")
-    state.notifier.limit(user.email, client_ip())
-    state.notifier.verification(user, state.accounts.make_verification_token(user))
     return accepted(f"A verification link is on its way to {mask_email(user.email)}.")
 
 
@@ -313,8 +284,7 @@ def request_verification() -> tuple[Response, int]:
 )
 def resend_verification(data: schemas.EmailBody) -> tuple[Response, int]:
     """For clients not signed in yet, e.g. when sign-in answers email_not_verified."""
-    state = get_state()
-    state.notifier.offer_verification(state.accounts, data.email, client_ip())
+    signup.offer_verification(get_state(), client(), data.email)
     return accepted("If that address still needs verifying, a link is on its way.")
 
 
@@ -327,8 +297,7 @@ def resend_verification(data: schemas.EmailBody) -> tuple[Response, int]:
     errors=(400,),
 )
 def verify_email(data: schemas.TokenBody) -> Response:
-    user = get_state().accounts.verify_email(data.token)
-    audit(Event.EMAIL_VERIFIED, user.id, via="api")
+    user = signup.verify_email(get_state(), client(), data.token)
     return jsonify(user_body(user))
 
 
@@ -342,8 +311,7 @@ def verify_email(data: schemas.TokenBody) -> Response:
     errors=(429,),
 )
 def forgot_password(data: schemas.EmailBody) -> tuple[Response, int]:
-    state = get_state()
-    state.notifier.offer_reset(state.accounts, data.email, client_ip())
+    passwords.offer_reset(get_state(), client(), data.email)
     return accepted("If an account uses that address, a reset link is on its way.")
 
 
@@ -356,10 +324,7 @@ def forgot_password(data: schemas.EmailBody) -> tuple[Response, int]:
     errors=(400, 422),
 )
 def reset_password(data: schemas.ResetPassword) -> tuple[str, int]:
-    state = get_state()
-    user = state.accounts.reset_password(data.token, data.password)
-    audit(Event.PASSWORD_RESET, user.id, via="api")
-    state.notifier.password_changed(user, current_device(), reset=True)
+    passwords.reset_password(get_state(), client(), data.token, data.password)
     return "", 204
 
 

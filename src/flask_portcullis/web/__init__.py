@@ -10,7 +10,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..audit_events import Event
 from ..exceptions import Throttled
-from ..extension import State
+from ..state import State
 from . import (  # noqa: F401  (registers the routes)
     account,
     admin,

@@ -9,11 +9,13 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from ..audit_events import LABELS, Event
+from ..caller import client_ip, current_device, this_client
 from ..decorators import login_required
 from ..exceptions import DeliveryFailed, FieldError, InvalidCredentials, PasswordRejected
-from ..extension import get_state
 from ..identity import mask_email
 from ..models import AuditEventMixin, UserMixin
+from ..state import get_state
+from ..usecases import passwords
 from .blueprints import bp
 from .ceremony import begin, relying_party
 from .events import audit
@@ -28,8 +30,6 @@ from .forms import (
 from .fresh import ask_for_password, fresh_login_required
 from .redirects import safe_next
 from .signin import (
-    client_ip,
-    current_device,
     current_session_id,
     current_session_record,
     is_fresh,
@@ -92,8 +92,12 @@ def change_password() -> ResponseReturnValue:
         record = current_session_record()
         remember = bool(record and record.remember)
         try:
-            get_state().accounts.change_password(
-                user, form.current_password.data or "", form.new_password.data or ""
+            passwords.change_password(
+                get_state(),
+                this_client(),
+                user,
+                form.current_password.data or "",
+                form.new_password.data or "",
             )
         except InvalidCredentials:
             form.current_password.errors = [WRONG_PASSWORD]
@@ -102,8 +106,6 @@ def change_password() -> ResponseReturnValue:
         else:
             # Every old session has ended; this browser continues on a fresh id.
             sign_in(user, remember=remember)
-            audit(Event.PASSWORD_CHANGED, user.id)
-            get_state().notifier.password_changed(user, current_device(), reset=False)
             flash("Password changed. You were signed out everywhere else.", "success")
             return redirect(url_for("portcullis.account"))
     return render_form("portcullis/password.html", form)

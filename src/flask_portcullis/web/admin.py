@@ -6,8 +6,8 @@ from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
 from ..decorators import roles_required
-from ..extension import get_state
 from ..rbac import ADMIN_ROLE
+from ..state import get_state
 from .blueprints import admin_bp
 
 PAGE_SIZE = 50

@@ -7,18 +7,17 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from ..audit_events import Event
+from ..caller import this_client
 from ..exceptions import (
     AccountInactive,
-    DeliveryFailed,
     EmailNotVerified,
     EmailTaken,
     FieldError,
     InvalidCredentials,
     PasswordRejected,
 )
-from ..extension import get_state
-from ..identity import clean_email
-from ..models import UserMixin
+from ..state import get_state
+from ..usecases import signin, signup
 from .blueprints import bp
 from .ceremony import begin, relying_party
 from .events import audit, complete_sign_in
@@ -26,7 +25,7 @@ from .feedback import render_form, show_error
 from .forms import ConfirmForm, LoginForm
 from .links import PENDING_VERIFICATION
 from .redirects import safe_next
-from .signin import client_ip, current_device, sign_in, sign_out
+from .signin import sign_in, sign_out
 from .trusted import presented_tokens
 from .two_factor import start_second_step
 
@@ -49,59 +48,47 @@ def register() -> ResponseReturnValue:
     extra_fields = [form[name] for name in state.signup.names]  # the host's, after ours
     if form.validate_on_submit():
         try:
-            user = state.accounts.register(
+            outcome = signup.sign_up(
+                state,
+                this_client(),
                 form.username.data or "",
                 form.email.data or "",
                 form.password.data or "",
-                client=client_ip(),
                 extra={name: form[name].data for name in state.signup.names},
             )
-        except EmailTaken:
-            if state.settings.email_verification != "required":
-                show_error(form, EmailTaken())
-            else:
-                return tell_the_owner(form.email.data or "")
-        except (FieldError, PasswordRejected) as exc:  # others: the 429 / 503 / 404 pages
+        except (EmailTaken, FieldError, PasswordRejected) as exc:  # others: 429 / 503 / 404
             show_error(form, exc)
         else:
-            return welcome(user)
+            return welcome(outcome)
     return render_form("portcullis/register.html", form, extra_fields=extra_fields)
 
 
-def tell_the_owner(address: str) -> ResponseReturnValue:
-    """Someone signed up with an address that has an account: answer as for a new account,
-    and mail the owner instead (no enumeration; only with verification required, where a
-    new account is not signed in either)."""
-    state = get_state()
-    address = clean_email(address)  # shown and kept exactly as a new sign-up's would be
-    owner = state.accounts.get_by_email(address)
-    if owner is not None:
-        state.notifier.registration_attempt(owner, current_device(), client_ip())
-    session[PENDING_VERIFICATION] = address
-    return render_template("portcullis/check_inbox.html", reason="verify", email=address)
+def welcome(outcome: signup.SignUp) -> ResponseReturnValue:
+    """After sign-up: sign in (unless verification is required), or ask to check the inbox.
 
-
-def welcome(user: UserMixin) -> ResponseReturnValue:
-    """After sign-up: sign in (unless verification is required) and send the confirmation link."""
-    state = get_state()
-    mode = state.settings.email_verification
-    audit(Event.ACCOUNT_CREATED, user.id)
-    if mode != "required":
-        sign_in(user, remember=False)  # first: signing in empties the session, flashes too
-        audit(Event.SIGN_IN, user.id, remember=False)
-        flash(f"Welcome, {user.username}! Your account is ready.", "success")
-    if mode != "off":
-        try:
-            state.notifier.verification(user, state.accounts.make_verification_token(user))
-        except DeliveryFailed:
+    A taken address (verification required) is answered exactly like a new one.
+    """
+    mode = get_state().settings.email_verification
+    user = outcome.user
+    if mode == "required" or user is None:
+        session[PENDING_VERIFICATION] = outcome.address
+        if outcome.mail_failed:
             flash(
-                "We could not send the confirmation email. You can ask for a new one "
-                + ("below." if mode == "required" else "on your account page."),
+                "We could not send the confirmation email. You can ask for a new one below.",
                 "error",
             )
-    if mode == "required":
-        session[PENDING_VERIFICATION] = user.email
-        return render_template("portcullis/check_inbox.html", reason="verify", email=user.email)
+        return render_template(
+            "portcullis/check_inbox.html", reason="verify", email=outcome.address
+        )
+    sign_in(user, remember=False)  # first: signing in empties the session, flashes too
+    audit(Event.SIGN_IN, user.id, remember=False)
+    flash(f"Welcome, {user.username}! Your account is ready.", "success")
+    if outcome.mail_failed:
+        flash(
+            "We could not send the confirmation email. You can ask for a new one on your "
+            "account page.",
+            "error",
+        )
     return redirect(after_login_url())
 
 
@@ -112,22 +99,20 @@ def login() -> ResponseReturnValue:
     form = LoginForm()
     if form.validate_on_submit():
         try:
-            user = get_state().accounts.authenticate(
+            user = signin.check_password(
+                get_state(),
+                this_client(),
                 form.identity.data or "",
                 form.password.data or "",
-                client=client_ip(),
-                device_tokens=presented_tokens(),
+                presented_tokens(),
             )
-        except InvalidCredentials as exc:
-            audit(Event.SIGN_IN_FAILED, exc.user_id, reason=exc.reason)
+        except InvalidCredentials:
             form.form_errors.append(BAD_CREDENTIALS)
-        except AccountInactive as exc:
-            audit(Event.SIGN_IN_FAILED, exc.user_id, reason=exc.reason)
+        except AccountInactive:
             form.form_errors.append(
                 "This account is deactivated. Contact the site's administrator."
             )
         except EmailNotVerified as exc:
-            audit(Event.SIGN_IN_FAILED, exc.user_id, reason=exc.reason)
             pending = get_state().accounts.get(exc.user_id)
             session[PENDING_VERIFICATION] = pending.email if pending else ""
             form.form_errors.append(str(exc))

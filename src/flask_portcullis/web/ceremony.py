@@ -16,8 +16,8 @@ from flask import request, session
 from webauthn import base64url_to_bytes
 from webauthn.helpers import bytes_to_base64url
 
-from ..extension import get_state
 from ..passkeys import CHALLENGE_LIFETIME, Ceremony, RelyingParty
+from ..state import get_state
 
 CEREMONY = "_portcullis_webauthn"
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .. import health
 from ..exceptions import Unavailable
-from ..extension import get_state
+from ..state import get_state
 from .blueprints import bp
 
 logger = logging.getLogger("flask_portcullis")

@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from ..audit_events import Event
+from ..caller import this_client
 from ..exceptions import (
     DeliveryFailed,
     EmailTaken,
@@ -21,14 +22,14 @@ from ..exceptions import (
     TokenExpired,
     TokenInvalid,
 )
-from ..extension import get_state
 from ..identity import mask_email
+from ..state import get_state
 from ..tokens import Purpose
+from ..usecases import passwords, signup
 from .blueprints import bp
 from .events import audit
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, ForgotPasswordForm, ResetPasswordForm
-from .signin import client_ip, current_device
 
 # The address a signed-out visitor may ask to re-send a confirmation link to: set after a
 # sign-up (new or taken: both look alike) and after a sign-in refused for want of one.
@@ -65,10 +66,9 @@ def verify_email(token: str) -> ResponseReturnValue:
         state.accounts.check_link(Purpose.VERIFY_EMAIL, token)
         if not form.validate_on_submit():
             return no_referrer(render_template("portcullis/verify_email.html", form=form))
-        user = state.accounts.verify_email(token)
+        signup.verify_email(state, this_client(), token)
     except TokenInvalid as exc:
         return link_problem(exc, again=again, again_label="Ask for a new link")
-    audit(Event.EMAIL_VERIFIED, user.id)
     session.pop(PENDING_VERIFICATION, None)
     flash("Thank you: your email address is confirmed.", "success")
     return redirect(again)
@@ -86,16 +86,15 @@ def resend_verification() -> ResponseReturnValue:
     if not form.validate_on_submit():
         flash("That form expired; press the button again.", "error")
         return redirect(back)
-    if user.email_verified:
-        flash("Your email address is already confirmed.", "info")
-        return redirect(back)
-    state.notifier.limit(user.email, client_ip())
     try:
-        state.notifier.verification(user, state.accounts.make_verification_token(user))
+        sent = signup.send_verification(state, this_client(), user)
     except DeliveryFailed as exc:
         flash(str(exc), "error")
     else:
-        flash(f"We sent a new confirmation link to {mask_email(user.email)}.", "success")
+        if sent:
+            flash(f"We sent a new confirmation link to {mask_email(user.email)}.", "success")
+        else:
+            flash("Your email address is already confirmed.", "info")
     return redirect(back)
 
 
@@ -108,7 +107,7 @@ def resend_to_pending_address(form: ConfirmForm) -> ResponseReturnValue:
     if not form.validate_on_submit() or not isinstance(pending, str):
         flash("Sign in again to ask for a new confirmation link.", "error")
         return redirect(back)
-    state.notifier.offer_verification(state.accounts, pending, client_ip())
+    signup.offer_verification(state, this_client(), pending)
     flash(f"If {mask_email(pending)} still needs confirming, a new link is on its way.", "success")
     return redirect(back)
 
@@ -122,7 +121,7 @@ def forgot_password() -> ResponseReturnValue:
     state = get_state()
     form = ForgotPasswordForm()
     if form.validate_on_submit():
-        state.notifier.offer_reset(state.accounts, form.email.data or "", client_ip())
+        passwords.offer_reset(state, this_client(), form.email.data or "")
         return render_template("portcullis/check_inbox.html", reason="reset")
     return render_form("portcullis/forgot_password.html", form)
 
@@ -138,14 +137,12 @@ def reset_password(token: str) -> ResponseReturnValue:
     form = ResetPasswordForm()
     if form.validate_on_submit():
         try:
-            user = state.accounts.reset_password(token, form.password.data or "")
+            passwords.reset_password(state, this_client(), token, form.password.data or "")
         except TokenInvalid as exc:
             return link_problem(exc, again=again, again_label="Send me a new link")
         except (FieldError, PasswordRejected) as exc:
             show_error(form, exc)
         else:
-            audit(Event.PASSWORD_RESET, user.id)
-            state.notifier.password_changed(user, current_device(), reset=True)
             session.clear()  # the reset ended every session; this browser's too
             flash("Your password is reset and every device was signed out. Sign in now.", "success")
             return no_referrer(redirect(url_for("portcullis.login")))

@@ -14,10 +14,11 @@ from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from ..audit_events import Event
+from ..caller import client_ip, current_device
 from ..decorators import login_required
 from ..exceptions import AccountInactive, EmailNotVerified, FieldError, PasskeyRejected
-from ..extension import get_state
 from ..models import UserMixin
+from ..state import get_state
 from .account import WRONG_PASSWORD, me
 from .auth import after_login_url
 from .blueprints import bp
@@ -27,7 +28,7 @@ from .feedback import render_form, show_error
 from .forms import AddPasskeyForm, ConfirmForm, PasskeyForm
 from .fresh import fresh_login_required
 from .redirects import safe_next
-from .signin import client_ip, current_device, mark_fresh
+from .signin import mark_fresh
 from .two_factor import finish_second_step, new_recovery_codes, second_step
 
 EXPIRED = "That passkey request expired or was used already. Please try again."

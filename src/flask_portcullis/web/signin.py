@@ -13,9 +13,9 @@ from __future__ import annotations
 from flask import g, request, session
 from flask_login import LoginManager, login_user, logout_user
 
-from ..extension import get_state
+from ..caller import client_ip
 from ..models import SessionMixin, UserMixin
-from ..notify import Device
+from ..state import get_state
 
 SESSION_KEY = "_portcullis_sid"
 AUTHENTICATED_AT = "_portcullis_auth_at"  # when the password (or a factor) was last given
@@ -44,18 +44,6 @@ def current_session_record() -> SessionMixin | None:
     """Return the record of the current browser's session (set by load_user)."""
     record: SessionMixin | None = g.get("portcullis_session")
     return record
-
-
-def client_ip() -> str:
-    """The client's address (behind PORTCULLIS_TRUSTED_PROXIES, as ProxyFix found it)."""
-    return request.remote_addr or ""
-
-
-def current_device() -> Device:
-    """This request's IP, browser and time, for security notices."""
-    return Device(
-        ip=client_ip(), user_agent=request.user_agent.string[:200], at=get_state().clock()
-    )
 
 
 def sign_in(user: UserMixin, *, remember: bool) -> None:

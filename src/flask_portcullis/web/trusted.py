@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from flask import Response, after_this_request, current_app, request
 
+from ..caller import client_ip
 from ..devices import BROWSER
-from ..extension import get_state
 from ..models import UserMixin
-from .signin import client_ip
+from ..state import get_state
 
 DEVICE_COOKIE = "portcullis_device"
 MAX_TOKENS = 5

@@ -12,9 +12,10 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from ..audit_events import Event
+from ..caller import current_device
 from ..exceptions import InvalidCode, TokenInvalid
-from ..extension import get_state
 from ..models import UserMixin
+from ..state import get_state
 from .account import WRONG_PASSWORD, me
 from .blueprints import bp
 from .ceremony import begin, relying_party
@@ -23,7 +24,6 @@ from .feedback import render_form
 from .forms import CodeForm, PasswordConfirmForm
 from .fresh import fresh_login_required
 from .redirects import safe_next
-from .signin import current_device
 
 # Between a right password and the second factor: the challenge, remember-me, where to go.
 PENDING = "_portcullis_2fa"

@@ -1,0 +1,33 @@
+"""Change a password, and reset a forgotten one."""
+
+from __future__ import annotations
+
+from ..audit_events import Event
+from ..models import UserMixin
+from ..state import State
+from .client import Client, record
+
+
+def change_password(state: State, client: Client, user: UserMixin, current: str, new: str) -> None:
+    """Replace the password after checking the current one; every other session ends.
+
+    InvalidCredentials (a wrong current password) and PasswordRejected reach
+    the caller. The owner is mailed a notice.
+    """
+    state.accounts.change_password(user, current, new)
+    record(state, Event.PASSWORD_CHANGED, user.id, client)
+    state.notifier.password_changed(user, client.device, reset=False)
+
+
+def offer_reset(state: State, client: Client, address: str) -> None:
+    """Mail a reset link if the address has an active account: the same answer, as fast,
+    for any address. Throttled per address and client."""
+    state.notifier.offer_reset(state.accounts, address, client.ip)
+
+
+def reset_password(state: State, client: Client, token: str, new: str) -> UserMixin:
+    """Set a new password through a mailed link: every session ends, nobody is signed in."""
+    user = state.accounts.reset_password(token, new)
+    record(state, Event.PASSWORD_RESET, user.id, client)
+    state.notifier.password_changed(user, client.device, reset=True)
+    return user

@@ -1,0 +1,80 @@
+"""Signing in: what every way in does once the factors are given, and the second factor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..audit_events import Event
+from ..exceptions import AccountInactive, EmailNotVerified, InvalidCode, InvalidCredentials
+from ..models import UserMixin
+from ..state import State
+from .client import Client, record
+
+
+def signed_in(state: State, client: Client, user: UserMixin, **detail: Any) -> None:
+    """Record a completed sign-in (after the caller started the session or tokens).
+
+    The owner is told first about a sign-in from a new device, or one after a
+    run of failures: the check compares with the earlier sign-ins in the
+    audit log, which this one's row would otherwise join.
+    """
+    failures = state.audit.failures_since_sign_in(user.id)
+    new_device = state.settings.new_device_notice and state.audit.is_new_device(
+        user.id, client.ip, client.user_agent
+    )
+    if new_device or failures >= state.settings.login_free_failures:
+        state.notifier.sign_in_notice(user, client.device, failures=failures)
+    record(state, Event.SIGN_IN, user.id, client, **detail)
+
+
+def sign_in_failed(
+    state: State, client: Client, user_id: int | None, reason: str, **detail: Any
+) -> None:
+    """Record a refused sign-in (the reason is for the log, never for the visitor)."""
+    record(state, Event.SIGN_IN_FAILED, user_id, client, reason=reason, **detail)
+
+
+def verify_second_factor(
+    state: State, client: Client, user: UserMixin, code: str, **detail: Any
+) -> str:
+    """Check a TOTP or recovery code under the second-factor lock; return which it was
+    ("totp" or "recovery"), or record the failure and raise InvalidCode. A used recovery
+    code is recorded and the owner mailed how many are left."""
+    try:
+        method = state.accounts.second_factor(user, lambda: state.two_factor.verify(user, code))
+    except InvalidCode:
+        sign_in_failed(state, client, user.id, "second-factor", **detail)
+        raise
+    if method == "recovery":
+        record(state, Event.RECOVERY_CODE_USED, user.id, client, **detail)
+        left = state.two_factor.recovery_codes_left(user)
+        state.notifier.factor_changed(
+            user,
+            client.device,
+            change=f"A recovery code was used to sign in. {left} unused codes are left.",
+        )
+    return method
+
+
+def check_password(
+    state: State,
+    client: Client,
+    identity: str,
+    password: str,
+    device_tokens: Sequence[str] = (),
+) -> UserMixin:
+    """The first step of a password sign-in: the account, once its password is right.
+
+    A refusal (InvalidCredentials, AccountInactive, EmailNotVerified) is
+    recorded with its reason and raised for the caller to word; Throttled and
+    LoginDelayed reach the caller too. The caller continues with the second
+    factor, or starts the session or tokens and calls signed_in.
+    """
+    try:
+        return state.accounts.authenticate(
+            identity, password, client=client.ip, device_tokens=device_tokens
+        )
+    except (InvalidCredentials, AccountInactive, EmailNotVerified) as exc:
+        sign_in_failed(state, client, exc.user_id, exc.reason)
+        raise
