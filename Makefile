@@ -28,6 +28,7 @@ lint: install-dev
 	$(BIN)/ruff check src tests scripts bench examples
 	$(BIN)/ruff format --check src tests scripts bench examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	cd examples/notes && ../../$(BIN)/mypy
 
 # The suite, then the example app's own (it uses only the pytest kit's fixtures).

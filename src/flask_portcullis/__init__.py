@@ -19,10 +19,10 @@ from .exceptions import (
     PortcullisError,
 )
 from .extension import Portcullis
+from .forms import RegisterForm
 from .models import NAMING_CONVENTION, PermissionMixin, RoleMixin, SessionMixin, UserMixin
 from .settings import Settings
 from .state import State, get_state
-from .web.forms import RegisterForm
 
 #: The shipped Alembic migrations: ``Migrate(app, db, directory=flask_portcullis.MIGRATIONS)``.
 MIGRATIONS = str(files(__name__) / "migrations")

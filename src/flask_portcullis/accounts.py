@@ -35,12 +35,11 @@ from .identity import (
     username_lookup_key,
     username_skeleton,
 )
-from .models import DbSession, Models, UserMixin
+from .models import DbSession, Models, UserMixin, require_signup_columns
 from .password_policy import PasswordPolicy
 from .passwords import PasswordHashing
 from .sessions import SessionService
 from .settings import Settings
-from .signup import require_signup_columns
 from .throttling import LoginGuard
 from .tokens import Purpose, TokenService
 

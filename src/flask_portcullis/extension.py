@@ -37,7 +37,7 @@ from .tokens import TokenService
 from .two_factor import TwoFactorService
 
 if TYPE_CHECKING:
-    from .web.forms import RegisterForm
+    from .forms import RegisterForm
 
 logger = logging.getLogger("flask_portcullis")
 

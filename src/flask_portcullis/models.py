@@ -15,6 +15,7 @@ same ``db``, so one migration history covers every table. Without a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship, scoped_session
@@ -42,6 +44,7 @@ from sqlalchemy.sql.schema import ColumnCollectionConstraint
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .clock import utcnow
+from .exceptions import ConfigurationError
 from .identity import (
     EMAIL_MAX,
     USERNAME_KEY_MAX,
@@ -172,6 +175,38 @@ class UserMixin(flask_login.UserMixin):
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.username!r}>"
+
+
+#: The columns Portcullis itself sets and relies on; never a sign-up field.
+PORTCULLIS_COLUMNS = frozenset(UserMixin.__annotations__)
+
+
+def require_signup_columns(
+    user_model: type[UserMixin] | None, names: Iterable[str], *, source: str = "Sign-up field"
+) -> None:
+    """Raise ConfigurationError unless every name is a column the host added to its user model.
+
+    Checked by the extension at start-up for a sign-up form's fields, and by the account
+    service on every sign-up: no value from outside ever sets what Portcullis decides.
+    """
+    # The mapper's columns are known without configuring the mappers (the host's other
+    # models, named by its relationships, may not be defined yet).
+    columns = set() if user_model is None else set(sa_inspect(user_model).columns.keys())
+    model_name = "the built-in User" if user_model is None else user_model.__name__
+    for name in names:
+        if name in PORTCULLIS_COLUMNS:
+            raise ConfigurationError(
+                f"{source} {name!r} names a column Portcullis sets itself: a sign-up form "
+                "must never decide it. Rename the field (and give it a column of its own)."
+            )
+        if name not in columns:
+            fix = (
+                f"add `{name}: Mapped[...]` to {model_name} (sign-up stores the value there)"
+                if user_model is not None
+                else "pass user_model= a class of your own with that column (the built-in "
+                "User has Portcullis's columns only)"
+            )
+            raise ConfigurationError(f"{source} {name!r} is not a column of {model_name}: {fix}.")
 
 
 class RoleMixin:

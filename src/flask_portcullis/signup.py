@@ -1,6 +1,6 @@
 """A host's own sign-up fields: found on its register form, checked once against the user model.
 
-A host subclasses :class:`~flask_portcullis.web.forms.RegisterForm`, adds WTForms
+A host subclasses :class:`~flask_portcullis.forms.RegisterForm`, adds WTForms
 fields, and passes ``Portcullis(register_form=...)``. The fields the base form
 lacks are the extra ones: the page draws and validates them, the JSON API
 accepts them, and the new user row gets their values in the columns of the
@@ -11,11 +11,9 @@ keys), nor a relationship such as ``roles``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import inspect
 from wtforms import (
     BooleanField,
     DecimalField,
@@ -29,13 +27,10 @@ from wtforms import (
 from wtforms.fields.core import UnboundField
 
 from .exceptions import ConfigurationError
-from .models import UserMixin
+from .models import UserMixin, require_signup_columns
 
 if TYPE_CHECKING:
-    from .web.forms import RegisterForm
-
-#: The columns Portcullis itself sets and relies on; never a sign-up field.
-PORTCULLIS_COLUMNS = frozenset(UserMixin.__annotations__)
+    from .forms import RegisterForm
 
 #: The field types a sign-up field may have, each with the JSON type the API takes for it.
 #: First match wins (a SubmitField is a BooleanField, a SelectMultipleField a SelectField).
@@ -81,7 +76,7 @@ def require_signup_fields(
 
     ``user_model`` None is the built-in User, which has Portcullis's columns only.
     """
-    from .web.forms import RegisterForm  # the web package imports the extension: not at the top
+    from .forms import RegisterForm  # the web package imports the extension: not at the top
 
     if form is None:
         return SignupFields(RegisterForm, ())
@@ -111,27 +106,3 @@ def require_signup_fields(
     names = tuple(name for name, _ in extra)
     require_signup_columns(user_model, names, source=f"{form.__name__}'s field")
     return SignupFields(form, names)
-
-
-def require_signup_columns(
-    user_model: type[UserMixin] | None, names: Iterable[str], *, source: str = "Sign-up field"
-) -> None:
-    """Raise ConfigurationError unless every name is a column the host added to its user model."""
-    # The mapper's columns are known without configuring the mappers (the host's other
-    # models, named by its relationships, may not be defined yet).
-    columns = set() if user_model is None else set(inspect(user_model).columns.keys())
-    model_name = "the built-in User" if user_model is None else user_model.__name__
-    for name in names:
-        if name in PORTCULLIS_COLUMNS:
-            raise ConfigurationError(
-                f"{source} {name!r} names a column Portcullis sets itself: a sign-up form "
-                "must never decide it. Rename the field (and give it a column of its own)."
-            )
-        if name not in columns:
-            fix = (
-                f"add `{name}: Mapped[...]` to {model_name} (sign-up stores the value there)"
-                if user_model is not None
-                else "pass user_model= a class of your own with that column (the built-in "
-                "User has Portcullis's columns only)"
-            )
-            raise ConfigurationError(f"{source} {name!r} is not a column of {model_name}: {fix}.")

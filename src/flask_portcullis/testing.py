@@ -27,9 +27,8 @@ from flask import Flask, session
 from flask.testing import FlaskClient
 
 from .mail import Message
-from .models import UserMixin
+from .models import PORTCULLIS_COLUMNS, UserMixin
 from .passwords import Argon2Hasher, PasswordHashing
-from .signup import PORTCULLIS_COLUMNS
 from .state import get_state
 from .two_factor import STEP
 from .web.signin import sign_in

@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .. import __name__ as package
 from . import schemas
 from .endpoints import SPECS, Spec
 from .signup import app_body
@@ -87,7 +86,7 @@ def document(server_url: str) -> dict[str, Any]:
             "title": "Portcullis account API",
             "version": "1",
             "description": "Accounts, sign-in and sessions for "
-            f"{package}. Errors are application/problem+json (RFC 9457).",
+            "flask_portcullis. Errors are application/problem+json (RFC 9457).",
         },
         "servers": [{"url": server_url}],
         "paths": paths,

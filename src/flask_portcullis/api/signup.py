@@ -21,9 +21,9 @@ from wtforms import SelectField
 from wtforms.validators import Length
 
 from ..exceptions import ConfigurationError
+from ..forms import FIELD_MAX
 from ..signup import SignupFields, json_type
 from ..state import get_state
-from ..web.forms import FIELD_MAX
 from . import schemas
 from .problems import BadBody
 

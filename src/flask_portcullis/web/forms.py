@@ -1,4 +1,4 @@
-"""Flask-WTF forms: field names are fixed by SPEC.md; every form carries ``csrf_token``.
+"""The pages' Flask-WTF forms (sign-up's is in ``flask_portcullis.forms``, shared with the API).
 
 Only shape checks live here (present, not absurdly long, confirmations match);
 the password and identity rules live in the services, which report every
@@ -7,61 +7,16 @@ problem at once.
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import request
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from ..forms import Form, new_password_rules, required_field
 from ..passkeys import CREDENTIAL_JSON_MAX, NAME_MAX
-
-# Far above any real value, far below anything that costs real work to hash or look up.
-FIELD_MAX = 1024
-
-
-class Form(FlaskForm):
-    """A browser form: reads only url-encoded or multipart text fields.
-
-    Flask-WTF would also read JSON bodies and uploaded files into the fields;
-    neither is something a browser form sends, and both can carry values
-    that are not strings. The JSON API is a separate adapter.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if not args and "formdata" not in kwargs:
-            kwargs["formdata"] = request.form if request.method == "POST" else None
-        super().__init__(*args, **kwargs)
-
-
-def _required(label: str) -> list[object]:
-    return [
-        DataRequired(f"Enter your {label}."),
-        Length(max=FIELD_MAX, message=f"Too long: at most {FIELD_MAX} characters."),
-    ]
-
-
-def _new_password() -> list[object]:
-    # No length cap here: the password policy reports its own maximum, before any hashing.
-    return [DataRequired("Choose a password.")]
-
-
-class RegisterForm(Form):
-    """The sign-up form. Subclass it to ask for more (``Portcullis(register_form=...)``):
-    each added field needs a user column of the same name (see signup.py)."""
-
-    username = StringField("Username", validators=_required("username"))
-    email = EmailField("Email address", validators=_required("email address"))
-    password = PasswordField("Password", validators=_new_password())
-    password_confirm = PasswordField(
-        "Repeat password",
-        validators=[DataRequired("Repeat the password."), EqualTo("password", "Passwords differ.")],
-    )
 
 
 class LoginForm(Form):
-    identity = StringField("Username or email", validators=_required("username or email"))
-    password = PasswordField("Password", validators=_required("password"))
+    identity = StringField("Username or email", validators=required_field("username or email"))
+    password = PasswordField("Password", validators=required_field("password"))
     remember = BooleanField("Keep me signed in on this device")
 
 
@@ -70,8 +25,10 @@ class ConfirmForm(Form):
 
 
 class ChangePasswordForm(Form):
-    current_password = PasswordField("Current password", validators=_required("current password"))
-    new_password = PasswordField("New password", validators=_new_password())
+    current_password = PasswordField(
+        "Current password", validators=required_field("current password")
+    )
+    new_password = PasswordField("New password", validators=new_password_rules())
     new_password_confirm = PasswordField(
         "Repeat new password",
         validators=[
@@ -82,15 +39,15 @@ class ChangePasswordForm(Form):
 
 
 class DeleteAccountForm(Form):
-    password = PasswordField("Password", validators=_required("password"))
+    password = PasswordField("Password", validators=required_field("password"))
 
 
 class ForgotPasswordForm(Form):
-    email = EmailField("Email address", validators=_required("email address"))
+    email = EmailField("Email address", validators=required_field("email address"))
 
 
 class ResetPasswordForm(Form):
-    password = PasswordField("New password", validators=_new_password())
+    password = PasswordField("New password", validators=new_password_rules())
     password_confirm = PasswordField(
         "Repeat new password",
         validators=[DataRequired("Repeat the password."), EqualTo("password", "Passwords differ.")],
@@ -98,8 +55,8 @@ class ResetPasswordForm(Form):
 
 
 class ChangeEmailForm(Form):
-    email = EmailField("New email address", validators=_required("new email address"))
-    password = PasswordField("Current password", validators=_required("current password"))
+    email = EmailField("New email address", validators=required_field("new email address"))
+    password = PasswordField("Current password", validators=required_field("current password"))
 
 
 class CodeForm(Form):
@@ -110,7 +67,7 @@ class CodeForm(Form):
 
 
 class PasswordConfirmForm(Form):
-    password = PasswordField("Your password", validators=_required("password"))
+    password = PasswordField("Your password", validators=required_field("password"))
 
 
 class PasskeyForm(Form):
@@ -132,4 +89,4 @@ class AddPasskeyForm(PasskeyForm):
             Length(max=NAME_MAX, message="Too long."),
         ],
     )
-    password = PasswordField("Current password", validators=_required("current password"))
+    password = PasswordField("Current password", validators=required_field("current password"))
