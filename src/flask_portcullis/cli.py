@@ -16,6 +16,10 @@ from .audit_events import Event
 from .exceptions import PasswordRejected, PortcullisError
 from .models import UserMixin
 from .state import get_state
+from .usecases import self_service
+from .usecases.client import Client, record
+
+CLI_AGENT = "flask cli"
 
 
 class Commands(AppGroup):
@@ -58,8 +62,13 @@ portcullis = Commands(
 )
 
 
+def _client() -> Client:
+    """The shell, as the use cases and the audit log name it."""
+    return Client(ip="", user_agent=CLI_AGENT, at=get_state().clock())
+
+
 def _audit(event: Event, user_id: int | None, **detail: Any) -> None:
-    get_state().audit.record(event, user_id=user_id, user_agent="flask cli", actor="cli", **detail)
+    record(get_state(), event, user_id, _client(), actor="cli", **detail)
 
 
 def _describe(user: UserMixin) -> str:
@@ -121,8 +130,8 @@ def show_user(identity: str) -> None:
     click.echo(_describe(user))
     last = f"{user.last_login_at:%Y-%m-%d %H:%M} UTC" if user.last_login_at else "never"
     click.echo(f"created {user.created_at:%Y-%m-%d %H:%M} UTC; last sign-in {last}")
-    for record in state.sessions.list_for(user.id):
-        click.echo(f"session since {record.created_at:%Y-%m-%d %H:%M} from {record.ip or '?'}")
+    for held in state.sessions.list_for(user.id):
+        click.echo(f"session since {held.created_at:%Y-%m-%d %H:%M} from {held.ip or '?'}")
 
 
 def _set_active(identity: str, active: bool) -> None:
@@ -194,10 +203,7 @@ def revoke_sessions(identity: str) -> None:
     """Sign a user out everywhere, at once, and stop trusting every device of theirs."""
     state = get_state()
     user = state.accounts.require_by_identity(identity)
-    count, forgotten = state.accounts.end_everywhere(user.id)
-    _audit(Event.SESSION_REVOKED, user.id, count=count, scope="all")
-    if forgotten:
-        _audit(Event.DEVICE_REVOKED, user.id, count=forgotten, scope="all")
+    count = self_service.end_sessions(state, _client(), user.id, actor="cli")
     click.echo(f"ended {count} session(s) of {user.username}")
 
 

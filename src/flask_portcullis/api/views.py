@@ -27,7 +27,7 @@ from ..exceptions import (
 from ..identity import mask_email
 from ..models import UserMixin
 from ..state import State, get_state
-from ..usecases import passwords, signin, signup
+from ..usecases import passwords, self_service, signin, signup
 from . import schemas
 from .endpoints import endpoint
 from .events import audit, client
@@ -214,10 +214,7 @@ def logout(data: schemas.RefreshTokenBody) -> tuple[str, int]:
 def logout_everywhere() -> tuple[str, int]:
     user, _ = bearer()
     # Every trusted device too (the caller's own among them: it cannot be told apart here).
-    count, forgotten = get_state().accounts.end_everywhere(user.id)
-    audit(Event.SESSION_REVOKED, user.id, count=count, scope="all", via="api")
-    if forgotten:
-        audit(Event.DEVICE_REVOKED, user.id, count=forgotten, scope="all", via="api")
+    self_service.end_sessions(get_state(), client(), user.id)
     return "", 204
 
 
@@ -367,9 +364,8 @@ def list_sessions() -> Response:
 )
 def end_session(session_id: str) -> tuple[str, int]:
     user, _ = bearer()
-    if not get_state().sessions.end_one(user.id, session_id[:64]):
+    if not self_service.end_session(get_state(), client(), user.id, session_id):
         raise NotFound("No such session.")
-    audit(Event.SESSION_REVOKED, user.id, count=1, scope="one", via="api")
     return "", 204
 
 

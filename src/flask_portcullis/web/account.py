@@ -9,16 +9,15 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from ..audit_events import LABELS, Event
-from ..caller import client_ip, current_device, this_client
+from ..caller import this_client
 from ..decorators import login_required
 from ..exceptions import DeliveryFailed, FieldError, InvalidCredentials, PasswordRejected
 from ..identity import mask_email
 from ..models import AuditEventMixin, UserMixin
 from ..state import get_state
-from ..usecases import passwords
+from ..usecases import passwords, self_service
 from .blueprints import bp
 from .ceremony import begin, relying_party
-from .events import audit
 from .feedback import render_form, show_error
 from .forms import (
     ChangeEmailForm,
@@ -60,13 +59,9 @@ def change_email() -> ResponseReturnValue:
     if form.validate_on_submit():
         user, state = me(), get_state()
         try:
-            # Limited first: otherwise "cannot be used" would answer unlimited questions.
-            state.notifier.limit(form.email.data or "", client_ip())
-            email, token = state.accounts.request_email_change(
-                user, form.password.data or "", form.email.data or ""
+            email = self_service.request_email_change(
+                state, this_client(), user, form.password.data or "", form.email.data or ""
             )
-            state.notifier.email_change(user, email, token, current_device())
-            audit(Event.EMAIL_CHANGE_REQUESTED, user.id, new=mask_email(email))
         except InvalidCredentials:
             form.password.errors = [WRONG_PASSWORD]
         except DeliveryFailed as exc:
@@ -116,14 +111,11 @@ def change_password() -> ResponseReturnValue:
 def delete_account() -> ResponseReturnValue:
     form = DeleteAccountForm()
     if form.validate_on_submit():
-        user = me()
-        user_id = user.id
         try:
-            get_state().accounts.delete_with_password(user, form.password.data or "")
+            self_service.delete_account(get_state(), this_client(), me(), form.password.data or "")
         except InvalidCredentials:
             form.password.errors = [WRONG_PASSWORD]
         else:
-            audit(Event.ACCOUNT_DELETED, user_id)
             sign_out()
             flash("Your account and all its data are deleted.", "info")
             return redirect(url_for(get_state().settings.post_logout_view))
@@ -179,17 +171,17 @@ def sessions() -> ResponseReturnValue:
             forget_device(user, device)
         elif target == "others":
             # The others' trusted devices too: they start over with the shared limits.
-            count, forgotten = state.accounts.end_everywhere(
-                user.id, keep_session=current_session_id(), keep_device=this_device
+            count = self_service.end_sessions(
+                state,
+                this_client(),
+                user.id,
+                keep_session=current_session_id(),
+                keep_device=this_device,
             )
-            audit(Event.SESSION_REVOKED, user.id, count=count, scope="others")
-            if forgotten:
-                audit(Event.DEVICE_REVOKED, user.id, count=forgotten, scope="others")
             flash(f"Signed out {count} other device{'s' if count != 1 else ''}.", "success")
         elif current is not None and target == current.id:
             flash("To sign out this device, use Sign out.", "info")
-        elif state.sessions.end_one(user.id, target):
-            audit(Event.SESSION_REVOKED, user.id, count=1, scope="one")
+        elif self_service.end_session(state, this_client(), user.id, target):
             flash("That device is signed out.", "success")
         else:
             flash("That device was already signed out.", "info")
@@ -207,8 +199,7 @@ def sessions() -> ResponseReturnValue:
 
 def forget_device(user: UserMixin, record_id: str) -> None:
     """Stop trusting one device: its next sign-in is counted like any unknown client's."""
-    if get_state().devices.revoke_one(user.id, record_id[:64]):
-        audit(Event.DEVICE_REVOKED, user.id, count=1, scope="one")
+    if self_service.forget_device(get_state(), this_client(), user.id, record_id):
         flash("That device is no longer trusted.", "success")
     else:
         flash("That device was not trusted.", "info")

@@ -12,7 +12,6 @@ from flask import Response, flash, make_response, redirect, render_template, ses
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from ..audit_events import Event
 from ..caller import this_client
 from ..exceptions import (
     DeliveryFailed,
@@ -25,9 +24,8 @@ from ..exceptions import (
 from ..identity import mask_email
 from ..state import get_state
 from ..tokens import Purpose
-from ..usecases import passwords, signup
+from ..usecases import passwords, self_service, signup
 from .blueprints import bp
-from .events import audit
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, ForgotPasswordForm, ResetPasswordForm
 
@@ -161,8 +159,7 @@ def confirm_email(token: str) -> ResponseReturnValue:
         state.accounts.check_link(Purpose.CHANGE_EMAIL, token)
         if not form.validate_on_submit():
             return no_referrer(render_template("portcullis/confirm_email.html", form=form))
-        user = state.accounts.confirm_email_change(token)
-        audit(Event.EMAIL_CHANGED, user.id)
+        user = self_service.confirm_email_change(state, this_client(), token)
     except TokenInvalid as exc:
         return link_problem(exc, again=again, again_label="Start the change again")
     except EmailTaken as exc:
