@@ -1,7 +1,8 @@
 """Account rules: register, authenticate, change password, deactivate, delete, export.
 
-No request, no flash, no forms: the HTML views, the CLI and (later) the JSON
-API call these methods and map the typed errors they raise.
+No request, no flash, no forms: the use cases (``usecases/``) call these
+methods, add the audit row and the mail, and the adapters map the typed
+errors they raise.
 """
 
 from __future__ import annotations
@@ -338,12 +339,12 @@ class AccountService:
         self._db.commit()
 
     def end_everywhere(
-        self, user_id: int, *, keep_session: str | None = None, keep_device: str | None = None
+        self, user_id: int, *, keep_token: str | None = None, keep_device: str | None = None
     ) -> tuple[int, int]:
         """End every session of a user and stop trusting every device of theirs (but this
         browser's ``keep_*``), in one transaction; return how many of each went."""
         forgotten = self._devices.stage_revoke_all(user_id, keep=keep_device)
-        ended = self._sessions.end_all(user_id, keep=keep_session)  # commits both
+        ended = self._sessions.end_all(user_id, keep=keep_token)  # commits both
         return ended, forgotten
 
     def set_active(self, user: UserMixin, active: bool) -> None:

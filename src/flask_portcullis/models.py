@@ -505,7 +505,7 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         Column("permission_id", ForeignKey("permissions.id", ondelete="CASCADE"), primary_key=True),
     )
     # A user's roles come with the per-request session lookup (one query; see
-    # SessionService.resolve_record); a role's permissions only when a check needs them.
+    # SessionService.resolve_id); a role's permissions only when a check needs them.
     own = (Role, Permission, Session, AuditEvent, RefreshToken, TwoFactor, RecoveryCode, Passkey)
     for table in [*(model.__table__ for model in own), TrustedDevice.__table__]:
         name_constraints(table, None)

@@ -1,6 +1,6 @@
 """Compose and send the account emails: links, notices, and the throttle on sending.
 
-Shared by the HTML pages and (later) the JSON API. Messages are rendered
+Called by the use cases, for the pages and the API alike. Messages are rendered
 from ``templates/portcullis/email/<name>.txt`` and ``.html`` (override them
 in your app); links are absolute, from ``SERVER_NAME`` and
 ``PREFERRED_URL_SCHEME`` when set, else from the request.

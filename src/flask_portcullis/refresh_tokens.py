@@ -52,7 +52,7 @@ class RefreshTokens:
         if row.used_at is not None:
             raise RefreshTokenReused(self._end_family(row.session_id))
         session_id = row.session_id
-        active = self._sessions.resolve_record(session_id)
+        active = self._sessions.resolve_id(session_id)
         if active is None:
             raise TokenInvalid("The session of this refresh token has ended.")
         # Use it up atomically: of two requests racing with one token, one wins and the

@@ -1,9 +1,11 @@
 """Server-side session records: every signed-in device is a row the server can end.
 
-The browser holds a random session id (256 bits) inside Flask's signed
-cookie; the database holds only its SHA-256 digest, so a leaked table cannot
-be replayed. Every request resolves the id, so ending a row ends the session
-at once (OWASP ASVS 3.3.1, 3.3.3).
+Two names, never mixed: the browser holds a random session *token* (256
+bits) inside Flask's signed cookie; the database holds only its SHA-256
+digest, the session's *id* (the row's key, what lists show and the API's
+``/sessions/{session_id}`` names), so a leaked table cannot be replayed.
+Every request resolves the token, so ending a row ends the session at once
+(OWASP ASVS 3.3.1, 3.3.3).
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ IP_MAX = 45  # an IPv6 address with an IPv4 tail
 USER_AGENT_MAX = 512
 
 
-def digest(session_id: str) -> str:
-    """Return the stored form of a session id."""
-    return hashlib.sha256(session_id.encode()).hexdigest()
+def digest(token: str) -> str:
+    """Return the stored form of a token: a session's id, a refresh token's row key."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def printable(text: str) -> str:
@@ -63,12 +65,12 @@ class SessionService:
 
     def start(self, user: UserMixin, *, remember: bool, ip: str, user_agent: str) -> str:
         """Create a session for ``user`` and return its id: a new one each time (no fixation)."""
-        session_id = secrets.token_urlsafe(32)
+        token = secrets.token_urlsafe(32)
         now = self._clock()
         lifetime = self._settings.remember_lifetime if remember else self._settings.session_lifetime
         ip, user_agent = stored_client(ip, user_agent)
         record = self._models.Session(
-            id=digest(session_id),
+            id=digest(token),
             user_id=user.id,
             created_at=now,
             last_seen_at=now,
@@ -79,11 +81,11 @@ class SessionService:
         )
         self._db.add(record)
         self._db.commit()
-        return session_id
+        return token
 
-    def resolve(self, session_id: str) -> ActiveSession | None:
-        """Return the live session for ``session_id``, or None when unknown, ended or expired."""
-        return self.resolve_record(digest(session_id))
+    def resolve(self, token: str) -> ActiveSession | None:
+        """Return the live session of a token, or None when unknown, ended or expired."""
+        return self.resolve_id(digest(token))
 
     @cached_property
     def _lookup(self) -> Select[SessionMixin, UserMixin]:
@@ -99,17 +101,17 @@ class SessionService:
         return (
             select(Session, User)
             .join(User, User.id == Session.user_id)
-            .where(Session.id == bindparam("record_id"), ~self._over())
+            .where(Session.id == bindparam("session_id"), ~self._over())
             .options(roles)
         )
 
-    def resolve_record(self, record_id: str) -> ActiveSession | None:
+    def resolve_id(self, session_id: str) -> ActiveSession | None:
         """Like resolve, by the stored id (API sessions, whose raw id is never handed out)."""
         times = self._times()
-        row = self._db.execute(self._lookup, {"record_id": record_id, **times}).unique().first()
+        row = self._db.execute(self._lookup, {"session_id": session_id, **times}).unique().first()
         if row is None:  # unknown, or over: then it goes now (it would on its owner's list)
             Session = self._models.Session
-            self._db.execute(delete(Session).where(Session.id == record_id, self._over()), times)
+            self._db.execute(delete(Session).where(Session.id == session_id, self._over()), times)
             self._db.commit()
             return None
         record, user = row
@@ -128,15 +130,15 @@ class SessionService:
                 session.expire_on_commit = expire
         return ActiveSession(record, user)
 
-    def end(self, session_id: str) -> None:
-        """End one session by the id the browser holds."""
+    def end(self, token: str) -> None:
+        """End one session by the token the browser holds."""
         self._db.execute(
-            delete(self._models.Session).where(self._models.Session.id == digest(session_id))
+            delete(self._models.Session).where(self._models.Session.id == digest(token))
         )
         self._db.commit()
 
     def end_all(self, user_id: int, *, keep: str | None = None) -> int:
-        """End every session of a user at once (but the one whose id is ``keep``); count them."""
+        """End every session of a user at once (but the one of token ``keep``); count them."""
         Session = self._models.Session
         self._purge_expired(user_id)  # already over: not counted as ended now
         condition = Session.user_id == user_id
@@ -146,10 +148,10 @@ class SessionService:
         self._db.commit()
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    def end_one(self, user_id: int, record_id: str) -> bool:
-        """End one of ``user_id``'s sessions by its stored id; tell whether there was one."""
+    def end_one(self, user_id: int, session_id: str) -> bool:
+        """End one of ``user_id``'s sessions by its id; tell whether there was one."""
         Session = self._models.Session
-        condition = (Session.id == record_id) & (Session.user_id == user_id)
+        condition = (Session.id == session_id) & (Session.user_id == user_id)
         result = self._db.execute(delete(Session).where(condition))
         self._db.commit()
         return int(result.rowcount) > 0  # type: ignore[attr-defined]

@@ -46,15 +46,15 @@ def end_sessions(
     client: Client,
     user_id: int,
     *,
-    keep_session: str | None = None,
+    keep_token: str | None = None,
     keep_device: str | None = None,
     **detail: Any,
 ) -> int:
     """End every session of the account and forget its trusted devices, but the caller's
     own ``keep_*``; return how many sessions ended."""
-    scope = "others" if keep_session else "all"
+    scope = "others" if keep_token else "all"
     count, forgotten = state.accounts.end_everywhere(
-        user_id, keep_session=keep_session, keep_device=keep_device
+        user_id, keep_token=keep_token, keep_device=keep_device
     )
     record(state, Event.SESSION_REVOKED, user_id, client, count=count, scope=scope, **detail)
     if forgotten:

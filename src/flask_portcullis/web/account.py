@@ -29,8 +29,8 @@ from .forms import (
 from .fresh import ask_for_password, fresh_login_required
 from .redirects import safe_next
 from .signin import (
-    current_session_id,
     current_session_record,
+    current_session_token,
     is_fresh,
     mark_fresh,
     sign_in,
@@ -175,7 +175,7 @@ def sessions() -> ResponseReturnValue:
                 state,
                 this_client(),
                 user.id,
-                keep_session=current_session_id(),
+                keep_token=current_session_token(),
                 keep_device=this_device,
             )
             flash(f"Signed out {count} other device{'s' if count != 1 else ''}.", "success")

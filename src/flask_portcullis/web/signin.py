@@ -17,16 +17,16 @@ from ..caller import client_ip
 from ..models import SessionMixin, UserMixin
 from ..state import get_state
 
-SESSION_KEY = "_portcullis_sid"
+SESSION_KEY = "_portcullis_sid"  # holds the session token (sessions.py: token vs id)
 AUTHENTICATED_AT = "_portcullis_auth_at"  # when the password (or a factor) was last given
 
 
 def load_user(user_id: str) -> UserMixin | None:
     """Flask-Login user loader: the user of the live server-side session, or None."""
-    session_id = session.get(SESSION_KEY)
-    if not isinstance(session_id, str):
+    token = session.get(SESSION_KEY)
+    if not isinstance(token, str):
         return None
-    active = get_state().sessions.resolve(session_id)
+    active = get_state().sessions.resolve(token)
     if active is None or str(active.user.id) != user_id:
         session.pop(SESSION_KEY, None)
         return None
@@ -34,8 +34,8 @@ def load_user(user_id: str) -> UserMixin | None:
     return active.user
 
 
-def current_session_id() -> str | None:
-    """Return the id of the current browser's server-side session, if signed in."""
+def current_session_token() -> str | None:
+    """Return the session token this browser holds, if signed in (its digest is the id)."""
     value = session.get(SESSION_KEY)
     return value if isinstance(value, str) else None
 
@@ -53,14 +53,14 @@ def sign_in(user: UserMixin, *, remember: bool) -> None:
     pre-login state or id survives sign-in (OWASP ASVS 3.2.1, no fixation).
     """
     state = get_state()
-    old = current_session_id()
+    old = current_session_token()
     if old:
         state.sessions.end(old)
     session.clear()
-    session_id = state.sessions.start(
+    token = state.sessions.start(
         user, remember=remember, ip=client_ip(), user_agent=request.user_agent.string
     )
-    session[SESSION_KEY] = session_id
+    session[SESSION_KEY] = token
     session[AUTHENTICATED_AT] = int(state.clock().timestamp())
     session.permanent = remember
     login_user(user, remember=False, fresh=True, force=True)
@@ -68,10 +68,10 @@ def sign_in(user: UserMixin, *, remember: bool) -> None:
 
 def sign_out() -> None:
     """End this browser's server-side session and forget the user."""
-    session_id = current_session_id()
+    token = current_session_token()
     logout_user()  # first, so its signal still sees the user
-    if session_id:
-        get_state().sessions.end(session_id)
+    if token:
+        get_state().sessions.end(token)
     session.clear()
 
 
