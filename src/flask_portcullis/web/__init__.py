@@ -20,6 +20,7 @@ from . import (  # noqa: F401  (registers the routes)
     hosts,
     links,
     passkeys,
+    recovery_codes,
     two_factor,
 )
 from .blueprints import admin_bp, bp
