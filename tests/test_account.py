@@ -9,8 +9,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_portcullis import get_state
+from flask_portcullis.passkeys import RelyingParty
 
 from .conftest import PASSWORD, get_user, login, submit
+from .soft_authenticator import SoftAuthenticator
 
 NEW_PASSWORD = "an entirely new passphrase"
 
@@ -92,6 +94,68 @@ def test_export_is_the_users_own_data_without_secrets(app: Flask, auth_client: F
     with app.app_context():
         [record] = get_state(app).sessions.list_for(1)
         assert record.id not in text
+
+
+EXPORT_FIELDS = [
+    "username",
+    "email",
+    "email_verified_at",
+    "active",
+    "created_at",
+    "last_login_at",
+    "roles",
+    "sessions",
+    "activity",
+    "passkeys",
+    "trusted_devices",
+]
+
+
+def test_export_has_every_part_in_a_fixed_order_and_shape(
+    app: Flask, auth_client: FlaskClient, user: int
+) -> None:
+    with app.app_context():
+        state = get_state(app)
+        ada = state.accounts.get(user)
+        assert ada is not None
+        state.roles.ensure("editor")
+        state.roles.add_to_user(ada, "editor")
+        rp = RelyingParty("localhost", "Portcullis tests", ("http://localhost",))
+        ceremony = state.passkeys.registration_options(ada, rp)
+        credential = SoftAuthenticator().create(ceremony.options)
+        state.passkeys.register(ada, rp, credential, ceremony.challenge, "Work laptop")
+    response = auth_client.get("/account/export")
+    text = response.get_data(as_text=True)
+    data = json.loads(text)
+    assert list(data) == EXPORT_FIELDS
+    assert text.startswith('{\n  "username": "ada",\n')  # indented, keys as assembled
+    assert data["roles"] == ["editor"]
+    [session] = data["sessions"]
+    assert list(session) == ["created_at", "last_seen_at", "ip", "user_agent", "remember"]
+    assert data["activity"], data
+    assert all(
+        list(row) == ["at", "event", "label", "ip", "user_agent"] for row in data["activity"]
+    )
+    assert data["activity"][0]["event"] == "sign-in"  # newest first
+    assert data["activity"][0]["label"] == "Signed in"
+    [passkey] = data["passkeys"]
+    assert list(passkey) == ["name", "created_at", "last_used_at"]
+    assert passkey["name"] == "Work laptop"
+    [device] = data["trusted_devices"]
+    assert list(device) == ["kind", "created_at", "last_used_at", "ip", "user_agent"]
+
+
+def test_the_service_assembles_the_export_and_the_page_only_serialises_it(
+    app: Flask, auth_client: FlaskClient, user: int
+) -> None:
+    page = json.loads(auth_client.get("/account/export").get_data(as_text=True))
+    with app.app_context():  # no request: the export is the service's, not the view's
+        state = get_state(app)
+        ada = state.accounts.get(user)
+        assert ada is not None
+        collected = state.export.collect(ada)
+    assert json.loads(json.dumps(collected)) == collected  # plain JSON values only
+    assert collected == page
 
 
 def test_delete_needs_the_password(app: Flask, auth_client: FlaskClient, user: int) -> None:

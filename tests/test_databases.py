@@ -40,6 +40,7 @@ from werkzeug.test import TestResponse
 
 from flask_portcullis import InvalidCredentials, get_state
 from flask_portcullis.demo import MIGRATIONS, create_app
+from flask_portcullis.exceptions import RefreshTokenReused, TokenInvalid
 from flask_portcullis.identity import identity_key, username_skeleton
 from flask_portcullis.models import UTCDateTime
 
@@ -466,6 +467,36 @@ def test_deleting_a_user_row_cascades_to_sessions_and_roles(app: Flask) -> None:
         newcomer = state.accounts.register("newcomer", "newcomer@example.com", PASSWORD)
         assert not newcomer.has_role("admin")
         assert state.sessions.resolve(session_id) is None
+
+
+def test_refresh_token_reuse_and_revocation_end_the_family_by_the_cascade(app: Flask) -> None:
+    """Ending an API session deletes only its user_sessions row; the refresh_tokens of the
+    family go by the foreign key's ON DELETE CASCADE, on every backend."""
+    state = get_state(app)
+    with app.app_context():
+        ada = state.accounts.register("ada", "ada@example.com", PASSWORD)
+        ada_id = ada.id
+        first = state.refresh_tokens.start(ada, ip="192.0.2.1", user_agent="ua")
+        other = state.refresh_tokens.start(ada, ip="192.0.2.2", user_agent="ua")
+        second = state.refresh_tokens.rotate(first.refresh_token)
+        assert second.session == first.session
+    assert _count(app, "refresh_tokens", session_id=first.session) == 2  # the used one stays
+
+    with app.app_context(), pytest.raises(RefreshTokenReused) as reused:
+        state.refresh_tokens.rotate(first.refresh_token)  # a copy of the used token
+    assert reused.value.user_id == ada_id
+    assert _count(app, "user_sessions", id=first.session) == 0
+    assert _count(app, "refresh_tokens", session_id=first.session) == 0
+    with app.app_context(), pytest.raises(TokenInvalid):
+        state.refresh_tokens.rotate(second.refresh_token)  # the family ended with it
+
+    # Another family of the same user is untouched, and revoking it ends it the same way.
+    assert _count(app, "refresh_tokens", session_id=other.session) == 1
+    with app.app_context():
+        assert state.refresh_tokens.revoke(other.refresh_token) == ada_id
+        assert state.refresh_tokens.revoke(other.refresh_token) is None
+    assert _count(app, "user_sessions", user_id=ada_id) == 0
+    assert _count(app, "refresh_tokens") == 0
 
 
 def test_timestamps_keep_microseconds(app: Flask, clock: FakeClock) -> None:

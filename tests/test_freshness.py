@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from .conftest import PASSWORD, FakeClock, csrf_token, login, make_app, make_user, submit
 
-SENSITIVE = ["/account/export", "/account/two-factor"]
+SENSITIVE = ["/account/export", "/account/two-factor", "/account/recovery-codes"]
 
 
 @pytest.mark.parametrize("path", SENSITIVE)

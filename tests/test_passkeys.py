@@ -55,6 +55,7 @@ from .soft_authenticator import SoftAuthenticator, b64url
 from .totp import code_for
 
 PASSKEYS = "/account/passkeys"
+RECOVERY = "/account/recovery-codes"
 SECOND_STEP = "/login/two-factor"
 HOME = "/"  # where the demo lands after sign-in
 API = "/api/v1"
@@ -871,20 +872,25 @@ def test_the_passkey_page_wants_a_recent_sign_in(
     assert auth_client.post(PASSKEYS, data=data).headers["Location"] == stale.headers["Location"]
     add = {"csrf_token": token, "name": "Sneaky", "credential": "{}"}
     assert auth_client.post(PASSKEYS, data=add).headers["Location"] == stale.headers["Location"]
-    renew = {"csrf_token": token, "action": "regenerate"}
-    assert auth_client.post(PASSKEYS, data=renew).headers["Location"] == stale.headers["Location"]
+    renew = {"csrf_token": token}
+    assert auth_client.post(RECOVERY, data=renew).headers["Location"] == (
+        "/reauthenticate?next=/account/recovery-codes"
+    )
     assert stored(app, user) == (1, 10)
     back = submit(auth_client, stale.headers["Location"], {"password": PASSWORD})
     assert back.headers["Location"] == PASSKEYS
     assert list(listed(auth_client)) == ["Work laptop"]
 
 
-def test_a_passkey_only_account_makes_new_recovery_codes_on_the_passkey_page(
+def test_a_passkey_only_account_makes_new_recovery_codes_on_the_recovery_codes_page(
     app: Flask, client: FlaskClient, enrolled: Enrolled, user: int
 ) -> None:
     assert path_of(passkey_sign_in(client, enrolled.key)) == HOME
-    token = csrf_token(client, PASSKEYS)
-    response = client.post(PASSKEYS, data={"csrf_token": token, "action": "regenerate"})
+    page = client.get(PASSKEYS).get_data(as_text=True)
+    assert "10 unused recovery codes left" in page
+    assert f'<a href="{RECOVERY}">Make new recovery codes</a>' in page
+    assert 'value="regenerate"' not in page
+    response = submit(client, RECOVERY, {})
     new = recovery_codes_of(response)
     assert len(set(new)) == 10
     assert not set(new) & set(enrolled.recovery_codes)
@@ -894,6 +900,18 @@ def test_a_passkey_only_account_makes_new_recovery_codes_on_the_passkey_page(
     assert path_of(login(client)) == SECOND_STEP
     assert submit(client, SECOND_STEP, {"code": enrolled.recovery_codes[0]}).status_code == 422
     assert path_of(submit(client, SECOND_STEP, {"code": new[0]})) == HOME
+
+
+def test_the_passkey_pages_old_regenerate_button_goes_to_the_recovery_codes_page(
+    app: Flask, client: FlaskClient, enrolled: Enrolled, user: int
+) -> None:
+    assert path_of(passkey_sign_in(client, enrolled.key)) == HOME
+    token = csrf_token(client, PASSKEYS)
+    response = client.post(PASSKEYS, data={"csrf_token": token, "action": "regenerate"})
+    assert response.status_code == 303
+    assert response.headers["Location"] == RECOVERY
+    assert events(app, Event.RECOVERY_CODES_REGENERATED) == []
+    assert stored(app, user) == (1, 10)
 
 
 # -- signing in without a password ---------------------------------------------------------------
@@ -1317,12 +1335,16 @@ def test_removing_a_passkey_by_a_junk_id_changes_nothing(
 def test_no_recovery_codes_without_a_second_factor(
     app: Flask, auth_client: FlaskClient, user: int
 ) -> None:
-    form = prompt(auth_client, PASSKEYS)
-    response = auth_client.post(
-        PASSKEYS, data={"csrf_token": form.csrf_token, "action": "regenerate"}
-    )
-    assert path_of(response) == PASSKEYS
+    page = auth_client.get(RECOVERY).get_data(as_text=True)
+    assert "Recovery codes come with a second factor" in page
+    assert "Make new recovery codes" not in page
+    response = submit(auth_client, RECOVERY, {})
+    assert path_of(response) == RECOVERY
+    assert notices(auth_client, response) == [
+        "Set up an authenticator app or a passkey first: recovery codes come with it."
+    ]
     assert stored(app, user) == (0, 0)
+    assert events(app, Event.RECOVERY_CODES_REGENERATED) == []
 
 
 def test_the_export_lists_passkeys_without_their_keys(

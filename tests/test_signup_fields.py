@@ -91,7 +91,9 @@ portcullis = Portcullis(db=db, user_model=Member, register_form=SignupForm, mail
 HostFactory = Callable[..., Flask]
 
 
-def make_host(database: Path, **config: Any) -> Flask:
+def make_host(
+    database: Path, *, sql: SQLAlchemy = db, extension: Portcullis = portcullis, **config: Any
+) -> Flask:
     """A host app with the display_name field, on its own SQLite file."""
     app = Flask(__name__)
     app.config.update(
@@ -102,10 +104,10 @@ def make_host(database: Path, **config: Any) -> Flask:
         **GENEROUS_LIMITS,
         **config,
     )
-    db.init_app(app)
-    portcullis.init_app(app)
+    sql.init_app(app)
+    extension.init_app(app)
     with app.app_context():
-        db.create_all()
+        sql.create_all()
     return app
 
 
@@ -403,6 +405,171 @@ def test_the_field_macro_draws_a_hosts_checkbox_and_select_with_their_errors(hos
     assert '<p class="hint" id="terms-hint">Read them.</p>' in checkbox
     assert "<li>This field is required.</li>" in checkbox
     assert "required" not in select.split("<option", 1)[0]  # optional: no required="None"
+
+
+# -- render_kw: a host field's own attributes, under the macro's ----------------------------
+
+
+class HintedForm(RegisterForm):
+    display_name = StringField(
+        "Display name",
+        validators=[DataRequired("Choose a display name."), Length(max=80)],
+        description="Shown beside your posts.",
+        render_kw={
+            "placeholder": 'Ada "the Countess" <Lovelace>',
+            "autocomplete": "nickname",
+            "inputmode": "text",
+            "class_": "wide",
+            "data_kind": "display name",
+            "spellcheck": False,  # False and None: left out, as WTForms does
+            "title": None,
+            # The macro's own attributes: never taken from render_kw.
+            "id": "hijacked",
+            "name": "other_name",
+            "type": "hidden",
+            "value": "preset",
+            "maxlength": 5,
+            "aria-describedby": "nowhere",
+            "aria_invalid": "false",
+        },
+    )
+
+
+class HintedBase(DeclarativeBase):
+    pass
+
+
+hinted_db = SQLAlchemy(model_class=HintedBase)  # its own models: one Portcullis per db
+
+
+class HintedMember(UserMixin, hinted_db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "members"
+    display_name: Mapped[str | None] = mapped_column(String(80), default=None)
+
+
+hinted = Portcullis(
+    db=hinted_db, user_model=HintedMember, register_form=HintedForm, mail_sender=Sent()
+)
+
+
+def input_tag(page: str, name: str) -> str:
+    """The whole <input> tag of the field ``name`` (values are escaped, so no bare ">")."""
+    start = page.rindex("<input", 0, page.index(f'name="{name}"'))
+    return page[start : page.index(">", start) + 1]
+
+
+@pytest.fixture
+def hinted_host(tmp_path: Path) -> Iterator[Flask]:
+    app = make_host(tmp_path / "hinted.db", sql=hinted_db, extension=hinted)
+    yield app
+    dispose(app)
+
+
+def test_a_hosts_render_kw_reaches_the_input_escaped(hinted_host: Flask) -> None:
+    page = text(hinted_host.test_client().get("/register"))
+    tag = input_tag(page, "display_name")
+    assert tag.startswith('<input type="text" id="display_name" name="display_name" ')
+    assert ' placeholder="Ada &#34;the Countess&#34; &lt;Lovelace&gt;"' in tag
+    assert ' autocomplete="nickname"' in tag
+    assert ' inputmode="text"' in tag
+    assert ' class="wide"' in tag
+    assert ' data-kind="display name"' in tag
+    assert "spellcheck" not in tag
+    assert "title" not in tag
+    assert '<label for="display_name">Display name</label>' in page
+
+
+def test_render_kw_never_overrides_the_macros_own_attributes(hinted_host: Flask) -> None:
+    page = text(hinted_host.test_client().get("/register"))
+    tag = input_tag(page, "display_name")
+    for attribute in ("type", "id", "name", "maxlength", "aria-describedby"):
+        assert tag.count(f" {attribute}=") == 1, (attribute, tag)
+    assert 'maxlength="80"' in tag
+    assert 'aria-describedby="display_name-hint"' in tag
+    assert "hijacked" not in page
+    assert "other_name" not in page
+    assert "preset" not in page
+    assert "nowhere" not in page
+    assert "aria-invalid" not in tag  # nothing is wrong yet, whatever render_kw says
+
+    refused = sign_up(hinted_host, display_name="")
+    assert refused.status_code == 422
+    tag = input_tag(text(refused), "display_name")
+    assert tag.count(" aria-invalid=") == 1
+    assert 'aria-invalid="true"' in tag
+    assert 'aria-describedby="display_name-hint display_name-errors"' in tag
+    assert tag.count(" aria-describedby=") == 1
+    assert ' placeholder="Ada &#34;the Countess&#34; &lt;Lovelace&gt;"' in tag
+    assert sign_up(hinted_host, display_name="Ada").status_code == 302  # the name is its own
+
+
+class KwEveryKindForm(RegisterForm):
+    nickname = StringField(
+        "Nickname", render_kw={"autocomplete": "nickname", "inputmode": "numeric"}
+    )
+    terms = BooleanField(
+        "I agree",
+        validators=[DataRequired()],
+        render_kw={"class": "tick", "checked": True, "value": "n", "aria-describedby": "x"},
+    )
+    plan = SelectField(
+        "Plan",
+        choices=[SelectChoice("free"), SelectChoice("team")],
+        render_kw={"class_": "picker", "id": "hijacked", "name": "other", "aria_label": "Plan"},
+    )
+    note = TextAreaField("Note", render_kw={"rows": 3, "placeholder": "<b>hi</b>", "value": "x"})
+
+
+def test_the_field_macro_passes_render_kw_on_every_kind_of_field(host: Flask) -> None:
+    macro = (
+        '{% from "portcullis/_macros.html" import field %}'
+        '{{ field(f, hint="Read them.", autocomplete=autocomplete) }}'
+    )
+    with host.test_request_context():
+        form = KwEveryKindForm(formdata=MultiDict(), meta={"csrf": False})
+        assert not form.terms.validate(form)
+        nickname = render_template_string(macro, f=form.nickname, autocomplete=None)
+        page_wins = render_template_string(macro, f=form.nickname, autocomplete="off")
+        checkbox = render_template_string(macro, f=form.terms, autocomplete=None)
+        select = render_template_string(macro, f=form.plan, autocomplete=None)
+        note = render_template_string(macro, f=form.note, autocomplete=None)
+    assert 'autocomplete="nickname"' in nickname
+    assert 'inputmode="numeric"' in nickname
+    # The page's own autocomplete wins over render_kw's.
+    assert 'autocomplete="off"' in page_wins
+    assert input_tag(page_wins, "nickname").count("autocomplete=") == 1
+    # A checkbox: render_kw's class, never its checked, value or aria-describedby.
+    box = input_tag(checkbox, "terms")
+    assert 'class="tick"' in box
+    assert 'value="y"' in box
+    assert 'value="n"' not in box
+    assert " checked" not in box
+    assert 'aria-describedby="terms-hint terms-errors"' in box
+    assert box.count("aria-describedby") == 1
+    # A select drawn by WTForms: the field's own id and name, render_kw's class and label.
+    opening = select.split("<option", 1)[0]
+    assert 'id="plan"' in opening
+    assert 'name="plan"' in opening
+    assert "hijacked" not in select
+    assert 'name="other"' not in select
+    assert 'class="picker"' in opening
+    assert 'aria-label="Plan"' in opening
+    assert 'aria-describedby="plan-hint"' in opening
+    # A text area: its attributes escaped, no value attribute.
+    assert 'rows="3"' in note
+    assert 'placeholder="&lt;b&gt;hi&lt;/b&gt;"' in note
+    assert 'value="x"' not in note
+
+
+def test_a_render_kw_key_that_is_no_attribute_name_is_refused(host: Flask) -> None:
+    class Broken(RegisterForm):
+        nickname = StringField("Nickname", render_kw={'x" onfocus="alert(1)': "y"})
+
+    macro = '{% from "portcullis/_macros.html" import field %}{{ field(f) }}'
+    with host.test_request_context():
+        form = Broken(formdata=None, meta={"csrf": False})
+        with pytest.raises(ValueError, match="not an HTML attribute"):
+            render_template_string(macro, f=form.nickname)
 
 
 # -- fuzzed: POST /register of the host answers as its document says ------------------------

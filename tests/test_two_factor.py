@@ -54,6 +54,7 @@ API = "/api/v1"
 PROBLEM = "application/problem+json"
 SETUP = "/account/two-factor"
 SECOND_STEP = "/login/two-factor"
+RECOVERY = "/account/recovery-codes"
 HOME = "/"  # where the demo lands after sign-in (PORTCULLIS_POST_LOGIN_VIEW="index")
 WINDOW = 5 * 60
 NEW_PASSWORD = "a brand new passphrase for ada"
@@ -144,15 +145,26 @@ def sign_in_with(client: FlaskClient, code: str) -> TestResponse:
 
 
 def codes_left(client: FlaskClient) -> int:
-    page = client.get(SETUP)
-    assert page.status_code == 200
-    match = CODES_LEFT.search(page.get_data(as_text=True))
-    assert match, page.get_data(as_text=True)
-    return int(match.group(1))
+    """The count of unused recovery codes, as the two-factor page and the recovery-codes page
+    both show it."""
+    counts = []
+    for path in (SETUP, RECOVERY):
+        page = client.get(path)
+        assert page.status_code == 200
+        match = CODES_LEFT.search(page.get_data(as_text=True))
+        assert match, page.get_data(as_text=True)
+        counts.append(int(match.group(1)))
+    assert counts[0] == counts[1], counts
+    return counts[0]
 
 
 def manage(client: FlaskClient, action: str, password: str = PASSWORD) -> TestResponse:
     return submit(client, SETUP, {"password": password, "action": action})
+
+
+def regenerate(client: FlaskClient) -> TestResponse:
+    """Press "Make new recovery codes" on /account/recovery-codes."""
+    return submit(client, RECOVERY, {})
 
 
 def stored_factor_rows(app: Flask, user_id: int) -> tuple[int, int]:
@@ -516,28 +528,65 @@ def test_a_made_up_recovery_code_is_refused(client: FlaskClient, enrolled: Enrol
     assert not signed_in(client)
 
 
-def test_regenerating_needs_the_password_and_voids_the_old_codes(
+def test_regenerating_wants_a_recent_sign_in_and_voids_the_old_codes(
     app: Flask, client: FlaskClient, clock: FakeClock, enrolled: Enrolled, user: int
 ) -> None:
     old = enrolled.recovery_codes
     assert path_of(sign_in_with(client, old[0])) == HOME
     assert codes_left(client) == 9
+    token = csrf_token(client, RECOVERY)
 
-    refused = manage(client, "regenerate", WRONG_PASSWORD)
-    assert refused.status_code == 422
-    assert RECOVERY_CODE.search(refused.get_data(as_text=True)) is None
-    assert codes_left(client) == 9
+    clock.advance(minutes=11)  # past the freshness window
+    stale = client.get(RECOVERY)
+    assert stale.status_code == 302
+    assert stale.headers["Location"] == "/reauthenticate?next=/account/recovery-codes"
+    refused = client.post(RECOVERY, data={"csrf_token": token})
+    assert refused.headers["Location"] == stale.headers["Location"]
     assert events(app, Event.RECOVERY_CODES_REGENERATED) == []
+    wrong = submit(client, stale.headers["Location"], {"password": WRONG_PASSWORD})
+    assert wrong.status_code == 422
+    back = submit(client, stale.headers["Location"], {"password": PASSWORD})
+    assert back.headers["Location"] == RECOVERY
+    assert codes_left(client) == 9
 
-    new = recovery_codes_of(manage(client, "regenerate"))
+    new = recovery_codes_of(regenerate(client))
     assert len(new) == 10
     assert not set(new) & set(old)
     assert codes_left(client) == 10
     assert not any(code in client.get(SETUP).get_data(as_text=True) for code in new)
+    assert not any(code in client.get(RECOVERY).get_data(as_text=True) for code in new)
     sign_out(client)
     assert sign_in_with(client, old[1]).status_code == 422  # the old set is void
     assert path_of(second_step(client, new[0])) == HOME
     assert codes_left(client) == 9
+
+
+def test_regenerating_needs_the_forms_csrf_token(
+    app: Flask, client: FlaskClient, clock: FakeClock, enrolled: Enrolled
+) -> None:
+    assert path_of(sign_in_with(client, code_for(enrolled.secret, clock))) == HOME
+    for data in ({}, {"csrf_token": "forged"}):
+        refused = client.post(RECOVERY, data=data)
+        assert refused.status_code == 400  # the app-wide CSRF check turns it away
+        assert RECOVERY_CODE.search(refused.get_data(as_text=True)) is None
+    assert events(app, Event.RECOVERY_CODES_REGENERATED) == []
+    assert codes_left(client) == 10
+
+
+def test_the_two_factor_page_links_to_the_recovery_codes_page_and_has_no_form_of_its_own(
+    app: Flask, client: FlaskClient, clock: FakeClock, enrolled: Enrolled, user: int
+) -> None:
+    assert path_of(sign_in_with(client, code_for(enrolled.secret, clock))) == HOME
+    page = client.get(SETUP).get_data(as_text=True)
+    assert f'<a href="{RECOVERY}">Make new recovery codes</a>' in page
+    assert 'value="regenerate"' not in page
+    # A page cached from before, posted with the password: sent to the new page, nothing made.
+    old_form = manage(client, "regenerate")
+    assert old_form.status_code == 303
+    assert old_form.headers["Location"] == RECOVERY
+    assert events(app, Event.RECOVERY_CODES_REGENERATED) == []
+    assert stored_factor_rows(app, user) == (1, 10)
+    assert codes_left(client) == 10
 
 
 def test_disabling_needs_the_password_and_then_sign_in_is_one_step(
@@ -583,7 +632,7 @@ def test_regenerating_recovery_codes_mails_the_owner(
 ) -> None:
     assert path_of(sign_in_with(client, code_for(enrolled.secret, clock))) == HOME
     outbox.clear()
-    new = recovery_codes_of(manage(client, "regenerate"))
+    new = recovery_codes_of(regenerate(client))
     (mail,) = notices(outbox, "new recovery codes")
     assert not any(code in mail.text or code in mail.html for code in new)  # never mailed
 
@@ -699,7 +748,7 @@ def test_every_factor_change_and_use_is_audited(
     assert events(app, Event.RECOVERY_CODE_USED) == [(user, {})]
     assert events(app, Event.SIGN_IN)[-1] == (user, {"remember": True, "factor": "recovery"})
 
-    recovery_codes_of(manage(client, "regenerate"))
+    recovery_codes_of(regenerate(client))
     assert events(app, Event.RECOVERY_CODES_REGENERATED) == [(user, {})]
     assert path_of(manage(client, "disable")) == "/account"
     assert events(app, Event.TWO_FACTOR_DISABLED) == [(user, {})]

@@ -468,32 +468,6 @@ class AccountService:
             raise TokenInvalid("This account is deactivated.")
         return user, payload
 
-    def export(self, user: UserMixin) -> dict[str, Any]:
-        """Return the user's own data as JSON-ready values; never the hash or session ids."""
-        return {
-            "username": user.username,
-            "email": user.email,
-            "email_verified_at": _iso(user.email_verified_at),
-            "active": user.active,
-            "created_at": _iso(user.created_at),
-            "last_login_at": _iso(user.last_login_at),
-            "roles": sorted(role.name for role in user.roles),
-            "sessions": [
-                {
-                    "created_at": _iso(s.created_at),
-                    "last_seen_at": _iso(s.last_seen_at),
-                    "ip": s.ip,
-                    "user_agent": s.user_agent,
-                    "remember": s.remember,
-                }
-                for s in self._sessions.list_for(user.id)
-            ],
-        }
-
-
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat()
-
 
 def guard_key(user: UserMixin | None, identity: str) -> str:
     """Count failures per account whichever identity was typed, per name when none matches."""

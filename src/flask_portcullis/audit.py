@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import signals
-from .audit_events import Event
+from .audit_events import LABELS, Event
 from .clock import Clock
 from .models import AuditEventMixin, DbSession, Models
 from .sessions import stored_client
@@ -159,3 +159,15 @@ def _without_secrets(detail: dict[str, Any]) -> dict[str, Any]:
             continue
         clean[key] = _without_secrets(value) if isinstance(value, dict) else value
     return clean
+
+
+def activity_row(event: AuditEventMixin) -> dict[str, str]:
+    """One event as its owner sees it (the activity page, the account export): when, what,
+    in words, and from where; never the detail, which may name other accounts."""
+    return {
+        "at": event.at.isoformat(),
+        "event": event.event,
+        "label": LABELS.get(Event(event.event), event.event),
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+    }

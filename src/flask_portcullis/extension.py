@@ -18,6 +18,7 @@ from .audit import AuditLog
 from .clock import Clock, utcnow
 from .devices import DeviceService
 from .exceptions import ConfigurationError
+from .export import AccountExport
 from .hosts import TrustedHosts, trusted_hosts
 from .mail import MailSender, sender_from_config
 from .migrating import enforce_sqlite_foreign_keys
@@ -136,6 +137,8 @@ class Portcullis:
             session, self.models, hashing, policy, sessions, devices, tokens, guard, settings, clock
         )
         two_factor = TwoFactorService(session, self.models, keys, settings.site_name, clock)
+        audit = AuditLog(session, self.models, clock, sender=app)
+        passkeys = PasskeyService(session, self.models, two_factor, clock)
         state = State(
             settings=settings,
             models=self.models,
@@ -148,7 +151,7 @@ class Portcullis:
                 self._mail_sender or sender_from_config(app.config), throttle, settings
             ),
             throttle=throttle,
-            audit=AuditLog(session, self.models, clock, sender=app),
+            audit=audit,
             access_tokens=AccessTokens(
                 keys,
                 algorithm=settings.jwt_algorithm,
@@ -159,7 +162,8 @@ class Portcullis:
             ),
             refresh_tokens=RefreshTokens(session, self.models, sessions, clock),
             two_factor=two_factor,
-            passkeys=PasskeyService(session, self.models, two_factor, clock),
+            passkeys=passkeys,
+            export=AccountExport(sessions, devices, audit, passkeys),
             debug=app.debug,
             clock=clock,
             hosts=hosts,

@@ -83,11 +83,15 @@ class RefreshTokens:
         return token
 
     def _end_family(self, record_id: str) -> int | None:
-        """End a session and all its tokens; return its user's id (for the audit log)."""
-        RefreshToken, Session = self._models.RefreshToken, self._models.Session
+        """End a session and so all its tokens; return its user's id (for the audit log).
+
+        Only the session row is deleted: refresh_tokens.session_id is ON DELETE CASCADE
+        (SQLite too: init_app turns its foreign keys on), so the family goes with it in the
+        same statement, as it does when any other path ends the session.
+        """
+        Session = self._models.Session
         record = self._db.get(Session, record_id)
         user_id = record.user_id if record is not None else None
-        self._db.execute(delete(RefreshToken).where(RefreshToken.session_id == record_id))
         self._db.execute(delete(Session).where(Session.id == record_id))
         self._db.commit()
         return user_id

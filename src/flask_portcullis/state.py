@@ -18,6 +18,7 @@ from .accounts import AccountService
 from .audit import AuditLog
 from .clock import Clock
 from .devices import DeviceService
+from .export import AccountExport
 from .hosts import TrustedHosts
 from .models import Models
 from .notify import Notifier
@@ -49,6 +50,7 @@ class State:
     refresh_tokens: RefreshTokens
     two_factor: TwoFactorService
     passkeys: PasskeyService
+    export: AccountExport  # a user's own data, for /account/export
     debug: bool  # as configured when the app was set up (the CLI resets app.debug later)
     clock: Clock
     hosts: TrustedHosts

@@ -154,7 +154,11 @@ def test_add_a_passkey_then_sign_in_with_the_button_without_a_password(
     page.goto("/account/passkeys")
     expect(page.get_by_role("cell", name="Laptop")).to_be_visible()
     expect(page.get_by_text("10 unused recovery codes left")).to_be_visible()
+    page.get_by_role("link", name="Make new recovery codes").click()
+    expect(page.get_by_role("heading", name="Recovery codes", exact=True)).to_be_visible()
+    expect(page.locator("main")).to_contain_text("You have 10 unused recovery codes")
     page.get_by_role("button", name="Make new recovery codes").click()
+    expect(page.get_by_role("heading", name="Your recovery codes")).to_be_visible()
     new_codes = page.locator("ul.codes code").all_inner_texts()
     assert len(new_codes) == 10
     assert not set(new_codes) & set(first_codes)

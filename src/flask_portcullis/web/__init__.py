@@ -20,10 +20,12 @@ from . import (  # noqa: F401  (registers the routes)
     hosts,
     links,
     passkeys,
+    recovery_codes,
     two_factor,
 )
 from .blueprints import admin_bp, bp
 from .events import audit
+from .field_attrs import render_kw_attributes, widget_attributes
 from .signin import init_login_manager
 
 
@@ -58,4 +60,7 @@ def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:
         portcullis_csrf_token=generate_csrf,
         portcullis_settings=state.settings,
         portcullis_current_user=current_user,
+        # For _macros.html's field(): a field's render_kw, the macro's own attributes winning.
+        portcullis_render_kw=render_kw_attributes,
+        portcullis_widget_attributes=widget_attributes,
     )

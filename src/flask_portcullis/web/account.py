@@ -8,12 +8,12 @@ from flask import Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from ..audit_events import LABELS, Event
+from ..audit import activity_row
 from ..caller import this_client
 from ..decorators import login_required
 from ..exceptions import DeliveryFailed, FieldError, InvalidCredentials, PasswordRejected
 from ..identity import mask_email
-from ..models import AuditEventMixin, UserMixin
+from ..models import UserMixin
 from ..state import get_state
 from ..usecases import passwords, self_service
 from .blueprints import bp
@@ -125,27 +125,7 @@ def delete_account() -> ResponseReturnValue:
 @bp.route("/account/export")
 @fresh_login_required
 def export() -> ResponseReturnValue:
-    state, user = get_state(), me()
-    data = state.accounts.export(user)
-    data["activity"] = [activity_row(event) for event in state.audit.recent(user.id, limit=1000)]
-    data["passkeys"] = [
-        {
-            "name": passkey.name,
-            "created_at": passkey.created_at.isoformat(),
-            "last_used_at": passkey.last_used_at and passkey.last_used_at.isoformat(),
-        }
-        for passkey in state.passkeys.list_for(user)
-    ]
-    data["trusted_devices"] = [  # without their ids: only the cookie's owner needs those
-        {
-            "kind": device.kind,
-            "created_at": device.created_at.isoformat(),
-            "last_used_at": device.last_used_at.isoformat(),
-            "ip": device.ip,
-            "user_agent": device.user_agent,
-        }
-        for device in state.devices.list_for(user.id)
-    ]
+    data = get_state().export.collect(me())
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
         mimetype="application/json",
@@ -211,16 +191,6 @@ def activity() -> ResponseReturnValue:
     """The user's recent security events (OWASP ASVS 7.1: users can see what happened)."""
     events = get_state().audit.recent(me().id, limit=50)
     return render_template("portcullis/activity.html", events=[activity_row(e) for e in events])
-
-
-def activity_row(event: AuditEventMixin) -> dict[str, str]:
-    return {
-        "at": event.at.isoformat(),
-        "event": event.event,
-        "label": LABELS.get(Event(event.event), event.event),
-        "ip": event.ip,
-        "user_agent": event.user_agent,
-    }
 
 
 @bp.route("/reauthenticate", methods=["GET", "POST"])

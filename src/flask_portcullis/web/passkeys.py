@@ -29,7 +29,7 @@ from .forms import AddPasskeyForm, ConfirmForm, PasskeyForm
 from .fresh import fresh_login_required
 from .redirects import safe_next
 from .signin import mark_fresh
-from .two_factor import finish_second_step, new_recovery_codes, second_step
+from .two_factor import finish_second_step, second_step
 
 EXPIRED = "That passkey request expired or was used already. Please try again."
 
@@ -48,11 +48,8 @@ def passkeys() -> ResponseReturnValue:
     action = request.form.get("action") if request.method == "POST" else None
     if action == "remove":
         return remove(user)
-    if action == "regenerate" and ConfirmForm().validate_on_submit():
-        if state.two_factor.is_enabled(user):  # codes stand in for a factor: one must exist
-            return new_recovery_codes(user)  # the page itself wants a recent sign-in
-        flash("Add a passkey first: recovery codes come with it.", "info")
-        return redirect(url_for("portcullis.passkeys"))
+    if action == "regenerate":  # a form from before /account/recovery-codes existed
+        return redirect(url_for("portcullis.recovery_codes"), 303)
     form = AddPasskeyForm()
     if form.validate_on_submit():
         challenge = take_challenge("register")

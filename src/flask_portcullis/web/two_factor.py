@@ -138,14 +138,16 @@ def two_factor() -> ResponseReturnValue:
 
 
 def manage(user: UserMixin) -> ResponseReturnValue:
-    """Two-factor is on: regenerate recovery codes or turn it off (both need the password)."""
+    """Two-factor is on: turn it off (needs the password). New recovery codes are made at
+    /account/recovery-codes, under the same rule for every factor."""
     state = get_state()
+    if request.form.get("action") == "regenerate":  # a form from before that page existed
+        return redirect(url_for("portcullis.recovery_codes"), 303)
     form = PasswordConfirmForm()
-    action = request.form.get("action", "")
-    if form.validate_on_submit() and action in ("disable", "regenerate"):
+    if form.validate_on_submit() and request.form.get("action") == "disable":
         if not state.accounts.check_password(user, form.password.data or ""):
             form.password.errors = [WRONG_PASSWORD]
-        elif action == "disable":
+        else:
             state.two_factor.disable(user)
             audit(Event.TWO_FACTOR_DISABLED, user.id)
             change = (
@@ -156,23 +158,8 @@ def manage(user: UserMixin) -> ResponseReturnValue:
             state.notifier.factor_changed(user, current_device(), change=change)
             flash(change, "info")
             return redirect(url_for("portcullis.account"))
-        else:
-            return new_recovery_codes(user)
     left = state.two_factor.recovery_codes_left(user)
     return render_form("portcullis/two_factor_manage.html", form, left=left)
-
-
-def new_recovery_codes(user: UserMixin) -> ResponseReturnValue:
-    """Void the old recovery codes, show the new set once, and tell the owner."""
-    state = get_state()
-    codes = state.two_factor.regenerate_recovery_codes(user)
-    audit(Event.RECOVERY_CODES_REGENERATED, user.id)
-    state.notifier.factor_changed(
-        user,
-        current_device(),
-        change="New recovery codes were made for your account; the old ones are void.",
-    )
-    return render_template("portcullis/recovery_codes.html", codes=codes)
 
 
 # Where a user who must set up two-factor may still go.
