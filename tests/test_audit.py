@@ -23,7 +23,7 @@ from sqlalchemy import select
 from flask_portcullis import get_state, signals
 from flask_portcullis.audit import DETAIL_MAX
 from flask_portcullis.audit_events import LABELS, Event
-from flask_portcullis.web.signin import SESSION_KEY
+from flask_portcullis.web.keys import SESSION_KEY
 
 from .conftest import (
     PASSWORD,

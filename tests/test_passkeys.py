@@ -34,7 +34,7 @@ from flask_portcullis.audit_events import Event
 from flask_portcullis.exceptions import FieldError, PasskeyRejected
 from flask_portcullis.models import PasskeyMixin, UserMixin
 from flask_portcullis.passkeys import PasskeyService, RelyingParty
-from flask_portcullis.web.ceremony import CEREMONY
+from flask_portcullis.web.keys import CEREMONY
 
 from .conftest import (
     CSRF_INPUT,

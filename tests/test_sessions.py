@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from flask_portcullis import get_state
 from flask_portcullis.models import SessionMixin
-from flask_portcullis.web.signin import SESSION_KEY
+from flask_portcullis.web.keys import SESSION_KEY
 
 from .conftest import (
     PASSWORD,

@@ -25,7 +25,7 @@ from flask_portcullis.devices import SALT
 from flask_portcullis.exceptions import PasswordRejected
 from flask_portcullis.throttling import FAILURE_MEMORY
 from flask_portcullis.web.auth import BAD_CREDENTIALS
-from flask_portcullis.web.trusted import DEVICE_COOKIE
+from flask_portcullis.web.keys import DEVICE_COOKIE
 
 from .conftest import (
     PASSWORD,

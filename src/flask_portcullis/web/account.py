@@ -6,7 +6,6 @@ import json
 
 from flask import Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user
 
 from ..audit import activity_row
 from ..caller import this_client
@@ -18,7 +17,7 @@ from ..state import get_state
 from ..usecases import passwords, self_service
 from .blueprints import bp
 from .ceremony import begin, relying_party
-from .feedback import render_form, show_error
+from .feedback import WRONG_PASSWORD, render_form, show_error
 from .forms import (
     ChangeEmailForm,
     ChangePasswordForm,
@@ -33,17 +32,11 @@ from .signin import (
     current_session_token,
     is_fresh,
     mark_fresh,
+    me,
     sign_in,
     sign_out,
 )
 from .trusted import current_device_id
-
-WRONG_PASSWORD = "That is not your current password."
-
-
-def me() -> UserMixin:
-    user: UserMixin = current_user._get_current_object()
-    return user
 
 
 @bp.route("/account")

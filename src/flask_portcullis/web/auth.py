@@ -23,18 +23,14 @@ from .ceremony import begin, relying_party
 from .events import audit, complete_sign_in
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, LoginForm
-from .links import PENDING_VERIFICATION
-from .redirects import safe_next
+from .keys import PENDING_VERIFICATION
+from .redirects import after_login_url, safe_next
+from .second_step import start_second_step
 from .signin import sign_in, sign_out
 from .trusted import presented_tokens
-from .two_factor import start_second_step
 
 # One message for unknown user and wrong password (OWASP ASVS 2.2.1 / no enumeration).
 BAD_CREDENTIALS = "Incorrect username, email or password."
-
-
-def after_login_url() -> str:
-    return safe_next(request.args.get("next")) or url_for(get_state().settings.post_login_view)
 
 
 @bp.route("/register", methods=["GET", "POST"])

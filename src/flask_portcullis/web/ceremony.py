@@ -18,8 +18,7 @@ from webauthn.helpers import bytes_to_base64url
 
 from ..passkeys import CHALLENGE_LIFETIME, Ceremony, RelyingParty
 from ..state import get_state
-
-CEREMONY = "_portcullis_webauthn"
+from .keys import CEREMONY
 
 
 def relying_party() -> RelyingParty:

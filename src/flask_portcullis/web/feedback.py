@@ -33,3 +33,7 @@ def _field_errors(form: FlaskForm, name: str) -> list[str]:
     if not isinstance(field.errors, list):
         field.errors = list(field.errors)
     return field.errors
+
+
+# The words of every page that asks for the current password again.
+WRONG_PASSWORD = "That is not your current password."

@@ -28,10 +28,7 @@ from ..usecases import passwords, self_service, signup
 from .blueprints import bp
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, ForgotPasswordForm, ResetPasswordForm
-
-# The address a signed-out visitor may ask to re-send a confirmation link to: set after a
-# sign-up (new or taken: both look alike) and after a sign-in refused for want of one.
-PENDING_VERIFICATION = "_portcullis_verify"
+from .keys import PENDING_VERIFICATION
 
 
 def no_referrer(response: ResponseReturnValue) -> Response:

@@ -19,17 +19,15 @@ from ..decorators import login_required
 from ..exceptions import AccountInactive, EmailNotVerified, FieldError, PasskeyRejected
 from ..models import UserMixin
 from ..state import get_state
-from .account import WRONG_PASSWORD, me
-from .auth import after_login_url
 from .blueprints import bp
 from .ceremony import begin, relying_party, take_challenge
 from .events import audit, complete_sign_in
-from .feedback import render_form, show_error
+from .feedback import WRONG_PASSWORD, render_form, show_error
 from .forms import AddPasskeyForm, ConfirmForm, PasskeyForm
 from .fresh import fresh_login_required
-from .redirects import safe_next
-from .signin import mark_fresh
-from .two_factor import finish_second_step, second_step
+from .redirects import after_login_url, safe_next
+from .second_step import finish_second_step, second_step
+from .signin import mark_fresh, me
 
 EXPIRED = "That passkey request expired or was used already. Please try again."
 

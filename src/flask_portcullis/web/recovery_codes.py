@@ -8,12 +8,12 @@ from flask.typing import ResponseReturnValue
 from ..audit_events import Event
 from ..caller import current_device
 from ..state import get_state
-from .account import me
 from .blueprints import bp
 from .events import audit
 from .feedback import render_form
 from .forms import ConfirmForm
 from .fresh import fresh_login_required
+from .signin import me
 
 
 @bp.route("/account/recovery-codes", methods=["GET", "POST"])

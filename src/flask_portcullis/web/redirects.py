@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from flask import request, url_for
+
+from ..state import get_state
+
 
 def safe_next(target: str | None) -> str | None:
     """Return ``target`` when it is a same-site path like ``/account?tab=1``, else None.
@@ -21,3 +25,8 @@ def safe_next(target: str | None) -> str | None:
     if parts.scheme or parts.netloc:
         return None
     return target
+
+
+def after_login_url() -> str:
+    """Where a completed sign-in goes: a safe ``next``, else PORTCULLIS_POST_LOGIN_VIEW."""
+    return safe_next(request.args.get("next")) or url_for(get_state().settings.post_login_view)

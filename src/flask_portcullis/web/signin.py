@@ -11,14 +11,12 @@ decides how long it lives.
 from __future__ import annotations
 
 from flask import g, request, session
-from flask_login import LoginManager, login_user, logout_user
+from flask_login import LoginManager, current_user, login_user, logout_user
 
 from ..caller import client_ip
 from ..models import SessionMixin, UserMixin
 from ..state import get_state
-
-SESSION_KEY = "_portcullis_sid"  # holds the session token (sessions.py: token vs id)
-AUTHENTICATED_AT = "_portcullis_auth_at"  # when the password (or a factor) was last given
+from .keys import AUTHENTICATED_AT, SESSION_KEY
 
 
 def load_user(user_id: str) -> UserMixin | None:
@@ -92,3 +90,9 @@ def is_fresh() -> bool:
 
 def mark_fresh() -> None:
     session[AUTHENTICATED_AT] = int(get_state().clock().timestamp())
+
+
+def me() -> UserMixin:
+    """The signed-in user itself (not Flask-Login's proxy), for pages behind login_required."""
+    user: UserMixin = current_user._get_current_object()
+    return user

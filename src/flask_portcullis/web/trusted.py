@@ -14,8 +14,8 @@ from ..caller import client_ip
 from ..devices import BROWSER
 from ..models import UserMixin
 from ..state import get_state
+from .keys import DEVICE_COOKIE
 
-DEVICE_COOKIE = "portcullis_device"
 MAX_TOKENS = 5
 SEPARATOR = "~"  # a cookie-safe character no token contains
 MAX_AGE = 365 * 24 * 60 * 60  # a year, as long as an unused device stays trusted

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 import segno
@@ -13,58 +11,18 @@ from flask_login import current_user
 
 from ..audit_events import Event
 from ..caller import current_device
-from ..exceptions import InvalidCode, TokenInvalid
+from ..exceptions import InvalidCode
 from ..models import UserMixin
 from ..state import get_state
-from .account import WRONG_PASSWORD, me
 from .blueprints import bp
 from .ceremony import begin, relying_party
-from .events import audit, complete_sign_in, verify_second_factor
-from .feedback import render_form
+from .events import audit, verify_second_factor
+from .feedback import WRONG_PASSWORD, render_form
 from .forms import CodeForm, PasswordConfirmForm
 from .fresh import fresh_login_required
-from .redirects import safe_next
-
-# Between a right password and the second factor: the challenge, remember-me, where to go.
-PENDING = "_portcullis_2fa"
-SETUP = "_portcullis_totp_setup"
-
-
-def start_second_step(
-    user: UserMixin, *, remember: bool, next_url: str | None
-) -> ResponseReturnValue:
-    """Hold the sign-in until the second factor: nothing is signed in yet.
-
-    The pending state is the same signed challenge the API hands out: it
-    expires after five minutes and dies with a password change.
-    """
-    session.clear()
-    challenge = get_state().accounts.make_two_factor_challenge(user)
-    session[PENDING] = {"challenge": challenge, "remember": remember, "next": next_url}
-    return redirect(url_for("portcullis.login_two_factor"))
-
-
-SecondStepView = Callable[[UserMixin, dict[str, Any]], ResponseReturnValue]
-
-
-def second_step(view: SecondStepView) -> Callable[[], ResponseReturnValue]:
-    """A view of the second sign-in step: called with the user whose password was right and
-    the pending state, or, with no live challenge, back to the sign-in page."""
-
-    @wraps(view)
-    def wrapped() -> ResponseReturnValue:
-        pending = session.get(PENDING)
-        if isinstance(pending, dict) and isinstance(pending.get("challenge"), str):
-            try:
-                user = get_state().accounts.check_two_factor_challenge(pending["challenge"])
-            except TokenInvalid:
-                session.pop(PENDING, None)
-            else:
-                return view(user, pending)
-        flash("Please sign in again.", "info")
-        return redirect(url_for("portcullis.login"))
-
-    return wrapped
+from .keys import TOTP_SETUP
+from .second_step import finish_second_step, second_step
+from .signin import me
 
 
 @bp.route("/login/two-factor", methods=["GET", "POST"])
@@ -98,15 +56,6 @@ def second_step_page(user: UserMixin, form: CodeForm) -> ResponseReturnValue:
     )
 
 
-def finish_second_step(
-    user: UserMixin, pending: dict[str, Any], *, factor: str
-) -> ResponseReturnValue:
-    get_state().accounts.admit(user)  # the pending challenge is used up
-    complete_sign_in(user, remember=bool(pending.get("remember")), factor=factor)
-    target = safe_next(pending.get("next"))
-    return redirect(target or url_for(get_state().settings.post_login_view))
-
-
 @bp.route("/account/two-factor", methods=["GET", "POST"])
 @fresh_login_required
 def two_factor() -> ResponseReturnValue:
@@ -114,7 +63,7 @@ def two_factor() -> ResponseReturnValue:
     if state.two_factor.has_totp(user):
         return manage(user)
     form = CodeForm()
-    sealed = session.get(SETUP)
+    sealed = session.get(TOTP_SETUP)
     setup = state.two_factor.unseal(sealed) if isinstance(sealed, str) else None
     if form.validate_on_submit() and setup is not None:
         try:
@@ -122,7 +71,7 @@ def two_factor() -> ResponseReturnValue:
         except InvalidCode as exc:
             form.code.errors = [str(exc)]
         else:
-            session.pop(SETUP, None)
+            session.pop(TOTP_SETUP, None)
             audit(Event.TWO_FACTOR_ENABLED, user.id)
             state.notifier.factor_changed(
                 user, current_device(), change="Two-factor sign-in was turned on for your account."
@@ -131,7 +80,7 @@ def two_factor() -> ResponseReturnValue:
             return render_template("portcullis/recovery_codes.html", codes=codes)
     if setup is None:  # kept across reloads: the app may have scanned it already
         setup = state.two_factor.begin(user).secret
-        session[SETUP] = state.two_factor.seal(setup)  # encrypted: the cookie is only signed
+        session[TOTP_SETUP] = state.two_factor.seal(setup)  # encrypted: the cookie is only signed
     uri = state.two_factor.uri(user, setup)
     qr = segno.make(uri, error="m").svg_data_uri(scale=5, dark="#1d2330")
     return render_form("portcullis/two_factor_setup.html", form, secret=setup, qr=qr, uri=uri)
