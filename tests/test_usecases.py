@@ -39,8 +39,7 @@ from flask_portcullis import get_state
 from flask_portcullis.audit_events import Event
 from flask_portcullis.sessions import digest
 from flask_portcullis.signals import security_event
-from flask_portcullis.web.links import PENDING_VERIFICATION
-from flask_portcullis.web.signin import SESSION_KEY
+from flask_portcullis.web.keys import PENDING_VERIFICATION, SESSION_KEY
 
 from .conftest import (
     LINK,
