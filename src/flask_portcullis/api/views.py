@@ -184,7 +184,7 @@ def refresh(data: schemas.RefreshTokenBody) -> Response:
     try:
         grant = state.refresh_tokens.rotate(data.refresh_token)
     except RefreshTokenReused as exc:
-        audit(Event.SESSION_REVOKED, exc.user_id, reason="refresh-token-reused", via="api")
+        audit(Event.SESSION_REVOKED, exc.user_id, reason="refresh-token-reused")
         raise
     return token_pair(state, grant.user.id, grant.session, grant.refresh_token)
 
@@ -199,7 +199,7 @@ def refresh(data: schemas.RefreshTokenBody) -> Response:
 def logout(data: schemas.RefreshTokenBody) -> tuple[str, int]:
     user_id = get_state().refresh_tokens.revoke(data.refresh_token)
     if user_id is not None:
-        audit(Event.SIGN_OUT, user_id, via="api")
+        signin.signed_out(get_state(), client(), user_id)
     return "", 204
 
 

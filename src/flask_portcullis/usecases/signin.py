@@ -78,3 +78,8 @@ def check_password(
     except (InvalidCredentials, AccountInactive, EmailNotVerified) as exc:
         sign_in_failed(state, client, exc.user_id, exc.reason)
         raise
+
+
+def signed_out(state: State, client: Client, user_id: int) -> None:
+    """Record a sign-out (after the caller ended the session or the refresh-token family)."""
+    record(state, Event.SIGN_OUT, user_id, client)

@@ -6,7 +6,6 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from ..audit_events import Event
 from ..caller import this_client
 from ..exceptions import (
     AccountInactive,
@@ -20,7 +19,7 @@ from ..state import get_state
 from ..usecases import signin, signup
 from .blueprints import bp
 from .ceremony import begin, relying_party
-from .events import audit, complete_sign_in
+from .events import complete_sign_in
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, LoginForm
 from .keys import PENDING_VERIFICATION
@@ -77,7 +76,7 @@ def welcome(outcome: signup.SignUp) -> ResponseReturnValue:
             "portcullis/check_inbox.html", reason="verify", email=outcome.address
         )
     sign_in(user, remember=False)  # first: signing in empties the session, flashes too
-    audit(Event.SIGN_IN, user.id, remember=False)
+    signin.signed_in(get_state(), this_client(), user, remember=False)
     flash(f"Welcome, {user.username}! Your account is ready.", "success")
     if outcome.mail_failed:
         flash(
@@ -139,7 +138,7 @@ def logout() -> ResponseReturnValue:
             flash("That sign-out form expired; press the button again.", "error")
             return render_form("portcullis/logout.html", form)
         if current_user.is_authenticated:
-            audit(Event.SIGN_OUT, current_user.id)
+            signin.signed_out(get_state(), this_client(), current_user.id)
         sign_out()
         flash("You are signed out.", "info")
         return redirect(url_for(get_state().settings.post_logout_view))
