@@ -8,6 +8,7 @@ import email.policy
 import json
 import re
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -227,25 +228,82 @@ def make_app(tmp_path: Path, clock: FakeClock | None = None, **config: Any) -> F
     return app
 
 
-class LimitedAppFactory(Protocol):
-    def __call__(self, name: str = "app", **config: Any) -> Flask: ...
+def dispose(app: Flask) -> None:
+    """Drop the app's pooled connections (the next request opens new ones)."""
+    with app.app_context():
+        db = get_state(app).db
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once with the shipped migrations, for ``make_demo_app`` to copy."""
+    folder = tmp_path_factory.mktemp("migrated")
+    dispose(make_app(folder))
+    return folder / "test.db"
+
+
+class AppFactory(Protocol):
+    def __call__(
+        self,
+        name: str = "app",
+        *,
+        clock: FakeClock | None = None,
+        mail: bool = True,
+        **config: Any,
+    ) -> Flask: ...
 
 
 @pytest.fixture
-def limited_app(tmp_path: Path) -> Iterator[LimitedAppFactory]:
-    """Make demo apps with the shipped limits (plus ``config``); apps of one name share a
-    database. For the tests of throttling."""
+def make_demo_app(
+    tmp_path: Path,
+    smtp_server: tuple[Outbox, int],
+    outbox: Outbox,
+    migrated_database: Path,
+) -> Iterator[AppFactory]:
+    """Make demo apps: ``make_demo_app(name="app", *, clock=None, mail=True, **config)``.
+
+    Each is ``make_app`` in ``tmp_path / name`` (apps of one name share a database; ``""``
+    is ``tmp_path`` itself, the ``app`` fixture's), starting from a copy of the migrated
+    database (its migrations then find nothing to do). With ``mail`` its mail goes to the
+    test SMTP server (``outbox``); without, it has no ``MAIL_SERVER``. Afterwards each app's
+    background mail is delivered and its connections closed.
+    """
     apps: list[Flask] = []
 
-    def factory(name: str = "app", **config: Any) -> Flask:
-        app = make_app(tmp_path / name, None, **{**REAL_LIMITS, **config})
+    def factory(
+        name: str = "app", *, clock: FakeClock | None = None, mail: bool = True, **config: Any
+    ) -> Flask:
+        folder = tmp_path / name
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "test.db").exists():
+            shutil.copyfile(migrated_database, folder / "test.db")
+        settings = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp_server[1]} if mail else {}
+        app = make_app(folder, clock, **{**settings, **config})
         apps.append(app)
         return app
 
     yield factory
     for app in apps:
         with app.app_context():
-            get_state(app).db.engine.dispose()
+            get_state(app).notifier.shutdown()  # background mail delivered before the next test
+        dispose(app)
+
+
+class LimitedAppFactory(Protocol):
+    def __call__(self, name: str = "app", **config: Any) -> Flask: ...
+
+
+@pytest.fixture
+def limited_app(make_demo_app: AppFactory) -> LimitedAppFactory:
+    """Make demo apps with the shipped limits (plus ``config``) and no mail server; apps of
+    one name share a database. For the tests of throttling."""
+
+    def factory(name: str = "app", **config: Any) -> Flask:
+        return make_demo_app(name, mail=False, **{**REAL_LIMITS, **config})
+
+    return factory
 
 
 @pytest.fixture
@@ -254,14 +312,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def app(
-    tmp_path: Path, clock: FakeClock, outbox: Outbox, smtp_server: tuple[Outbox, int]
-) -> Iterator[Flask]:
-    """The demo app; its mail goes to the test SMTP server."""
-    app = make_app(tmp_path, clock, MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server[1])
-    yield app
-    with app.app_context():
-        get_state(app).db.engine.dispose()
+def app(make_demo_app: AppFactory, clock: FakeClock) -> Flask:
+    """The demo app in ``tmp_path``, on ``clock``; its mail goes to the test SMTP server."""
+    return make_demo_app("", clock=clock)
 
 
 @pytest.fixture

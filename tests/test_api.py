@@ -14,11 +14,10 @@ import hmac
 import json
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import jwt
@@ -41,11 +40,11 @@ from .conftest import (
     LINK,
     PASSWORD,
     REAL_LIMITS,
+    AppFactory,
     FakeClock,
     Mail,
     Outbox,
     login,
-    make_app,
     make_user,
     signed_in,
 )
@@ -241,29 +240,6 @@ def verify_with_joserfc(
     return token_obj
 
 
-class AppFactory(Protocol):
-    def __call__(
-        self, clock: FakeClock | None = None, *, name: str = "app", **config: Any
-    ) -> Flask: ...
-
-
-@pytest.fixture
-def build(tmp_path: Path, smtp_server: tuple[Outbox, int]) -> Iterator[AppFactory]:
-    """More demo apps (mail to the test SMTP server); apps of one name share a database."""
-    apps: list[Flask] = []
-
-    def factory(clock: FakeClock | None = None, *, name: str = "app", **config: Any) -> Flask:
-        settings = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp_server[1], **config}
-        app = make_app(tmp_path / name, clock, **settings)
-        apps.append(app)
-        return app
-
-    yield factory
-    for app in apps:
-        with app.app_context():
-            get_state(app).db.engine.dispose()
-
-
 @pytest.fixture
 def api(client: FlaskClient) -> FlaskClient:
     """A client that only speaks JSON to /api/v1 (never a form, never a cookie it was given)."""
@@ -356,8 +332,8 @@ def test_register_rejects_an_unusable_address_per_field(api: FlaskClient) -> Non
     assert error_fields(body) == {"email"}
 
 
-def test_register_is_limited_per_client_with_retry_after(build: AppFactory) -> None:
-    api = build(**REAL_LIMITS).test_client()
+def test_register_is_limited_per_client_with_retry_after(make_demo_app: AppFactory) -> None:
+    api = make_demo_app(**REAL_LIMITS).test_client()
     for n in range(10):
         body = {"username": f"user{n}", "email": f"user{n}@example.com", "password": PASSWORD}
         assert post(api, "/register", body).status_code == 201
@@ -368,9 +344,9 @@ def test_register_is_limited_per_client_with_retry_after(build: AppFactory) -> N
 
 
 def test_register_does_not_reveal_a_taken_address_when_verification_is_required(
-    build: AppFactory, outbox: Outbox
+    make_demo_app: AppFactory, outbox: Outbox
 ) -> None:
-    app = build(PORTCULLIS_EMAIL_VERIFICATION="required")
+    app = make_demo_app(PORTCULLIS_EMAIL_VERIFICATION="required")
     make_user(app)
     api = app.test_client()
     fresh = post(
@@ -389,9 +365,9 @@ def test_register_does_not_reveal_a_taken_address_when_verification_is_required(
     assert_problem(post(api, "/login", {"identity": "grace", "password": PASSWORD}), 403)
 
 
-def test_closed_registration_is_refused_as_documented(build: AppFactory) -> None:
+def test_closed_registration_is_refused_as_documented(make_demo_app: AppFactory) -> None:
     """Found by this suite: the 404 of a closed registration was not in the document."""
-    api = build(PORTCULLIS_REGISTRATION=False).test_client()
+    api = make_demo_app(PORTCULLIS_REGISTRATION=False).test_client()
     response = post(
         api, "/register", {"username": "grace", "email": "grace@example.com", "password": PASSWORD}
     )
@@ -454,15 +430,15 @@ def test_login_to_a_deactivated_account_is_403_after_the_right_password(
     assert_problem(post(api, "/login", {"identity": "ada", "password": "nope"}), 401)
 
 
-def test_login_waits_for_verification_when_it_is_required(build: AppFactory) -> None:
-    app = build(PORTCULLIS_EMAIL_VERIFICATION="required")
+def test_login_waits_for_verification_when_it_is_required(make_demo_app: AppFactory) -> None:
+    app = make_demo_app(PORTCULLIS_EMAIL_VERIFICATION="required")
     make_user(app)
     response = post(app.test_client(), "/login", {"identity": "ada", "password": PASSWORD})
     assert_problem(response, 403, "email_not_verified")
 
 
-def test_login_is_limited_per_account_with_retry_after(build: AppFactory) -> None:
-    app = build(**REAL_LIMITS)
+def test_login_is_limited_per_account_with_retry_after(make_demo_app: AppFactory) -> None:
+    app = make_demo_app(**REAL_LIMITS)
     make_user(app)
     api = app.test_client()
     for _ in range(10):  # "10 per 15 minutes" per account and client
@@ -472,8 +448,10 @@ def test_login_is_limited_per_account_with_retry_after(build: AppFactory) -> Non
     assert 0 < int(response.headers["Retry-After"]) <= 15 * 60
 
 
-def test_login_lockout_looks_the_same_for_unknown_and_known_accounts(build: AppFactory) -> None:
-    app = build(**REAL_LIMITS)
+def test_login_lockout_looks_the_same_for_unknown_and_known_accounts(
+    make_demo_app: AppFactory,
+) -> None:
+    app = make_demo_app(**REAL_LIMITS)
     make_user(app)
     api = app.test_client()
 
@@ -1001,10 +979,10 @@ def test_access_token_verifies_with_joserfc_through_the_jwks(
 
 
 def test_another_apps_keys_do_not_verify_the_token(
-    app: Flask, api: FlaskClient, user: int, build: AppFactory, clock: FakeClock
+    app: Flask, api: FlaskClient, user: int, make_demo_app: AppFactory, clock: FakeClock
 ) -> None:
     token = sign_in(api)["access_token"]
-    other = build(SECRET_KEY=OTHER_SECRET)
+    other = make_demo_app(SECRET_KEY=OTHER_SECRET)
     other_jwks = body_of(get(other.test_client(), "/jwks.json"))
     own_kid = split(token)[0]["kid"]
     other_key = other_jwks["keys"][0]
@@ -1013,8 +991,8 @@ def test_another_apps_keys_do_not_verify_the_token(
         verify_with_joserfc(token, other_jwks, "EdDSA", now=clock.now, sub=user)
 
 
-def test_es256_tokens_verify_with_joserfc(build: AppFactory, clock: FakeClock) -> None:
-    app = build(clock, PORTCULLIS_JWT_ALGORITHM="ES256")
+def test_es256_tokens_verify_with_joserfc(make_demo_app: AppFactory, clock: FakeClock) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_JWT_ALGORITHM="ES256")
     user = make_user(app)
     api = app.test_client()
     token = sign_in(api)["access_token"]
@@ -1032,8 +1010,8 @@ def test_es256_tokens_verify_with_joserfc(build: AppFactory, clock: FakeClock) -
     assert_invalid_token(get(api, "/me", token=forged))
 
 
-def test_hs256_publishes_no_keys(build: AppFactory, clock: FakeClock) -> None:
-    app = build(clock, PORTCULLIS_JWT_ALGORITHM="HS256")
+def test_hs256_publishes_no_keys(make_demo_app: AppFactory, clock: FakeClock) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_JWT_ALGORITHM="HS256")
     make_user(app)
     api = app.test_client()
     token = sign_in(api)["access_token"]
@@ -1049,8 +1027,10 @@ def test_hs256_publishes_no_keys(build: AppFactory, clock: FakeClock) -> None:
     assert_invalid_token(get(api, "/me", token=unsigned))
 
 
-def test_the_access_token_lifetime_is_configurable(build: AppFactory, clock: FakeClock) -> None:
-    app = build(clock, PORTCULLIS_ACCESS_TOKEN_LIFETIME=60)
+def test_the_access_token_lifetime_is_configurable(
+    make_demo_app: AppFactory, clock: FakeClock
+) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_ACCESS_TOKEN_LIFETIME=60)
     make_user(app)
     api = app.test_client()
     pair = sign_in(api)
@@ -1223,13 +1203,15 @@ def test_a_validly_signed_token_with_an_odd_sub_is_401(
 # -- key rotation ------------------------------------------------------------------------------
 
 
-def test_keys_rotate_through_secret_key_fallbacks(build: AppFactory, clock: FakeClock) -> None:
-    old_app = build(clock, SECRET_KEY=SECRET)
+def test_keys_rotate_through_secret_key_fallbacks(
+    make_demo_app: AppFactory, clock: FakeClock
+) -> None:
+    old_app = make_demo_app(clock=clock, SECRET_KEY=SECRET)
     user = make_user(old_app)
     token = sign_in(old_app.test_client())["access_token"]
     old_kid = split(token)[0]["kid"]
 
-    rotated = build(clock, SECRET_KEY=OTHER_SECRET, SECRET_KEY_FALLBACKS=[SECRET])
+    rotated = make_demo_app(clock=clock, SECRET_KEY=OTHER_SECRET, SECRET_KEY_FALLBACKS=[SECRET])
     api = rotated.test_client()
     assert get(api, "/me", token=token).status_code == 200
     jwks = body_of(get(api, "/jwks.json"))
@@ -1244,7 +1226,7 @@ def test_keys_rotate_through_secret_key_fallbacks(build: AppFactory, clock: Fake
     assert new_kid in kids
     verify_with_joserfc(new_token, jwks, "EdDSA", now=clock.now, sub=user)
 
-    retired = build(clock, SECRET_KEY=OTHER_SECRET).test_client()
+    retired = make_demo_app(clock=clock, SECRET_KEY=OTHER_SECRET).test_client()
     assert_invalid_token(get(retired, "/me", token=token))
     assert get(retired, "/me", token=new_token).status_code == 200
     assert [key["kid"] for key in body_of(get(retired, "/jwks.json"))["keys"]] == [new_kid]
@@ -1378,9 +1360,9 @@ def test_bad_bodies_on_bearer_operations(api: FlaskClient, user: int) -> None:
 
 
 def test_an_unexpected_error_is_a_problem_without_a_stack_trace(
-    build: AppFactory, monkeypatch: pytest.MonkeyPatch
+    make_demo_app: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = build(TESTING=False)
+    app = make_demo_app(TESTING=False)
     make_user(app)
 
     def broken(*args: Any, **kwargs: Any) -> None:
@@ -1501,8 +1483,8 @@ def test_cors_is_off_by_default(api: FlaskClient, user: int) -> None:
     assert "Access-Control-Allow-Origin" not in preflight.headers
 
 
-def test_cors_allows_only_listed_origins(build: AppFactory) -> None:
-    app = build(PORTCULLIS_CORS_ORIGINS=[ORIGIN])
+def test_cors_allows_only_listed_origins(make_demo_app: AppFactory) -> None:
+    app = make_demo_app(PORTCULLIS_CORS_ORIGINS=[ORIGIN])
     make_user(app)
     api = app.test_client()
     preflight = api.options(
@@ -1576,8 +1558,8 @@ def test_failed_api_sign_in_is_audited(app: Flask, api: FlaskClient, user: int) 
     assert "sign-in-failed" in events(app, user)
 
 
-def test_throttled_api_sign_in_is_audited(build: AppFactory) -> None:
-    app = build(**REAL_LIMITS)
+def test_throttled_api_sign_in_is_audited(make_demo_app: AppFactory) -> None:
+    app = make_demo_app(**REAL_LIMITS)
     make_user(app)
     api = app.test_client()
     for _ in range(10):

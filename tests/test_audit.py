@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 from click.testing import Result
@@ -27,12 +27,12 @@ from flask_portcullis.web.signin import SESSION_KEY
 
 from .conftest import (
     PASSWORD,
+    AppFactory,
     FakeClock,
     Outbox,
     csrf_token,
     get_user,
     login,
-    make_app,
     make_user,
     submit,
 )
@@ -105,36 +105,6 @@ def cli(runner: FlaskCliRunner, *args: str, input: str | None = None) -> Result:
 
 def token_of(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[1]
-
-
-class AppFactory(Protocol):
-    def __call__(self, **config: Any) -> Flask: ...
-
-
-@pytest.fixture
-def build(
-    tmp_path: Path, clock: FakeClock, smtp_server: tuple[Outbox, int], outbox: Outbox
-) -> Iterator[AppFactory]:
-    """Make apps (own database each, mail to ``outbox``, on ``clock``) with extra settings."""
-    apps: list[Flask] = []
-
-    def factory(**config: Any) -> Flask:
-        app = make_app(
-            tmp_path / f"app{len(apps)}",
-            clock,
-            MAIL_SERVER="127.0.0.1",
-            MAIL_PORT=smtp_server[1],
-            **config,
-        )
-        apps.append(app)
-        return app
-
-    yield factory
-    for app in apps:
-        with app.app_context():
-            state = get_state(app)
-            state.notifier.shutdown()
-            state.db.engine.dispose()
 
 
 # -- one row per action: a table ---------------------------------------------------
@@ -437,8 +407,10 @@ def test_a_new_account_never_inherits_a_deleted_accounts_trail(tmp_path: Path) -
             get_state(host).db.engine.dispose()
 
 
-def test_unverified_sign_in_failure(build: AppFactory, outbox: Outbox) -> None:
-    app = build(PORTCULLIS_EMAIL_VERIFICATION="required")
+def test_unverified_sign_in_failure(
+    make_demo_app: AppFactory, clock: FakeClock, outbox: Outbox
+) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_EMAIL_VERIFICATION="required")
     ada = make_user(app)
     client = as_device(app.test_client())
     response = login(client)
@@ -453,8 +425,8 @@ def test_unverified_sign_in_failure(build: AppFactory, outbox: Outbox) -> None:
     assert rows(app, Event.SIGN_IN) == []
 
 
-def test_throttled_requests_are_recorded(build: AppFactory, clock: FakeClock) -> None:
-    app = build(PORTCULLIS_LOGIN_LIMIT_PER_CLIENT="2/minute")
+def test_throttled_requests_are_recorded(make_demo_app: AppFactory, clock: FakeClock) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_LOGIN_LIMIT_PER_CLIENT="2/minute")
     make_user(app)
     client = as_device(app.test_client())
     assert login(client, password=WRONG_PASSWORD).status_code == 422
@@ -471,8 +443,8 @@ def test_throttled_requests_are_recorded(build: AppFactory, clock: FakeClock) ->
     assert len(rows(app, Event.SIGN_IN_FAILED)) == 2
 
 
-def test_every_api_throttle_is_recorded(build: AppFactory) -> None:
-    app = build(PORTCULLIS_REGISTER_LIMIT_PER_CLIENT="1/hour")
+def test_every_api_throttle_is_recorded(make_demo_app: AppFactory, clock: FakeClock) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_REGISTER_LIMIT_PER_CLIENT="1/hour")
     client = as_device(app.test_client())
     for n, status in ((1, 201), (2, 429)):
         body = {"username": f"user{n}", "email": f"user{n}@example.com", "password": PASSWORD}
@@ -486,8 +458,8 @@ def test_every_api_throttle_is_recorded(build: AppFactory) -> None:
     assert row.detail["retry_after"] > 0
 
 
-def test_registration_throttle_is_recorded(build: AppFactory) -> None:
-    app = build(PORTCULLIS_REGISTER_LIMIT_PER_CLIENT="1/hour")
+def test_registration_throttle_is_recorded(make_demo_app: AppFactory, clock: FakeClock) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_REGISTER_LIMIT_PER_CLIENT="1/hour")
     for n, status in ((1, 302), (2, 429)):
         client = as_device(app.test_client())
         data = {
@@ -695,9 +667,9 @@ def test_security_event_signal_sees_every_event(
 
 
 def test_a_receiver_of_another_app_hears_nothing(
-    app: Flask, build: AppFactory, client: FlaskClient, user: int
+    app: Flask, make_demo_app: AppFactory, clock: FakeClock, client: FlaskClient, user: int
 ) -> None:
-    other = build()
+    other = make_demo_app(clock=clock)
     got: list[object] = []
 
     def receiver(sender: Flask, **kwargs: Any) -> None:
@@ -853,8 +825,8 @@ def test_prune_follows_the_clock(
     assert [r.event for r in rows(app)] == ["sign-in"]
 
 
-def test_prune_uses_the_configured_retention(build: AppFactory, clock: FakeClock) -> None:
-    app = build(PORTCULLIS_AUDIT_RETENTION_DAYS=30)
+def test_prune_uses_the_configured_retention(make_demo_app: AppFactory, clock: FakeClock) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_AUDIT_RETENTION_DAYS=30)
     record_at(app, clock, clock.now - timedelta(days=31), Event.SIGN_IN)
     record_at(app, clock, clock.now - timedelta(days=29), Event.SIGN_IN)
     result = cli(app.test_cli_runner(), "portcullis", "prune-audit")
@@ -904,9 +876,9 @@ def test_sign_in_after_web_registration_sends_no_notice(
 
 
 def test_first_sign_in_after_verified_registration_sends_no_notice(
-    build: AppFactory, outbox: Outbox
+    make_demo_app: AppFactory, clock: FakeClock, outbox: Outbox
 ) -> None:
-    app = build(PORTCULLIS_EMAIL_VERIFICATION="required")
+    app = make_demo_app(clock=clock, PORTCULLIS_EMAIL_VERIFICATION="required")
     client = as_device(app.test_client())
     data = {
         "username": "grace",
@@ -968,8 +940,10 @@ def test_a_known_ip_with_a_known_browser_of_another_ip_is_new(
     assert len(notices(outbox)) == 2
 
 
-def test_a_sign_in_after_failures_mails_a_notice(build: AppFactory, outbox: Outbox) -> None:
-    app = build(PORTCULLIS_LOGIN_FREE_FAILURES=5)
+def test_a_sign_in_after_failures_mails_a_notice(
+    make_demo_app: AppFactory, clock: FakeClock, outbox: Outbox
+) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_LOGIN_FREE_FAILURES=5)
     make_user(app)
     client = as_device(app.test_client())
     sign_in_and_out(client)  # a known device: only the failures make the notice
@@ -984,8 +958,10 @@ def test_a_sign_in_after_failures_mails_a_notice(build: AppFactory, outbox: Outb
     assert len(notices(outbox)) == 1
 
 
-def test_fewer_failures_than_the_threshold_send_nothing(build: AppFactory, outbox: Outbox) -> None:
-    app = build(PORTCULLIS_LOGIN_FREE_FAILURES=5)
+def test_fewer_failures_than_the_threshold_send_nothing(
+    make_demo_app: AppFactory, clock: FakeClock, outbox: Outbox
+) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_LOGIN_FREE_FAILURES=5)
     make_user(app)
     client = as_device(app.test_client())
     sign_in_and_out(client)
@@ -995,8 +971,12 @@ def test_fewer_failures_than_the_threshold_send_nothing(build: AppFactory, outbo
     assert notices(outbox) == []
 
 
-def test_new_device_notice_can_be_turned_off(build: AppFactory, outbox: Outbox) -> None:
-    app = build(PORTCULLIS_NEW_DEVICE_NOTICE=False, PORTCULLIS_LOGIN_FREE_FAILURES=5)
+def test_new_device_notice_can_be_turned_off(
+    make_demo_app: AppFactory, clock: FakeClock, outbox: Outbox
+) -> None:
+    app = make_demo_app(
+        clock=clock, PORTCULLIS_NEW_DEVICE_NOTICE=False, PORTCULLIS_LOGIN_FREE_FAILURES=5
+    )
     make_user(app)
     sign_in_and_out(as_device(app.test_client()))
     new_device = as_device(app.test_client(), OTHER_IP, "Unfamiliar/1.0")

@@ -20,7 +20,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from flask_portcullis import get_state
 from flask_portcullis.demo import create_app
 
 from .conftest import (
@@ -28,8 +27,9 @@ from .conftest import (
     REAL_HASH,
     REAL_LIMITS,
     REDIS_URL,
+    AppFactory,
+    dispose,
     free_port,
-    make_app,
 )
 
 # Every item the checklist covers, and the standard each one cites.
@@ -125,20 +125,20 @@ class Doctor(Protocol):
 
 
 @pytest.fixture
-def doctor(tmp_path: Path) -> Iterator[Doctor]:
-    """Build a migrated app from a configuration and run the doctor on it."""
+def doctor(make_demo_app: AppFactory) -> Iterator[Doctor]:
+    """Build a migrated app from a configuration (no mail server but the configuration's) and
+    run the doctor on it; or run it on ``app``."""
     apps: list[Flask] = []
 
     def examine(config: dict[str, Any], *, app: Flask | None = None) -> Report:
         if app is None:
-            app = make_app(tmp_path / f"app{len(apps)}", None, **config)
+            return run_doctor(make_demo_app(f"app{len(apps)}", mail=False, **config))
         apps.append(app)
         return run_doctor(app)
 
     yield examine
     for app in apps:
-        with app.app_context():
-            get_state(app).db.engine.dispose()
+        dispose(app)
 
 
 # -- a production configuration ---------------------------------------------------------------

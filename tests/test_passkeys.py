@@ -14,7 +14,6 @@ import itertools
 import json
 import re
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from flask_portcullis.web.ceremony import CEREMONY
 from .conftest import (
     CSRF_INPUT,
     PASSWORD,
+    AppFactory,
     FakeClock,
     Mail,
     Outbox,
@@ -249,46 +249,6 @@ def mail_saying(outbox: Outbox, address: str, words: str) -> Mail:
         time.sleep(0.02)
     subjects = [m.subject for m in outbox.to(address)]
     raise AssertionError(f"no mail to {address} says {words!r}; got {subjects}")
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database file migrated once with the shipped migrations, for the apps below to copy."""
-    folder = tmp_path_factory.mktemp("migrated")
-    app = make_app(folder)
-    with app.app_context():
-        get_state(app).db.engine.dispose()
-    return folder / "test.db"
-
-
-@pytest.fixture
-def build(
-    tmp_path: Path, clock: FakeClock, smtp_server: tuple[Outbox, int], migrated: Path
-) -> Iterator[Callable[..., Flask]]:
-    """Make a demo app with extra settings, mail going to the test server. It starts from a copy
-    of the migrated database (the migrations then find nothing to do); its engine is closed after.
-    """
-    apps: list[Flask] = []
-
-    def make(**config: Any) -> Flask:
-        folder = tmp_path / f"app{len(apps)}"
-        folder.mkdir()
-        shutil.copyfile(migrated, folder / "test.db")
-        mail = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp_server[1]}
-        app = make_app(folder, clock, **mail, **config)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        with app.app_context():
-            get_state(app).db.engine.dispose()
-
-
-@pytest.fixture
-def app(build: Callable[..., Flask], outbox: Outbox) -> Flask:
-    """conftest's app (the demo, mail to the test server), built the faster way above."""
-    return build()
 
 
 # -- the service, on its own -------------------------------------------------------------------
@@ -1041,9 +1001,9 @@ def test_a_deactivated_account_cannot_sign_in_with_a_passkey(
 
 @pytest.mark.parametrize("verified", [False, True])
 def test_with_confirmation_required_an_unconfirmed_address_cannot_sign_in_with_a_passkey(
-    build: Callable[..., Flask], verified: bool
+    make_demo_app: AppFactory, clock: FakeClock, verified: bool
 ) -> None:
-    app = build(PORTCULLIS_EMAIL_VERIFICATION="required")
+    app = make_demo_app(clock=clock, PORTCULLIS_EMAIL_VERIFICATION="required")
     # Set up through the service: an unconfirmed user cannot sign in to add one on the page
     # (and an address can become unconfirmed after the passkey was added).
     key = give_passkey(app, make_user(app, verified=verified)).key
@@ -1378,9 +1338,10 @@ def test_api_sign_in_of_a_passkey_only_user_is_finished_with_a_recovery_code(
 
 
 def test_a_passkey_alone_satisfies_a_role_that_requires_two_factor(
-    build: Callable[..., Flask],
+    make_demo_app: AppFactory,
+    clock: FakeClock,
 ) -> None:
-    app = build(PORTCULLIS_REQUIRE_2FA_FOR_ROLES=["admin"])
+    app = make_demo_app(clock=clock, PORTCULLIS_REQUIRE_2FA_FOR_ROLES=["admin"])
     make_user(app, roles=("admin",))
     client = app.test_client()
     assert path_of(login(client)) == HOME
@@ -1391,10 +1352,13 @@ def test_a_passkey_alone_satisfies_a_role_that_requires_two_factor(
 
 
 def test_explicit_relying_party_settings_refuse_answers_made_for_localhost(
-    build: Callable[..., Flask],
+    make_demo_app: AppFactory,
+    clock: FakeClock,
 ) -> None:
-    app = build(
-        PORTCULLIS_WEBAUTHN_RP_ID="example.com", PORTCULLIS_WEBAUTHN_ORIGINS=["https://example.com"]
+    app = make_demo_app(
+        clock=clock,
+        PORTCULLIS_WEBAUTHN_RP_ID="example.com",
+        PORTCULLIS_WEBAUTHN_ORIGINS=["https://example.com"],
     )
     user = make_user(app)
     client = app.test_client()  # still http://localhost: the settings win over the request

@@ -15,7 +15,6 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from flask_portcullis.two_factor import TwoFactorService
 from .conftest import (
     PASSWORD,
     REAL_LIMITS,
+    AppFactory,
     FakeClock,
     Mail,
     Outbox,
@@ -42,7 +42,6 @@ from .conftest import (
     events,
     get_user,
     login,
-    make_app,
     make_user,
     path_of,
     signed_in,
@@ -592,18 +591,16 @@ def test_regenerating_recovery_codes_mails_the_owner(
 
 
 @pytest.fixture
-def limited(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[Flask, FlaskClient, Enrolled]]:
+def limited(make_demo_app: AppFactory, clock: FakeClock) -> tuple[Flask, FlaskClient, Enrolled]:
     """An app with the real sign-in limits (two free failures) and ada enrolled, signed out."""
-    app = make_app(tmp_path / "limited", clock, **REAL_LIMITS_EARLY_DELAYS)
+    app = make_demo_app("limited", clock=clock, mail=False, **REAL_LIMITS_EARLY_DELAYS)
     make_user(app)
     client = app.test_client()
     assert path_of(login(client)) == HOME
     factor = enroll(client, clock)
     sign_out(client)
     clock.advance(seconds=4 * STEP)
-    yield app, client, factor
-    with app.app_context():
-        get_state(app).db.engine.dispose()
+    return app, client, factor
 
 
 def wrong_code(secret: str, clock: FakeClock) -> str:
