@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 import re
 import secrets
 import shutil
@@ -27,14 +26,13 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from flask_portcullis import get_state
-from flask_portcullis.audit_events import Event
 from flask_portcullis.demo import MIGRATIONS, create_app
-from flask_portcullis.models import UserMixin
 from flask_portcullis.settings import OWASP_ARGON2
+
+from .databases import BACKENDS, Server, database_server
 
 # pytester runs host test suites (test_testing_kit.py); the kit's fixtures serve the demo app
 # below too. Plugins may be named only here, in the top-level conftest.
@@ -199,6 +197,17 @@ def outbox(smtp_server: tuple[Outbox, int]) -> Outbox:
     return smtp_server[0]
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One database server per backend (``databases.BACKENDS``), its databases dropped at the
+    end of the run."""
+    backend: str = request.param
+    with database_server(backend, tmp_path_factory.mktemp(f"db-{backend}")) as server:
+        yield server
+
+
 @dataclass
 class FakeClock:
     """A clock the test moves by hand: the seam for every timeout test."""
@@ -359,11 +368,6 @@ def make_user(
         return user.id
 
 
-def get_user(app: Flask, user_id: int) -> UserMixin | None:
-    with app.app_context():
-        return get_state(app).accounts.get(user_id)
-
-
 def signed_in(client: FlaskClient) -> bool:
     """Tell whether ``client`` is signed in: /account answers, or sends it to sign in (and
     nowhere else: a redirect to re-authenticate or to set up 2FA is no sign-out)."""
@@ -418,12 +422,3 @@ def path_of(response: TestResponse) -> str:
     """Where a redirect goes (the path only)."""
     assert response.status_code in (302, 303), response.status_code
     return urlsplit(response.headers["Location"]).path
-
-
-def events(app: Flask, event: Event) -> list[tuple[int | None, dict[str, Any]]]:
-    """(user id, detail) of every audit row of one kind, oldest first."""
-    with app.app_context():
-        state = get_state(app)
-        AuditEvent = state.models.AuditEvent
-        query = select(AuditEvent).where(AuditEvent.event == str(event)).order_by(AuditEvent.id)
-        return [(r.user_id, json.loads(r.detail)) for r in state.db.session.scalars(query)]

@@ -10,7 +10,8 @@ from flask.testing import FlaskClient
 
 from flask_portcullis import get_state
 
-from .conftest import PASSWORD, get_user, login, submit
+from .conftest import PASSWORD, login, submit
+from .rows import get_user
 
 NEW_PASSWORD = "an entirely new passphrase"
 

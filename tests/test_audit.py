@@ -18,7 +18,6 @@ import pytest
 from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import select
 
 from flask_portcullis import get_state, signals
 from flask_portcullis.audit import DETAIL_MAX
@@ -31,12 +30,12 @@ from .conftest import (
     FakeClock,
     Outbox,
     csrf_token,
-    get_user,
     login,
     make_user,
     submit,
 )
 from .host_app import create_host_app
+from .rows import AuditRow, audit_rows, get_user
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AuditBrowser/1.0"
 IP = "198.51.100.23"
@@ -51,36 +50,9 @@ NOTICE = "New sign-in to your account"
 # -- reading the table ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Row:
-    """One audit row, read back as plain values."""
-
-    id: int
-    at: datetime
-    user_id: int | None
-    event: str
-    ip: str
-    user_agent: str
-    detail: dict[str, Any]
-
-
-def rows(app: Flask, event: Event | None = None) -> list[Row]:
-    """Every audit row (of one kind), oldest first."""
-    with app.app_context():
-        state = get_state(app)
-        AuditEvent = state.models.AuditEvent
-        query = select(AuditEvent).order_by(AuditEvent.id)
-        if event is not None:
-            query = query.where(AuditEvent.event == str(event))
-        return [
-            Row(r.id, r.at, r.user_id, r.event, r.ip, r.user_agent, json.loads(r.detail))
-            for r in state.db.session.scalars(query)
-        ]
-
-
-def last(app: Flask, event: Event) -> Row:
-    found = rows(app, event)
-    assert found, f"no {event} event in {[r.event for r in rows(app)]}"
+def last(app: Flask, event: Event) -> AuditRow:
+    found = audit_rows(app, event)
+    assert found, f"no {event} event in {[r.event for r in audit_rows(app)]}"
     return found[-1]
 
 
@@ -345,14 +317,14 @@ def test_every_action_writes_one_event_row(
     clock: FakeClock,
 ) -> None:
     ada = make_user(app)
-    before = len(rows(app, case.event))
+    before = len(audit_rows(app, case.event))
     clock.advance(days=3, minutes=17)  # a time no other step could have stamped
     world = World(app, as_device(client), runner, outbox, clock, ada)
 
     user_id = case.act(world)
 
-    found = rows(app, case.event)
-    assert len(found) == before + 1, [r.event for r in rows(app)]
+    found = audit_rows(app, case.event)
+    assert len(found) == before + 1, [r.event for r in audit_rows(app)]
     row = found[-1]
     assert row.user_id == user_id
     assert row.at == clock.now
@@ -375,9 +347,9 @@ def test_the_deleted_account_keeps_its_trail(app: Flask, client: FlaskClient, us
     """No foreign key: deleting the user leaves every event, with its user id."""
     login(client)
     login(app.test_client(), password=WRONG_PASSWORD)
-    before = [r for r in rows(app) if r.user_id == user]
+    before = [r for r in audit_rows(app) if r.user_id == user]
     submit(client, "/account/delete", {"password": PASSWORD})
-    after = [r for r in rows(app) if r.user_id == user]
+    after = [r for r in audit_rows(app) if r.user_id == user]
     assert after[: len(before)] == before
     assert [r.event for r in after[len(before) :]] == [Event.ACCOUNT_DELETED]
 
@@ -422,7 +394,7 @@ def test_unverified_sign_in_failure(
         IP,
         UA,
     )
-    assert rows(app, Event.SIGN_IN) == []
+    assert audit_rows(app, Event.SIGN_IN) == []
 
 
 def test_throttled_requests_are_recorded(make_demo_app: AppFactory, clock: FakeClock) -> None:
@@ -434,13 +406,13 @@ def test_throttled_requests_are_recorded(make_demo_app: AppFactory, clock: FakeC
     response = login(client)
     assert response.status_code == 429
     retry_after = int(response.headers["Retry-After"])
-    [row] = rows(app, Event.THROTTLED)
+    [row] = audit_rows(app, Event.THROTTLED)
     assert row.at == clock.now
     assert (row.ip, row.user_agent) == (IP, UA)
     assert row.detail == {"path": "/login", "retry_after": retry_after}
     # The refused attempt is neither a sign-in nor a counted failure.
-    assert rows(app, Event.SIGN_IN) == []
-    assert len(rows(app, Event.SIGN_IN_FAILED)) == 2
+    assert audit_rows(app, Event.SIGN_IN) == []
+    assert len(audit_rows(app, Event.SIGN_IN_FAILED)) == 2
 
 
 def test_every_api_throttle_is_recorded(make_demo_app: AppFactory, clock: FakeClock) -> None:
@@ -449,7 +421,7 @@ def test_every_api_throttle_is_recorded(make_demo_app: AppFactory, clock: FakeCl
     for n, status in ((1, 201), (2, 429)):
         body = {"username": f"user{n}", "email": f"user{n}@example.com", "password": PASSWORD}
         assert client.post("/api/v1/register", json=body).status_code == status
-    [row] = rows(app, Event.THROTTLED)
+    [row] = audit_rows(app, Event.THROTTLED)
     assert row.detail == {
         "path": "/api/v1/register",
         "retry_after": row.detail["retry_after"],
@@ -469,7 +441,7 @@ def test_registration_throttle_is_recorded(make_demo_app: AppFactory, clock: Fak
             "password_confirm": PASSWORD,
         }
         assert submit(client, "/register", data).status_code == status
-    [row] = rows(app, Event.THROTTLED)
+    [row] = audit_rows(app, Event.THROTTLED)
     assert row.detail["path"] == "/register"
     assert row.ip == IP
 
@@ -520,7 +492,7 @@ def test_no_password_or_token_is_ever_stored(
     # Each token's signature alone is a secret too.
     tokens += [token.rsplit(".", 1)[-1] for token in tokens[:3]]
     assert {Event.PASSWORD_RESET, Event.EMAIL_CHANGED, Event.EMAIL_VERIFIED} <= {
-        Event(r.event) for r in rows(app)
+        Event(r.event) for r in audit_rows(app)
     }
 
     table = raw_rows(app)
@@ -564,7 +536,7 @@ def test_secret_looking_detail_keys_are_dropped(app: Flask) -> None:
             method="form",
             count=2,
         )
-    [row] = rows(app, Event.PASSWORD_CHANGED)
+    [row] = audit_rows(app, Event.PASSWORD_CHANGED)
     assert row.detail == {"method": "form", "count": 2}
     assert received == [{"method": "form", "count": 2}]
     for secret in ("hunter2", "hunter3", "tok-123", "s3cr3t", "sid-456", "rc-789"):
@@ -575,7 +547,7 @@ def test_secret_looking_detail_keys_are_dropped(app: Flask) -> None:
 def test_other_secret_looking_keys_are_dropped(app: Flask, key: str) -> None:
     with app.app_context():
         get_state(app).audit.record(Event.SIGN_IN, user_id=1, **{key: "s3cr3t-value"}, kept=1)
-    assert rows(app, Event.SIGN_IN)[0].detail == {"kept": 1}
+    assert audit_rows(app, Event.SIGN_IN)[0].detail == {"kept": 1}
 
 
 def test_a_passphrase_key_is_dropped(app: Flask) -> None:
@@ -595,7 +567,7 @@ def test_nested_secret_keys_are_dropped(app: Flask) -> None:
     with signals.sign_in_failed.connected_to(receiver, sender=app), app.app_context():
         get_state(app).audit.record(Event.SIGN_IN_FAILED, user_id=1, form=form)
     expected = {"form": {"identity": "ada", "extra": {}}}
-    assert rows(app, Event.SIGN_IN_FAILED)[0].detail == expected
+    assert audit_rows(app, Event.SIGN_IN_FAILED)[0].detail == expected
     assert received == [expected]
     assert all("hunter2" not in str(v) and "tok-9" not in str(v) for v in raw_rows(app)[0])
 
@@ -607,7 +579,7 @@ def test_a_long_detail_is_still_valid_json(app: Flask) -> None:
     [stored] = [row[-1] for row in raw_rows(app)]
     assert len(stored) <= DETAIL_MAX
     assert isinstance(json.loads(stored), dict)
-    assert rows(app, Event.ROLE_GRANTED)[0].user_id == 1
+    assert audit_rows(app, Event.ROLE_GRANTED)[0].user_id == 1
 
 
 def test_client_text_is_cleaned_and_bounded(app: Flask, client: FlaskClient, user: int) -> None:
@@ -678,7 +650,7 @@ def test_a_receiver_of_another_app_hears_nothing(
     with signals.sign_in.connected_to(receiver, sender=other):
         login(client)
     assert got == []
-    assert len(rows(app, Event.SIGN_IN)) == 1
+    assert len(audit_rows(app, Event.SIGN_IN)) == 1
 
 
 # -- the user's activity page and export ------------------------------------------------
@@ -802,11 +774,15 @@ def test_prune_deletes_only_events_past_retention(
 
     result = cli(runner, "portcullis", "prune-audit")
     assert result.output.strip() == "deleted 2 audit event(s) older than 365 days"
-    assert [r.event for r in rows(app)] == ["password-changed", "email-changed", "role-granted"]
+    assert [r.event for r in audit_rows(app)] == [
+        "password-changed",
+        "email-changed",
+        "role-granted",
+    ]
 
     result = cli(runner, "portcullis", "prune-audit", "--days", "10")
     assert result.output.strip() == "deleted 2 audit event(s) older than 10 days"
-    assert [r.event for r in rows(app)] == ["role-granted"]
+    assert [r.event for r in audit_rows(app)] == ["role-granted"]
 
     result = cli(runner, "portcullis", "prune-audit")
     assert result.output.strip() == "deleted 0 audit event(s) older than 365 days"
@@ -822,7 +798,7 @@ def test_prune_follows_the_clock(
     assert cli(runner, "portcullis", "prune-audit").output.startswith("deleted 0 ")
     clock.advance(days=66)
     assert cli(runner, "portcullis", "prune-audit").output.startswith("deleted 2 ")
-    assert [r.event for r in rows(app)] == ["sign-in"]
+    assert [r.event for r in audit_rows(app)] == ["sign-in"]
 
 
 def test_prune_uses_the_configured_retention(make_demo_app: AppFactory, clock: FakeClock) -> None:
@@ -831,14 +807,14 @@ def test_prune_uses_the_configured_retention(make_demo_app: AppFactory, clock: F
     record_at(app, clock, clock.now - timedelta(days=29), Event.SIGN_IN)
     result = cli(app.test_cli_runner(), "portcullis", "prune-audit")
     assert result.output.strip() == "deleted 1 audit event(s) older than 30 days"
-    assert len(rows(app)) == 1
+    assert len(audit_rows(app)) == 1
 
 
 def test_prune_refuses_zero_days(app: Flask, runner: FlaskCliRunner, clock: FakeClock) -> None:
     record_at(app, clock, clock.now - timedelta(days=1), Event.SIGN_IN)
     result = runner.invoke(args=["portcullis", "prune-audit", "--days", "0"])
     assert result.exit_code == 2
-    assert len(rows(app)) == 1
+    assert len(audit_rows(app)) == 1
 
 
 # -- sign-in notices ---------------------------------------------------------------------

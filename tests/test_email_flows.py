@@ -23,12 +23,12 @@ from .conftest import (
     Outbox,
     csrf_token,
     free_port,
-    get_user,
     login,
     make_user,
     submit,
     text,
 )
+from .rows import get_user
 
 NEW_PASSWORD = "a fresh and long passphrase"
 REGISTRATION = {

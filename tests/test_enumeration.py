@@ -22,8 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -43,6 +41,7 @@ from .conftest import (
     text,
     without_challenges,
 )
+from .rows import count
 
 # The suite's make_app already relaxes the sign-in and sign-up limits; relax mail too, so no
 # throttle changes what a request does while these tests repeat them from one client.
@@ -107,16 +106,6 @@ def register_data(username: str, email: str) -> dict[str, str]:
         "password": NEW_PASSWORD,
         "password_confirm": NEW_PASSWORD,
     }
-
-
-def user_count(app: Flask) -> int:
-    with app.app_context():
-        db = get_state(app).db
-        users = db.metadata.tables["users"]
-        with db.engine.connect() as connection:
-            return int(
-                connection.execute(sa.select(sa.func.count()).select_from(users)).scalar_one()
-            )
 
 
 def compare_timing(
@@ -274,7 +263,7 @@ def test_taken_address_answers_like_a_new_one_and_tells_the_owner(
 ) -> None:
     app = make_demo_app(**GENEROUS_MAIL, **REQUIRED)
     owner_id = make_user(app, verified=True)
-    before = user_count(app)
+    before = count(app, "users")
 
     fresh_client, taken_client = app.test_client(), app.test_client()
     _, fresh = post(fresh_client, "/register", register_data("newbie", "newbie@example.com"))
@@ -287,7 +276,7 @@ def test_taken_address_answers_like_a_new_one_and_tells_the_owner(
         assert word not in comparable(taken, "ada@example.com").lower(), word
 
     # One new account (the fresh one); the address still belongs to its owner alone.
-    assert user_count(app) == before + 1
+    assert count(app, "users") == before + 1
     with app.app_context():
         accounts = get_state(app).accounts
         assert accounts.get_by_identity("intruder") is None
@@ -309,12 +298,12 @@ def test_taken_address_in_another_case_creates_nothing(
 ) -> None:
     app = make_demo_app(**GENEROUS_MAIL, **REQUIRED)
     make_user(app, verified=True)
-    before = user_count(app)
+    before = count(app, "users")
     client = app.test_client()
     response = submit(client, "/register", register_data("intruder", "ADA@example.com"))
     assert response.status_code == 200
     assert "Check your inbox" in text(response)
-    assert user_count(app) == before
+    assert count(app, "users") == before
     outbox.wait_for("ada@example.com")
 
 

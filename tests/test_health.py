@@ -48,6 +48,7 @@ from .conftest import (
     make_user,
     text,
 )
+from .rows import count
 from .services import require_service
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -103,17 +104,7 @@ def assert_health(response: TestResponse, status: int, checks: dict[str, str]) -
 
 def counts(app: Flask) -> dict[str, int]:
     """Rows in the tables a failed request could have written to."""
-    with app.app_context():
-        db = get_state(app).db
-        with db.engine.connect() as connection:
-            return {
-                table: int(
-                    connection.execute(
-                        sa.select(sa.func.count()).select_from(db.metadata.tables[table])
-                    ).scalar_one()
-                )
-                for table in TABLES
-            }
+    return {table: count(app, table) for table in TABLES}
 
 
 def signed_in_client(app: Flask) -> FlaskClient:

@@ -27,7 +27,14 @@ from flask_portcullis.exceptions import ConfigurationError
 from flask_portcullis.hosts import LOCAL_HOSTS, trusted_hosts
 
 from .conftest import CSRF_INPUT, PASSWORD, AppFactory, Outbox, login, make_app, make_user
-from .test_scale_out import AppServer, Browser, launch, server_environment, wait_until_healthy
+from .servers import (
+    AppServer,
+    Browser,
+    gunicorn_options,
+    launch,
+    server_environment,
+    wait_until_healthy,
+)
 
 FORGED = ("attacker.example:8443", "attacker.example", "127.0.0.1:5077@evil.example")
 MALFORMED = ("evil.example#", "localhost/evil", "local host", "localhost:99999")
@@ -230,7 +237,7 @@ def gunicorn(port: int) -> list[str]:
     """The deployment docs' command, with no settings at all."""
     pytest.importorskip("gunicorn")
     command = [sys.executable, "-m", "gunicorn", "--workers=1", f"--bind=127.0.0.1:{port}"]
-    return [*command, "--no-control-socket", "flask_portcullis.demo:create_app()"]
+    return [*command, *gunicorn_options(), "flask_portcullis.demo:create_app()"]
 
 
 @pytest.fixture(params=[flask_run_debug, gunicorn], ids=["make-run", "gunicorn"])

@@ -25,7 +25,6 @@ import cbor2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from flask_portcullis import get_state
@@ -43,7 +42,6 @@ from .conftest import (
     Mail,
     Outbox,
     csrf_token,
-    events,
     login,
     make_app,
     make_user,
@@ -51,6 +49,7 @@ from .conftest import (
     signed_in,
     submit,
 )
+from .rows import events, stored_passkeys
 from .soft_authenticator import SoftAuthenticator, b64url
 from .totp import code_for
 
@@ -218,24 +217,6 @@ def give_passkey(app: Flask, user_id: int, key: SoftAuthenticator | None = None)
 def enrolled(app: Flask, user: int) -> Enrolled:
     """ada has one passkey, ten recovery codes and no authenticator app; she is signed out."""
     return give_passkey(app, user)
-
-
-def stored(app: Flask, user_id: int) -> tuple[int, int]:
-    """How many passkeys and recovery codes (used or not) the user has."""
-    with app.app_context():
-        state = get_state(app)
-        models, db = state.models, state.db.session
-        passkeys = db.scalar(
-            select(func.count())
-            .select_from(models.Passkey)
-            .where(models.Passkey.user_id == user_id)
-        )
-        codes = db.scalar(
-            select(func.count())
-            .select_from(models.RecoveryCode)
-            .where(models.RecoveryCode.user_id == user_id)
-        )
-        return int(passkeys or 0), int(codes or 0)
 
 
 def mail_saying(outbox: Outbox, address: str, words: str) -> Mail:
@@ -720,7 +701,7 @@ def test_the_first_passkey_comes_with_ten_recovery_codes_and_is_listed(
     )
     codes = recovery_codes_of(response)
     assert len(set(codes)) == 10
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
     page = auth_client.get(PASSKEYS).get_data(as_text=True)
     assert "<td>Work laptop</td>" in page
     assert "10 unused recovery codes left" in page
@@ -731,7 +712,7 @@ def test_the_first_passkey_comes_with_ten_recovery_codes_and_is_listed(
     assert "Passkey “Ada's <key>” added." in notices(auth_client, second)
     assert list(listed(auth_client)) == ["Work laptop", "Ada's <key>"]
     assert "<td>Ada&#39;s &lt;key&gt;</td>" in auth_client.get(PASSKEYS).get_data(as_text=True)
-    assert stored(app, user) == (2, 10)
+    assert stored_passkeys(app, user) == (2, 10)
 
 
 def test_a_passkey_already_on_the_account_is_left_out_and_refused(
@@ -745,7 +726,7 @@ def test_a_passkey_already_on_the_account_is_left_out_and_refused(
     again = post(auth_client, form, key.create(form.options), name="Again", password=PASSWORD)
     assert again.status_code == 422
     assert "That passkey is registered already." in error_messages(auth_client, again)
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
 
 
 @pytest.mark.parametrize(
@@ -760,7 +741,7 @@ def test_a_bad_name_is_shown_next_to_the_field_and_nothing_is_added(
     assert any(message in m for m in error_messages(auth_client, response)), response.get_data(
         as_text=True
     )
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
     # The page offers a new challenge: trying again with a good name works.
     retry = prompt_of(response, PASSKEYS)
     good = post(
@@ -810,7 +791,7 @@ def test_no_one_removes_another_users_passkey_on_the_page(
     assert path_of(login(bob, "bob")) == HOME
     response = remove_passkey(bob, adas_id)
     assert path_of(response) == PASSKEYS
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
     assert events(app, Event.PASSKEY_REMOVED) == []
     assert path_of(passkey_sign_in(client, enrolled.key)) == HOME
 
@@ -833,7 +814,7 @@ def test_the_passkey_page_wants_a_recent_sign_in(
     assert auth_client.post(PASSKEYS, data=add).headers["Location"] == stale.headers["Location"]
     renew = {"csrf_token": token, "action": "regenerate"}
     assert auth_client.post(PASSKEYS, data=renew).headers["Location"] == stale.headers["Location"]
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
     back = submit(auth_client, stale.headers["Location"], {"password": PASSWORD})
     assert back.headers["Location"] == PASSKEYS
     assert list(listed(auth_client)) == ["Work laptop"]
@@ -849,7 +830,7 @@ def test_a_passkey_only_account_makes_new_recovery_codes_on_the_passkey_page(
     assert len(set(new)) == 10
     assert not set(new) & set(enrolled.recovery_codes)
     assert events(app, Event.RECOVERY_CODES_REGENERATED) == [(user, {})]
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
     sign_out(client)
     assert path_of(login(client)) == SECOND_STEP
     assert submit(client, SECOND_STEP, {"code": enrolled.recovery_codes[0]}).status_code == 422
@@ -981,7 +962,7 @@ def test_a_challenge_to_add_a_passkey_lasts_five_minutes(
     )
     assert late.status_code == 422
     assert any(EXPIRED in m for m in error_messages(auth_client, late))
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
 
 
 def test_a_deactivated_account_cannot_sign_in_with_a_passkey(
@@ -1060,7 +1041,7 @@ def test_a_login_page_challenge_cannot_add_a_passkey(
     )
     assert response.status_code == 422
     assert any(EXPIRED in m for m in error_messages(auth_client, response))
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
 
 
 def test_a_passkey_page_challenge_cannot_confirm_it_is_you(
@@ -1150,10 +1131,10 @@ def test_removing_the_last_passkey_ends_the_second_step(
     assert path_of(add_passkey(auth_client, SoftAuthenticator(), "Laptop")) == PASSKEYS
     ids = listed(auth_client)
     assert path_of(remove_passkey(auth_client, ids["Phone"])) == PASSKEYS
-    assert stored(app, user) == (1, 10)  # one passkey left: the codes stay
+    assert stored_passkeys(app, user) == (1, 10)  # one passkey left: the codes stay
     assert path_of(login(app.test_client())) == SECOND_STEP
     assert path_of(remove_passkey(auth_client, ids["Laptop"])) == PASSKEYS
-    assert stored(app, user) == (0, 0)  # no second factor left: the codes go
+    assert stored_passkeys(app, user) == (0, 0)  # no second factor left: the codes go
     sign_out(auth_client)
     assert path_of(login(auth_client)) == HOME  # one step again
     assert signed_in(auth_client)
@@ -1178,7 +1159,7 @@ def test_turning_off_the_app_keeps_the_passkey_and_the_recovery_codes(
     assert notices(auth_client, off) == [
         "The authenticator app was removed; your passkeys remain your second factor."
     ]
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
     sign_out(auth_client)
     assert path_of(login(auth_client)) == SECOND_STEP
     page = auth_client.get(SECOND_STEP).get_data(as_text=True)
@@ -1258,7 +1239,7 @@ def test_adding_a_passkey_asks_for_the_current_password(
     )
     assert response.status_code == 422
     assert "That is not your current password." in error_messages(auth_client, response)
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
     assert events(app, Event.PASSKEY_ADDED) == []
 
 
@@ -1271,7 +1252,7 @@ def test_removing_a_passkey_by_a_junk_id_changes_nothing(
         PASSKEYS, data={"csrf_token": form.csrf_token, "action": "remove", "passkey": raw_id}
     )
     assert path_of(response) == PASSKEYS
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
 
 
 def test_no_recovery_codes_without_a_second_factor(
@@ -1282,7 +1263,7 @@ def test_no_recovery_codes_without_a_second_factor(
         PASSKEYS, data={"csrf_token": form.csrf_token, "action": "regenerate"}
     )
     assert path_of(response) == PASSKEYS
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
 
 
 def test_the_export_lists_passkeys_without_their_keys(
@@ -1306,7 +1287,7 @@ def test_the_admin_reset_removes_passkeys_too(
     result = app.test_cli_runner().invoke(args=["users", "reset-two-factor", "ada"])
     assert result.exit_code == 0, result.output
     assert "passkeys removed" in result.output
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
     assert not signed_in(client)  # signed out everywhere
     refused = passkey_sign_in(client, enrolled.key)
     assert path_of(refused) == "/login"
@@ -1375,7 +1356,7 @@ def test_explicit_relying_party_settings_refuse_answers_made_for_localhost(
     )
     assert refused.status_code == 422
     assert any(REJECTED in m for m in error_messages(client, refused))
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
     form = prompt(client, PASSKEYS)
     added = post(
         client,
