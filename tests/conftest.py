@@ -406,6 +406,29 @@ def auth_client(client: FlaskClient, user: int) -> FlaskClient:
     return client
 
 
+# -- the JSON API (api_client.py has its helpers) ------------------------------------------
+
+
+@pytest.fixture
+def api(client: FlaskClient) -> FlaskClient:
+    """A client that only speaks JSON to /api/v1 (never a form, never a cookie it was given)."""
+    return client
+
+
+@pytest.fixture
+def web(app: Flask, user: int) -> FlaskClient:
+    """A browser signed in to the HTML pages as ada."""
+    browser = app.test_client()
+    assert login(browser).status_code == 302
+    assert signed_in(browser)
+    return browser
+
+
+@pytest.fixture
+def grace(app: Flask) -> int:
+    return make_user(app, "grace", "grace@example.com")
+
+
 PASSKEY_CHALLENGE = re.compile(r"challenge&#34;: &#34;[\w-]+")
 
 
