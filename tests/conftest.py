@@ -221,8 +221,11 @@ class FakeClock:
         self.now += timedelta(**kwargs)
 
 
-def make_app(tmp_path: Path, clock: FakeClock | None = None, **config: Any) -> Flask:
-    """Build the demo app on its own SQLite file, migrated with the shipped migrations."""
+def make_app(
+    tmp_path: Path, clock: FakeClock | None = None, *, migrate: bool = True, **config: Any
+) -> Flask:
+    """Build the demo app on its own SQLite file (or ``SQLALCHEMY_DATABASE_URI``), migrated
+    with the shipped migrations unless ``migrate`` is false."""
     settings = {
         "TESTING": True,
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
@@ -232,8 +235,9 @@ def make_app(tmp_path: Path, clock: FakeClock | None = None, **config: Any) -> F
         **config,
     }
     app = create_app(settings, instance_path=str(tmp_path / "instance"), clock=clock)
-    with app.app_context():
-        flask_migrate.upgrade(directory=MIGRATIONS)
+    if migrate:
+        with app.app_context():
+            flask_migrate.upgrade(directory=MIGRATIONS)
     return app
 
 

@@ -26,7 +26,7 @@ from .conftest import make_app, make_user
 from .fuzzing import CHECKS, FUZZING
 from .fuzzing import _node_id_for_schemathesis as _node_id_for_schemathesis
 
-RELAXED_MAIL_LIMITS = {
+RELAXED_MAIL_LIMITS: dict[str, Any] = {
     "PORTCULLIS_MAIL_LIMIT_PER_ADDRESS": "100000/hour",
     "PORTCULLIS_MAIL_LIMIT_PER_CLIENT": "100000/hour",
 }

@@ -35,11 +35,11 @@ from flask_sqlalchemy import SQLAlchemy
 from werkzeug.test import TestResponse
 
 from flask_portcullis import InvalidCredentials, get_state
-from flask_portcullis.demo import MIGRATIONS, create_app
+from flask_portcullis.demo import MIGRATIONS
 from flask_portcullis.identity import identity_key, username_skeleton
 from flask_portcullis.models import UTCDateTime
 
-from .conftest import FAST_HASH, GENEROUS_LIMITS, PASSWORD, FakeClock, csrf_token, submit
+from .conftest import PASSWORD, FakeClock, csrf_token, dispose, make_app, submit
 from .databases import Server
 from .doctor_report import run_doctor
 from .rows import count
@@ -88,22 +88,8 @@ def session_clock() -> FakeClock:
 
 
 def _build_app(server: Server, url: str, clock: FakeClock | None = None) -> Flask:
-    settings = {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key-" + "x" * 32,
-        "SQLALCHEMY_DATABASE_URI": url,
-        **FAST_HASH,
-        **GENEROUS_LIMITS,
-    }
-    instance = server.folder / f"instance-{secrets.token_hex(4)}"
-    return create_app(settings, instance_path=str(instance), clock=clock)
-
-
-def _dispose(app: Flask) -> None:
-    with app.app_context():
-        db = get_state(app).db
-        db.session.remove()
-        db.engine.dispose()
+    folder = server.folder / f"app-{secrets.token_hex(4)}"
+    return make_app(folder, clock, migrate=False, SQLALCHEMY_DATABASE_URI=url)
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +101,7 @@ def migrated_app(server: Server, session_clock: FakeClock) -> Iterator[Flask]:
             flask_migrate.upgrade(directory=MIGRATIONS)
         yield app
     finally:
-        _dispose(app)
+        dispose(app)
 
 
 def _empty_tables(app: Flask) -> None:
@@ -155,7 +141,7 @@ def fresh_app(server: Server) -> Iterator[Flask]:
     try:
         yield app
     finally:
-        _dispose(app)
+        dispose(app)
 
 
 def _db(app: Flask) -> SQLAlchemy:

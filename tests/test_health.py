@@ -31,11 +31,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_portcullis import get_state
-from flask_portcullis.demo import MIGRATIONS, create_app
+from flask_portcullis.demo import MIGRATIONS
 
 from .conftest import (
-    FAST_HASH,
-    GENEROUS_LIMITS,
     PASSWORD,
     REDIS_HOST,
     REDIS_PORT,
@@ -45,6 +43,7 @@ from .conftest import (
     dispose,
     free_port,
     login,
+    make_app,
     make_user,
     text,
 )
@@ -161,14 +160,10 @@ def assert_pages_unavailable(signed_in: FlaskClient, forms: Forms) -> None:
 
 def unmigrated_app(tmp_path: Path, database_url: str) -> Flask:
     """The demo app on ``database_url``, without running migrations (it may not answer)."""
-    settings = {
-        "TESTING": True,
-        "SECRET_KEY": SECRET_KEY,
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        **FAST_HASH,
-        **GENEROUS_LIMITS,
-    }
-    return create_app(settings, instance_path=str(tmp_path / f"instance-{secrets.token_hex(4)}"))
+    folder = tmp_path / f"unmigrated-{secrets.token_hex(4)}"
+    return make_app(
+        folder, migrate=False, SECRET_KEY=SECRET_KEY, SQLALCHEMY_DATABASE_URI=database_url
+    )
 
 
 def closed_port_url() -> str:
