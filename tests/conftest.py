@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 import re
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -26,14 +26,13 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from flask_portcullis import get_state
-from flask_portcullis.audit_events import Event
 from flask_portcullis.demo import MIGRATIONS, create_app
-from flask_portcullis.models import UserMixin
 from flask_portcullis.settings import OWASP_ARGON2
+
+from .databases import BACKENDS, Server, database_server
 
 # pytester runs host test suites (test_testing_kit.py); the kit's fixtures serve the demo app
 # below too. Plugins may be named only here, in the top-level conftest.
@@ -198,6 +197,17 @@ def outbox(smtp_server: tuple[Outbox, int]) -> Outbox:
     return smtp_server[0]
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One database server per backend (``databases.BACKENDS``), its databases dropped at the
+    end of the run."""
+    backend: str = request.param
+    with database_server(backend, tmp_path_factory.mktemp(f"db-{backend}")) as server:
+        yield server
+
+
 @dataclass
 class FakeClock:
     """A clock the test moves by hand: the seam for every timeout test."""
@@ -211,8 +221,11 @@ class FakeClock:
         self.now += timedelta(**kwargs)
 
 
-def make_app(tmp_path: Path, clock: FakeClock | None = None, **config: Any) -> Flask:
-    """Build the demo app on its own SQLite file, migrated with the shipped migrations."""
+def make_app(
+    tmp_path: Path, clock: FakeClock | None = None, *, migrate: bool = True, **config: Any
+) -> Flask:
+    """Build the demo app on its own SQLite file (or ``SQLALCHEMY_DATABASE_URI``), migrated
+    with the shipped migrations unless ``migrate`` is false."""
     settings = {
         "TESTING": True,
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
@@ -222,9 +235,73 @@ def make_app(tmp_path: Path, clock: FakeClock | None = None, **config: Any) -> F
         **config,
     }
     app = create_app(settings, instance_path=str(tmp_path / "instance"), clock=clock)
-    with app.app_context():
-        flask_migrate.upgrade(directory=MIGRATIONS)
+    if migrate:
+        with app.app_context():
+            flask_migrate.upgrade(directory=MIGRATIONS)
     return app
+
+
+def dispose(app: Flask) -> None:
+    """Drop the app's pooled connections (the next request opens new ones)."""
+    with app.app_context():
+        db = get_state(app).db
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once with the shipped migrations, for ``make_demo_app`` to copy."""
+    folder = tmp_path_factory.mktemp("migrated")
+    dispose(make_app(folder))
+    return folder / "test.db"
+
+
+class AppFactory(Protocol):
+    def __call__(
+        self,
+        name: str = "app",
+        *,
+        clock: FakeClock | None = None,
+        mail: bool = True,
+        **config: Any,
+    ) -> Flask: ...
+
+
+@pytest.fixture
+def make_demo_app(
+    tmp_path: Path,
+    smtp_server: tuple[Outbox, int],
+    outbox: Outbox,
+    migrated_database: Path,
+) -> Iterator[AppFactory]:
+    """Make demo apps: ``make_demo_app(name="app", *, clock=None, mail=True, **config)``.
+
+    Each is ``make_app`` in ``tmp_path / name`` (apps of one name share a database; ``""``
+    is ``tmp_path`` itself, the ``app`` fixture's), starting from a copy of the migrated
+    database (its migrations then find nothing to do). With ``mail`` its mail goes to the
+    test SMTP server (``outbox``); without, it has no ``MAIL_SERVER``. Afterwards each app's
+    background mail is delivered and its connections closed.
+    """
+    apps: list[Flask] = []
+
+    def factory(
+        name: str = "app", *, clock: FakeClock | None = None, mail: bool = True, **config: Any
+    ) -> Flask:
+        folder = tmp_path / name
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "test.db").exists():
+            shutil.copyfile(migrated_database, folder / "test.db")
+        settings = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp_server[1]} if mail else {}
+        app = make_app(folder, clock, **{**settings, **config})
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            get_state(app).notifier.shutdown()  # background mail delivered before the next test
+        dispose(app)
 
 
 class LimitedAppFactory(Protocol):
@@ -232,20 +309,14 @@ class LimitedAppFactory(Protocol):
 
 
 @pytest.fixture
-def limited_app(tmp_path: Path) -> Iterator[LimitedAppFactory]:
-    """Make demo apps with the shipped limits (plus ``config``); apps of one name share a
-    database. For the tests of throttling."""
-    apps: list[Flask] = []
+def limited_app(make_demo_app: AppFactory) -> LimitedAppFactory:
+    """Make demo apps with the shipped limits (plus ``config``) and no mail server; apps of
+    one name share a database. For the tests of throttling."""
 
     def factory(name: str = "app", **config: Any) -> Flask:
-        app = make_app(tmp_path / name, None, **{**REAL_LIMITS, **config})
-        apps.append(app)
-        return app
+        return make_demo_app(name, mail=False, **{**REAL_LIMITS, **config})
 
-    yield factory
-    for app in apps:
-        with app.app_context():
-            get_state(app).db.engine.dispose()
+    return factory
 
 
 @pytest.fixture
@@ -254,14 +325,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def app(
-    tmp_path: Path, clock: FakeClock, outbox: Outbox, smtp_server: tuple[Outbox, int]
-) -> Iterator[Flask]:
-    """The demo app; its mail goes to the test SMTP server."""
-    app = make_app(tmp_path, clock, MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_server[1])
-    yield app
-    with app.app_context():
-        get_state(app).db.engine.dispose()
+def app(make_demo_app: AppFactory, clock: FakeClock) -> Flask:
+    """The demo app in ``tmp_path``, on ``clock``; its mail goes to the test SMTP server."""
+    return make_demo_app("", clock=clock)
 
 
 @pytest.fixture
@@ -306,11 +372,6 @@ def make_user(
         return user.id
 
 
-def get_user(app: Flask, user_id: int) -> UserMixin | None:
-    with app.app_context():
-        return get_state(app).accounts.get(user_id)
-
-
 def signed_in(client: FlaskClient) -> bool:
     """Tell whether ``client`` is signed in: /account answers, or sends it to sign in (and
     nowhere else: a redirect to re-authenticate or to set up 2FA is no sign-out)."""
@@ -349,6 +410,29 @@ def auth_client(client: FlaskClient, user: int) -> FlaskClient:
     return client
 
 
+# -- the JSON API (api_client.py has its helpers) ------------------------------------------
+
+
+@pytest.fixture
+def api(client: FlaskClient) -> FlaskClient:
+    """A client that only speaks JSON to /api/v1 (never a form, never a cookie it was given)."""
+    return client
+
+
+@pytest.fixture
+def web(app: Flask, user: int) -> FlaskClient:
+    """A browser signed in to the HTML pages as ada."""
+    browser = app.test_client()
+    assert login(browser).status_code == 302
+    assert signed_in(browser)
+    return browser
+
+
+@pytest.fixture
+def grace(app: Flask) -> int:
+    return make_user(app, "grace", "grace@example.com")
+
+
 PASSKEY_CHALLENGE = re.compile(r"challenge&#34;: &#34;[\w-]+")
 
 
@@ -365,12 +449,3 @@ def path_of(response: TestResponse) -> str:
     """Where a redirect goes (the path only)."""
     assert response.status_code in (302, 303), response.status_code
     return urlsplit(response.headers["Location"]).path
-
-
-def events(app: Flask, event: Event) -> list[tuple[int | None, dict[str, Any]]]:
-    """(user id, detail) of every audit row of one kind, oldest first."""
-    with app.app_context():
-        state = get_state(app)
-        AuditEvent = state.models.AuditEvent
-        query = select(AuditEvent).where(AuditEvent.event == str(event)).order_by(AuditEvent.id)
-        return [(r.user_id, json.loads(r.detail)) for r in state.db.session.scalars(query)]

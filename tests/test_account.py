@@ -11,7 +11,8 @@ from flask.testing import FlaskClient
 from flask_portcullis import get_state
 from flask_portcullis.passkeys import RelyingParty
 
-from .conftest import PASSWORD, get_user, login, submit
+from .conftest import PASSWORD, login, submit
+from .rows import get_user
 from .soft_authenticator import SoftAuthenticator
 
 NEW_PASSWORD = "an entirely new passphrase"

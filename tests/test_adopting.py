@@ -26,8 +26,8 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.security import generate_password_hash
 
-from .test_databases import Server, server  # noqa: F401  (the fixture, one per backend)
-from .test_scale_out import (
+from .databases import Server
+from .servers import (
     AppServer,
     Browser,
     launch,
@@ -138,7 +138,7 @@ def checkout(tmp_path: Path, database: str) -> Checkout:
 
 
 @pytest.fixture
-def database(server: Server) -> str:  # noqa: F811  (the imported fixture)
+def database(server: Server) -> str:
     """An empty database on each backend (SQLite, PostgreSQL, MariaDB), dropped at the end."""
     return server.create_database()
 

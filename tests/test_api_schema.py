@@ -19,26 +19,14 @@ import jsonschema_rs
 import pytest
 import schemathesis
 from flask import Flask
-from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from flask_portcullis import get_state
 
 from .conftest import make_app, make_user
+from .fuzzing import CHECKS, FUZZING
+from .fuzzing import _node_id_for_schemathesis as _node_id_for_schemathesis
 
-MAX_EXAMPLES = 25
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
-RELAXED_MAIL_LIMITS = {
+RELAXED_MAIL_LIMITS: dict[str, Any] = {
     "PORTCULLIS_MAIL_LIMIT_PER_ADDRESS": "100000/hour",
     "PORTCULLIS_MAIL_LIMIT_PER_CLIENT": "100000/hour",
 }
@@ -88,25 +76,7 @@ def test_the_document_is_valid_openapi_3_1(api_schema: schemathesis.BaseSchema) 
     assert len(operations) >= 14
 
 
-@pytest.fixture(autouse=True)
-def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
-    """schemathesis 4.32's ``from_fixture`` reads and renames ``node._nodeid``, which pytest
-    9.2 no longer has (it keeps ``_id``); give it one. Harmless once schemathesis adapts."""
-    request.node._nodeid = request.node.nodeid
-
-
 schema = schemathesis.pytest.from_fixture("api_schema")
-
-
-# Deterministic runs of a bounded size. Timing and filtering depend on the machine, not on
-# the API: never fail a CI run on them.
-FUZZING = settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
 
 
 @schema.parametrize()

@@ -7,18 +7,17 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import select
 
 from flask_portcullis import get_state, signals
 from flask_portcullis.audit import DETAIL_MAX
@@ -27,16 +26,16 @@ from flask_portcullis.web.keys import SESSION_KEY
 
 from .conftest import (
     PASSWORD,
+    AppFactory,
     FakeClock,
     Outbox,
     csrf_token,
-    get_user,
     login,
-    make_app,
     make_user,
     submit,
 )
 from .host_app import create_host_app
+from .rows import AuditRow, audit_rows, get_user
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AuditBrowser/1.0"
 IP = "198.51.100.23"
@@ -51,36 +50,9 @@ NOTICE = "New sign-in to your account"
 # -- reading the table ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Row:
-    """One audit row, read back as plain values."""
-
-    id: int
-    at: datetime
-    user_id: int | None
-    event: str
-    ip: str
-    user_agent: str
-    detail: dict[str, Any]
-
-
-def rows(app: Flask, event: Event | None = None) -> list[Row]:
-    """Every audit row (of one kind), oldest first."""
-    with app.app_context():
-        state = get_state(app)
-        AuditEvent = state.models.AuditEvent
-        query = select(AuditEvent).order_by(AuditEvent.id)
-        if event is not None:
-            query = query.where(AuditEvent.event == str(event))
-        return [
-            Row(r.id, r.at, r.user_id, r.event, r.ip, r.user_agent, json.loads(r.detail))
-            for r in state.db.session.scalars(query)
-        ]
-
-
-def last(app: Flask, event: Event) -> Row:
-    found = rows(app, event)
-    assert found, f"no {event} event in {[r.event for r in rows(app)]}"
+def last(app: Flask, event: Event) -> AuditRow:
+    found = audit_rows(app, event)
+    assert found, f"no {event} event in {[r.event for r in audit_rows(app)]}"
     return found[-1]
 
 
@@ -105,36 +77,6 @@ def cli(runner: FlaskCliRunner, *args: str, input: str | None = None) -> Result:
 
 def token_of(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[1]
-
-
-class AppFactory(Protocol):
-    def __call__(self, **config: Any) -> Flask: ...
-
-
-@pytest.fixture
-def build(
-    tmp_path: Path, clock: FakeClock, smtp_server: tuple[Outbox, int], outbox: Outbox
-) -> Iterator[AppFactory]:
-    """Make apps (own database each, mail to ``outbox``, on ``clock``) with extra settings."""
-    apps: list[Flask] = []
-
-    def factory(**config: Any) -> Flask:
-        app = make_app(
-            tmp_path / f"app{len(apps)}",
-            clock,
-            MAIL_SERVER="127.0.0.1",
-            MAIL_PORT=smtp_server[1],
-            **config,
-        )
-        apps.append(app)
-        return app
-
-    yield factory
-    for app in apps:
-        with app.app_context():
-            state = get_state(app)
-            state.notifier.shutdown()
-            state.db.engine.dispose()
 
 
 # -- one row per action: a table ---------------------------------------------------
@@ -375,14 +317,14 @@ def test_every_action_writes_one_event_row(
     clock: FakeClock,
 ) -> None:
     ada = make_user(app)
-    before = len(rows(app, case.event))
+    before = len(audit_rows(app, case.event))
     clock.advance(days=3, minutes=17)  # a time no other step could have stamped
     world = World(app, as_device(client), runner, outbox, clock, ada)
 
     user_id = case.act(world)
 
-    found = rows(app, case.event)
-    assert len(found) == before + 1, [r.event for r in rows(app)]
+    found = audit_rows(app, case.event)
+    assert len(found) == before + 1, [r.event for r in audit_rows(app)]
     row = found[-1]
     assert row.user_id == user_id
     assert row.at == clock.now
@@ -405,9 +347,9 @@ def test_the_deleted_account_keeps_its_trail(app: Flask, client: FlaskClient, us
     """No foreign key: deleting the user leaves every event, with its user id."""
     login(client)
     login(app.test_client(), password=WRONG_PASSWORD)
-    before = [r for r in rows(app) if r.user_id == user]
+    before = [r for r in audit_rows(app) if r.user_id == user]
     submit(client, "/account/delete", {"password": PASSWORD})
-    after = [r for r in rows(app) if r.user_id == user]
+    after = [r for r in audit_rows(app) if r.user_id == user]
     assert after[: len(before)] == before
     assert [r.event for r in after[len(before) :]] == [Event.ACCOUNT_DELETED]
 
@@ -437,8 +379,10 @@ def test_a_new_account_never_inherits_a_deleted_accounts_trail(tmp_path: Path) -
             get_state(host).db.engine.dispose()
 
 
-def test_unverified_sign_in_failure(build: AppFactory, outbox: Outbox) -> None:
-    app = build(PORTCULLIS_EMAIL_VERIFICATION="required")
+def test_unverified_sign_in_failure(
+    make_demo_app: AppFactory, clock: FakeClock, outbox: Outbox
+) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_EMAIL_VERIFICATION="required")
     ada = make_user(app)
     client = as_device(app.test_client())
     response = login(client)
@@ -450,11 +394,11 @@ def test_unverified_sign_in_failure(build: AppFactory, outbox: Outbox) -> None:
         IP,
         UA,
     )
-    assert rows(app, Event.SIGN_IN) == []
+    assert audit_rows(app, Event.SIGN_IN) == []
 
 
-def test_throttled_requests_are_recorded(build: AppFactory, clock: FakeClock) -> None:
-    app = build(PORTCULLIS_LOGIN_LIMIT_PER_CLIENT="2/minute")
+def test_throttled_requests_are_recorded(make_demo_app: AppFactory, clock: FakeClock) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_LOGIN_LIMIT_PER_CLIENT="2/minute")
     make_user(app)
     client = as_device(app.test_client())
     assert login(client, password=WRONG_PASSWORD).status_code == 422
@@ -462,22 +406,22 @@ def test_throttled_requests_are_recorded(build: AppFactory, clock: FakeClock) ->
     response = login(client)
     assert response.status_code == 429
     retry_after = int(response.headers["Retry-After"])
-    [row] = rows(app, Event.THROTTLED)
+    [row] = audit_rows(app, Event.THROTTLED)
     assert row.at == clock.now
     assert (row.ip, row.user_agent) == (IP, UA)
     assert row.detail == {"path": "/login", "retry_after": retry_after}
     # The refused attempt is neither a sign-in nor a counted failure.
-    assert rows(app, Event.SIGN_IN) == []
-    assert len(rows(app, Event.SIGN_IN_FAILED)) == 2
+    assert audit_rows(app, Event.SIGN_IN) == []
+    assert len(audit_rows(app, Event.SIGN_IN_FAILED)) == 2
 
 
-def test_every_api_throttle_is_recorded(build: AppFactory) -> None:
-    app = build(PORTCULLIS_REGISTER_LIMIT_PER_CLIENT="1/hour")
+def test_every_api_throttle_is_recorded(make_demo_app: AppFactory, clock: FakeClock) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_REGISTER_LIMIT_PER_CLIENT="1/hour")
     client = as_device(app.test_client())
     for n, status in ((1, 201), (2, 429)):
         body = {"username": f"user{n}", "email": f"user{n}@example.com", "password": PASSWORD}
         assert client.post("/api/v1/register", json=body).status_code == status
-    [row] = rows(app, Event.THROTTLED)
+    [row] = audit_rows(app, Event.THROTTLED)
     assert row.detail == {
         "path": "/api/v1/register",
         "retry_after": row.detail["retry_after"],
@@ -486,8 +430,8 @@ def test_every_api_throttle_is_recorded(build: AppFactory) -> None:
     assert row.detail["retry_after"] > 0
 
 
-def test_registration_throttle_is_recorded(build: AppFactory) -> None:
-    app = build(PORTCULLIS_REGISTER_LIMIT_PER_CLIENT="1/hour")
+def test_registration_throttle_is_recorded(make_demo_app: AppFactory, clock: FakeClock) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_REGISTER_LIMIT_PER_CLIENT="1/hour")
     for n, status in ((1, 302), (2, 429)):
         client = as_device(app.test_client())
         data = {
@@ -497,7 +441,7 @@ def test_registration_throttle_is_recorded(build: AppFactory) -> None:
             "password_confirm": PASSWORD,
         }
         assert submit(client, "/register", data).status_code == status
-    [row] = rows(app, Event.THROTTLED)
+    [row] = audit_rows(app, Event.THROTTLED)
     assert row.detail["path"] == "/register"
     assert row.ip == IP
 
@@ -548,7 +492,7 @@ def test_no_password_or_token_is_ever_stored(
     # Each token's signature alone is a secret too.
     tokens += [token.rsplit(".", 1)[-1] for token in tokens[:3]]
     assert {Event.PASSWORD_RESET, Event.EMAIL_CHANGED, Event.EMAIL_VERIFIED} <= {
-        Event(r.event) for r in rows(app)
+        Event(r.event) for r in audit_rows(app)
     }
 
     table = raw_rows(app)
@@ -592,7 +536,7 @@ def test_secret_looking_detail_keys_are_dropped(app: Flask) -> None:
             method="form",
             count=2,
         )
-    [row] = rows(app, Event.PASSWORD_CHANGED)
+    [row] = audit_rows(app, Event.PASSWORD_CHANGED)
     assert row.detail == {"method": "form", "count": 2}
     assert received == [{"method": "form", "count": 2}]
     for secret in ("hunter2", "hunter3", "tok-123", "s3cr3t", "sid-456", "rc-789"):
@@ -603,7 +547,7 @@ def test_secret_looking_detail_keys_are_dropped(app: Flask) -> None:
 def test_other_secret_looking_keys_are_dropped(app: Flask, key: str) -> None:
     with app.app_context():
         get_state(app).audit.record(Event.SIGN_IN, user_id=1, **{key: "s3cr3t-value"}, kept=1)
-    assert rows(app, Event.SIGN_IN)[0].detail == {"kept": 1}
+    assert audit_rows(app, Event.SIGN_IN)[0].detail == {"kept": 1}
 
 
 def test_a_passphrase_key_is_dropped(app: Flask) -> None:
@@ -623,7 +567,7 @@ def test_nested_secret_keys_are_dropped(app: Flask) -> None:
     with signals.sign_in_failed.connected_to(receiver, sender=app), app.app_context():
         get_state(app).audit.record(Event.SIGN_IN_FAILED, user_id=1, form=form)
     expected = {"form": {"identity": "ada", "extra": {}}}
-    assert rows(app, Event.SIGN_IN_FAILED)[0].detail == expected
+    assert audit_rows(app, Event.SIGN_IN_FAILED)[0].detail == expected
     assert received == [expected]
     assert all("hunter2" not in str(v) and "tok-9" not in str(v) for v in raw_rows(app)[0])
 
@@ -635,7 +579,7 @@ def test_a_long_detail_is_still_valid_json(app: Flask) -> None:
     [stored] = [row[-1] for row in raw_rows(app)]
     assert len(stored) <= DETAIL_MAX
     assert isinstance(json.loads(stored), dict)
-    assert rows(app, Event.ROLE_GRANTED)[0].user_id == 1
+    assert audit_rows(app, Event.ROLE_GRANTED)[0].user_id == 1
 
 
 def test_client_text_is_cleaned_and_bounded(app: Flask, client: FlaskClient, user: int) -> None:
@@ -695,9 +639,9 @@ def test_security_event_signal_sees_every_event(
 
 
 def test_a_receiver_of_another_app_hears_nothing(
-    app: Flask, build: AppFactory, client: FlaskClient, user: int
+    app: Flask, make_demo_app: AppFactory, clock: FakeClock, client: FlaskClient, user: int
 ) -> None:
-    other = build()
+    other = make_demo_app(clock=clock)
     got: list[object] = []
 
     def receiver(sender: Flask, **kwargs: Any) -> None:
@@ -706,7 +650,7 @@ def test_a_receiver_of_another_app_hears_nothing(
     with signals.sign_in.connected_to(receiver, sender=other):
         login(client)
     assert got == []
-    assert len(rows(app, Event.SIGN_IN)) == 1
+    assert len(audit_rows(app, Event.SIGN_IN)) == 1
 
 
 # -- the user's activity page and export ------------------------------------------------
@@ -830,11 +774,15 @@ def test_prune_deletes_only_events_past_retention(
 
     result = cli(runner, "portcullis", "prune-audit")
     assert result.output.strip() == "deleted 2 audit event(s) older than 365 days"
-    assert [r.event for r in rows(app)] == ["password-changed", "email-changed", "role-granted"]
+    assert [r.event for r in audit_rows(app)] == [
+        "password-changed",
+        "email-changed",
+        "role-granted",
+    ]
 
     result = cli(runner, "portcullis", "prune-audit", "--days", "10")
     assert result.output.strip() == "deleted 2 audit event(s) older than 10 days"
-    assert [r.event for r in rows(app)] == ["role-granted"]
+    assert [r.event for r in audit_rows(app)] == ["role-granted"]
 
     result = cli(runner, "portcullis", "prune-audit")
     assert result.output.strip() == "deleted 0 audit event(s) older than 365 days"
@@ -850,23 +798,23 @@ def test_prune_follows_the_clock(
     assert cli(runner, "portcullis", "prune-audit").output.startswith("deleted 0 ")
     clock.advance(days=66)
     assert cli(runner, "portcullis", "prune-audit").output.startswith("deleted 2 ")
-    assert [r.event for r in rows(app)] == ["sign-in"]
+    assert [r.event for r in audit_rows(app)] == ["sign-in"]
 
 
-def test_prune_uses_the_configured_retention(build: AppFactory, clock: FakeClock) -> None:
-    app = build(PORTCULLIS_AUDIT_RETENTION_DAYS=30)
+def test_prune_uses_the_configured_retention(make_demo_app: AppFactory, clock: FakeClock) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_AUDIT_RETENTION_DAYS=30)
     record_at(app, clock, clock.now - timedelta(days=31), Event.SIGN_IN)
     record_at(app, clock, clock.now - timedelta(days=29), Event.SIGN_IN)
     result = cli(app.test_cli_runner(), "portcullis", "prune-audit")
     assert result.output.strip() == "deleted 1 audit event(s) older than 30 days"
-    assert len(rows(app)) == 1
+    assert len(audit_rows(app)) == 1
 
 
 def test_prune_refuses_zero_days(app: Flask, runner: FlaskCliRunner, clock: FakeClock) -> None:
     record_at(app, clock, clock.now - timedelta(days=1), Event.SIGN_IN)
     result = runner.invoke(args=["portcullis", "prune-audit", "--days", "0"])
     assert result.exit_code == 2
-    assert len(rows(app)) == 1
+    assert len(audit_rows(app)) == 1
 
 
 # -- sign-in notices ---------------------------------------------------------------------
@@ -904,9 +852,9 @@ def test_sign_in_after_web_registration_sends_no_notice(
 
 
 def test_first_sign_in_after_verified_registration_sends_no_notice(
-    build: AppFactory, outbox: Outbox
+    make_demo_app: AppFactory, clock: FakeClock, outbox: Outbox
 ) -> None:
-    app = build(PORTCULLIS_EMAIL_VERIFICATION="required")
+    app = make_demo_app(clock=clock, PORTCULLIS_EMAIL_VERIFICATION="required")
     client = as_device(app.test_client())
     data = {
         "username": "grace",
@@ -968,8 +916,10 @@ def test_a_known_ip_with_a_known_browser_of_another_ip_is_new(
     assert len(notices(outbox)) == 2
 
 
-def test_a_sign_in_after_failures_mails_a_notice(build: AppFactory, outbox: Outbox) -> None:
-    app = build(PORTCULLIS_LOGIN_FREE_FAILURES=5)
+def test_a_sign_in_after_failures_mails_a_notice(
+    make_demo_app: AppFactory, clock: FakeClock, outbox: Outbox
+) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_LOGIN_FREE_FAILURES=5)
     make_user(app)
     client = as_device(app.test_client())
     sign_in_and_out(client)  # a known device: only the failures make the notice
@@ -984,8 +934,10 @@ def test_a_sign_in_after_failures_mails_a_notice(build: AppFactory, outbox: Outb
     assert len(notices(outbox)) == 1
 
 
-def test_fewer_failures_than_the_threshold_send_nothing(build: AppFactory, outbox: Outbox) -> None:
-    app = build(PORTCULLIS_LOGIN_FREE_FAILURES=5)
+def test_fewer_failures_than_the_threshold_send_nothing(
+    make_demo_app: AppFactory, clock: FakeClock, outbox: Outbox
+) -> None:
+    app = make_demo_app(clock=clock, PORTCULLIS_LOGIN_FREE_FAILURES=5)
     make_user(app)
     client = as_device(app.test_client())
     sign_in_and_out(client)
@@ -995,8 +947,12 @@ def test_fewer_failures_than_the_threshold_send_nothing(build: AppFactory, outbo
     assert notices(outbox) == []
 
 
-def test_new_device_notice_can_be_turned_off(build: AppFactory, outbox: Outbox) -> None:
-    app = build(PORTCULLIS_NEW_DEVICE_NOTICE=False, PORTCULLIS_LOGIN_FREE_FAILURES=5)
+def test_new_device_notice_can_be_turned_off(
+    make_demo_app: AppFactory, clock: FakeClock, outbox: Outbox
+) -> None:
+    app = make_demo_app(
+        clock=clock, PORTCULLIS_NEW_DEVICE_NOTICE=False, PORTCULLIS_LOGIN_FREE_FAILURES=5
+    )
     make_user(app)
     sign_in_and_out(as_device(app.test_client()))
     new_device = as_device(app.test_client(), OTHER_IP, "Unfamiliar/1.0")

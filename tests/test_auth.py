@@ -14,12 +14,12 @@ from flask_portcullis import get_state
 from .conftest import (
     PASSWORD,
     csrf_token,
-    get_user,
     login,
     make_user,
     submit,
     without_challenges,
 )
+from .rows import count, get_user
 
 NEW = {
     "username": "grace",
@@ -31,11 +31,6 @@ NEW = {
 
 def home_text(client: FlaskClient) -> str:
     return client.get("/").get_data(as_text=True)
-
-
-def count_users(app: Flask) -> int:
-    with app.app_context():
-        return len(get_state(app).accounts.search(""))
 
 
 def test_register_signs_the_new_user_in(app: Flask, client: FlaskClient) -> None:
@@ -72,7 +67,7 @@ def test_register_errors_are_shown_next_to_the_field(
     page = response.get_data(as_text=True)
     assert field_error in page
     assert 'aria-invalid="true"' in page
-    assert count_users(app) == 0
+    assert count(app, "users") == 0
 
 
 @pytest.mark.parametrize(
@@ -89,7 +84,7 @@ def test_register_refuses_taken_identities_case_insensitively(
     response = submit(client, "/register", {**NEW, **change})
     assert response.status_code == 422
     assert message in response.get_data(as_text=True)
-    assert count_users(app) == 1
+    assert count(app, "users") == 1
 
 
 def test_register_form_has_autocomplete_hints_and_labels(client: FlaskClient) -> None:
@@ -239,7 +234,7 @@ def test_logout_page_when_anonymous(client: FlaskClient) -> None:
 def test_a_second_account_can_register(app: Flask, client: FlaskClient, user: int) -> None:
     assert submit(client, "/register", NEW).status_code == 302
     make_user(app, "zed", "zed@example.com")
-    assert count_users(app) == 3
+    assert count(app, "users") == 3
 
 
 def test_no_silent_truncation_of_long_passwords(app: Flask, client: FlaskClient) -> None:

@@ -15,11 +15,11 @@ from flask_portcullis.demo import create_app
 
 from .conftest import (
     PASSWORD,
-    get_user,
     login,
     make_user,
     signed_in,
 )
+from .rows import get_user, session_count
 
 OTHER_PASSWORD = "violet kettle under moonlight"
 
@@ -64,11 +64,6 @@ def roles_of(app: Flask, username: str) -> list[str]:
     with app.app_context():
         user = get_state(app).accounts.require_by_identity(username)
         return sorted(r.name for r in user.roles)
-
-
-def session_count(app: Flask, user_id: int) -> int:
-    with app.app_context():
-        return len(get_state(app).sessions.list_for(user_id))
 
 
 def assert_ok(result: Result, *expected: str) -> None:

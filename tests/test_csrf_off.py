@@ -7,8 +7,7 @@ too; the clients come from the testing kit, as a host's would.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from flask import Flask
@@ -19,7 +18,7 @@ from flask_portcullis import get_state
 from flask_portcullis.testing import PASSWORD as KIT_PASSWORD
 from flask_portcullis.testing import ClientFactory, SentMail, TotpFactory, UserFactory
 
-from .conftest import PASSWORD, FakeClock, make_app, make_user, text
+from .conftest import PASSWORD, AppFactory, FakeClock, make_user, text
 
 PAGES = ("/login", "/register", "/forgot-password")
 BLUEPRINTS = ("portcullis", "portcullis_admin")
@@ -44,11 +43,8 @@ BAD_FORM = {
 
 
 @pytest.fixture
-def app(tmp_path: Path, clock: FakeClock) -> Iterator[Flask]:
-    app = make_app(tmp_path, clock, WTF_CSRF_ENABLED=False)
-    yield app
-    with app.app_context():
-        get_state(app).db.engine.dispose()
+def app(make_demo_app: AppFactory, clock: FakeClock) -> Flask:
+    return make_demo_app("", clock=clock, mail=False, WTF_CSRF_ENABLED=False)
 
 
 @pytest.fixture

@@ -17,17 +17,13 @@ each test; the migration tests each get a brand-new database (``fresh_app``).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import secrets
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from pprint import pformat
-from typing import Any
 
 import flask_migrate
 import pytest
@@ -39,39 +35,16 @@ from flask_sqlalchemy import SQLAlchemy
 from werkzeug.test import TestResponse
 
 from flask_portcullis import InvalidCredentials, get_state
-from flask_portcullis.demo import MIGRATIONS, create_app
+from flask_portcullis.demo import MIGRATIONS
 from flask_portcullis.exceptions import RefreshTokenReused, TokenInvalid
 from flask_portcullis.identity import identity_key, username_skeleton
 from flask_portcullis.models import UTCDateTime
 
-from .conftest import FAST_HASH, GENEROUS_LIMITS, PASSWORD, FakeClock, csrf_token, submit
-from .services import require_service
-from .test_doctor import run_doctor
+from .conftest import PASSWORD, FakeClock, csrf_token, dispose, make_app, submit
+from .databases import Server
+from .doctor_report import run_doctor
+from .rows import count
 
-# One id per test run: every database this run creates carries it, and no other run's does.
-RUN_ID = secrets.token_hex(4)
-# Shared by every Server (other modules use the fixture too), so no two databases share a name.
-NUMBERS = itertools.count()
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
-# The maintenance database each server already has; CREATE/DROP DATABASE run from there.
-ADMIN_URLS = {
-    "postgresql": f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test",
-    "mariadb": f"mysql+pymysql://root@{MARIADB_HOST}:{MARIADB_PORT}/test?charset=utf8mb4",
-}
-URL_TEMPLATES = {
-    "postgresql": f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{{name}}",
-    "mariadb": f"mysql+pymysql://root@{MARIADB_HOST}:{MARIADB_PORT}/{{name}}?charset=utf8mb4",
-}
-SERVICE_ADDRESSES = {
-    "postgresql": ("PostgreSQL", PG_HOST, PG_PORT),
-    "mariadb": ("MariaDB", MARIADB_HOST, MARIADB_PORT),
-}
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.services),
-    pytest.param("mariadb", id="mariadb", marks=pytest.mark.services),
-]
 PORTCULLIS_TABLES = {
     "users",
     "roles",
@@ -107,78 +80,7 @@ RACERS = 4
 BARRIER_TIMEOUT = 20.0
 
 
-# -- servers and databases -------------------------------------------------------
-
-
-@dataclass
-class Server:
-    """One backend for this run: makes uniquely named databases and drops them all at the end."""
-
-    backend: str
-    folder: Path
-    admin: sa.Engine | None = None  # None for SQLite: a database is a file
-    created: list[str] = field(default_factory=list)
-
-    def create_database(self) -> str:
-        """Create an empty database and return its SQLAlchemy URL."""
-        name = f"portcullis_{RUN_ID}_{next(NUMBERS)}"
-        if self.admin is None:
-            return f"sqlite:///{self.folder / (name + '.db')}"
-        quoted = self.admin.dialect.identifier_preparer.quote_identifier(name)
-        with self.admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
-        self.created.append(name)
-        return URL_TEMPLATES[self.backend].format(name=name)
-
-    def drop_databases(self) -> None:
-        """Drop every database this run created on the server (no-op for SQLite)."""
-        if self.admin is None:
-            return
-        preparer = self.admin.dialect.identifier_preparer
-        # FORCE ends connections a failed test may have leaked, so DROP never hangs.
-        force = " WITH (FORCE)" if self.backend == "postgresql" else ""
-        with self.admin.connect() as conn:
-            while self.created:
-                name = self.created.pop()
-                quoted = preparer.quote_identifier(name)
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
-
-
-def _admin_engine(backend: str) -> sa.Engine:
-    """Connect to the server's maintenance database (skip or fail if it does not answer)."""
-    name, host, port = SERVICE_ADDRESSES[backend]
-    engine = sa.create_engine(
-        ADMIN_URLS[backend], isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
-    )
-
-    def probe() -> None:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-
-    try:
-        require_service(name, host, port, probe)
-    except BaseException:
-        engine.dispose()
-        raise
-    return engine
-
-
-@pytest.fixture(scope="session", params=BACKENDS)
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    backend: str = request.param
-    folder = tmp_path_factory.mktemp(f"db-{backend}")
-    admin = None if backend == "sqlite" else _admin_engine(backend)
-    server = Server(backend, folder, admin)
-    try:
-        yield server
-    finally:
-        try:
-            server.drop_databases()
-        finally:
-            if admin is not None:
-                admin.dispose()
+# -- the backend's app ---------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -187,22 +89,8 @@ def session_clock() -> FakeClock:
 
 
 def _build_app(server: Server, url: str, clock: FakeClock | None = None) -> Flask:
-    settings = {
-        "TESTING": True,
-        "SECRET_KEY": "test-secret-key-" + "x" * 32,
-        "SQLALCHEMY_DATABASE_URI": url,
-        **FAST_HASH,
-        **GENEROUS_LIMITS,
-    }
-    instance = server.folder / f"instance-{secrets.token_hex(4)}"
-    return create_app(settings, instance_path=str(instance), clock=clock)
-
-
-def _dispose(app: Flask) -> None:
-    with app.app_context():
-        db = get_state(app).db
-        db.session.remove()
-        db.engine.dispose()
+    folder = server.folder / f"app-{secrets.token_hex(4)}"
+    return make_app(folder, clock, migrate=False, SQLALCHEMY_DATABASE_URI=url)
 
 
 @pytest.fixture(scope="session")
@@ -214,7 +102,7 @@ def migrated_app(server: Server, session_clock: FakeClock) -> Iterator[Flask]:
             flask_migrate.upgrade(directory=MIGRATIONS)
         yield app
     finally:
-        _dispose(app)
+        dispose(app)
 
 
 def _empty_tables(app: Flask) -> None:
@@ -254,7 +142,7 @@ def fresh_app(server: Server) -> Iterator[Flask]:
     try:
         yield app
     finally:
-        _dispose(app)
+        dispose(app)
 
 
 def _db(app: Flask) -> SQLAlchemy:
@@ -264,17 +152,6 @@ def _db(app: Flask) -> SQLAlchemy:
 def _table_names(app: Flask) -> set[str]:
     with app.app_context():
         return set(sa.inspect(_db(app).engine).get_table_names())
-
-
-def _count(app: Flask, table: str, **where: Any) -> int:
-    with app.app_context():
-        db = _db(app)
-        t = db.metadata.tables[table]
-        query = sa.select(sa.func.count()).select_from(t)
-        for column, value in where.items():
-            query = query.where(t.c[column] == value)
-        with db.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
 
 
 # -- migrations --------------------------------------------------------------------
@@ -343,7 +220,7 @@ def test_admin_role_exists_after_upgrade(fresh_app: Flask) -> None:
         assert role is not None
         assert role.description
         assert role.permissions == []
-    assert _count(fresh_app, "roles") == 1
+    assert count(fresh_app, "roles") == 1
 
 
 # -- services round trip -----------------------------------------------------------
@@ -411,7 +288,7 @@ def test_register_authenticate_and_sessions_round_trip(app: Flask, clock: FakeCl
 
         state.sessions.end(session_id)
         assert state.sessions.resolve(session_id) is None
-    assert _count(app, "user_sessions", user_id=user_id) == 0
+    assert count(app, "user_sessions", user_id=user_id) == 0
 
     with app.app_context():
         user = state.accounts.get(user_id) or pytest.fail("user vanished")
@@ -419,12 +296,12 @@ def test_register_authenticate_and_sessions_round_trip(app: Flask, clock: FakeCl
             state.sessions.start(user, remember=remember, ip="198.51.100.1", user_agent="ua")
             for remember in (False, True)
         ]
-    assert _count(app, "user_sessions", user_id=user_id) == 2
+    assert count(app, "user_sessions", user_id=user_id) == 2
     with app.app_context():
         user = state.accounts.get(user_id) or pytest.fail("user vanished")
         state.accounts.delete(user)
-    assert _count(app, "users") == 0
-    assert _count(app, "user_sessions") == 0
+    assert count(app, "users") == 0
+    assert count(app, "user_sessions") == 0
     with app.app_context():
         assert all(state.sessions.resolve(sid) is None for sid in kept)
         assert state.accounts.get_by_identity("ada.lovelace") is None
@@ -461,8 +338,8 @@ def test_deleting_a_user_row_cascades_to_sessions_and_roles(app: Flask) -> None:
         session_id = state.sessions.start(boss, remember=True, ip="192.0.2.1", user_agent="ua")
         state.db.session.execute(sa.delete(User).where(User.id == boss_id))
         state.db.session.commit()
-    assert _count(app, "user_sessions", user_id=boss_id) == 0
-    assert _count(app, "user_roles", user_id=boss_id) == 0
+    assert count(app, "user_sessions", user_id=boss_id) == 0
+    assert count(app, "user_roles", user_id=boss_id) == 0
     with app.app_context():
         newcomer = state.accounts.register("newcomer", "newcomer@example.com", PASSWORD)
         assert not newcomer.has_role("admin")
@@ -480,23 +357,23 @@ def test_refresh_token_reuse_and_revocation_end_the_family_by_the_cascade(app: F
         other = state.refresh_tokens.start(ada, ip="192.0.2.2", user_agent="ua")
         second = state.refresh_tokens.rotate(first.refresh_token)
         assert second.session == first.session
-    assert _count(app, "refresh_tokens", session_id=first.session) == 2  # the used one stays
+    assert count(app, "refresh_tokens", session_id=first.session) == 2  # the used one stays
 
     with app.app_context(), pytest.raises(RefreshTokenReused) as reused:
         state.refresh_tokens.rotate(first.refresh_token)  # a copy of the used token
     assert reused.value.user_id == ada_id
-    assert _count(app, "user_sessions", id=first.session) == 0
-    assert _count(app, "refresh_tokens", session_id=first.session) == 0
+    assert count(app, "user_sessions", id=first.session) == 0
+    assert count(app, "refresh_tokens", session_id=first.session) == 0
     with app.app_context(), pytest.raises(TokenInvalid):
         state.refresh_tokens.rotate(second.refresh_token)  # the family ended with it
 
     # Another family of the same user is untouched, and revoking it ends it the same way.
-    assert _count(app, "refresh_tokens", session_id=other.session) == 1
+    assert count(app, "refresh_tokens", session_id=other.session) == 1
     with app.app_context():
         assert state.refresh_tokens.revoke(other.refresh_token) == ada_id
         assert state.refresh_tokens.revoke(other.refresh_token) is None
-    assert _count(app, "user_sessions", user_id=ada_id) == 0
-    assert _count(app, "refresh_tokens") == 0
+    assert count(app, "user_sessions", user_id=ada_id) == 0
+    assert count(app, "refresh_tokens") == 0
 
 
 def test_timestamps_keep_microseconds(app: Flask, clock: FakeClock) -> None:
@@ -537,7 +414,7 @@ def test_username_and_email_are_unique_case_insensitively(app: Flask) -> None:
         page = submit(app.test_client(), "/register", _register_form(username, email))
         assert page.status_code == 422, (username, email, page.status_code)
         assert message in page.get_data(as_text=True), (username, email)
-    assert _count(app, "users") == 1
+    assert count(app, "users") == 1
 
 
 # -- concurrent registration -------------------------------------------------------
@@ -594,9 +471,9 @@ def _assert_one_winner(responses: list[TestResponse], message: str) -> None:
 def test_concurrent_registration_of_one_username(app: Flask, race_mode: str) -> None:
     forms = [_register_form("racer", f"racer{i}@example.com") for i in range(RACERS)]
     _assert_one_winner(_race(app, forms), USERNAME_TAKEN)
-    assert _count(app, "users") == 1
-    assert _count(app, "users", username_key="racer") == 1
-    assert _count(app, "user_sessions") == 1
+    assert count(app, "users") == 1
+    assert count(app, "users", username_key="racer") == 1
+    assert count(app, "user_sessions") == 1
 
 
 def test_concurrent_registration_of_look_alike_usernames(app: Flask, race_mode: str) -> None:
@@ -604,16 +481,16 @@ def test_concurrent_registration_of_look_alike_usernames(app: Flask, race_mode: 
     names = ["bill", "bi11", "bil1", "bi1l"]
     forms = [_register_form(name, f"racer{i}@example.com") for i, name in enumerate(names)]
     _assert_one_winner(_race(app, forms), LOOK_ALIKE)
-    assert _count(app, "users") == 1
-    assert _count(app, "users", username_skeleton="bill") == 1
+    assert count(app, "users") == 1
+    assert count(app, "users", username_skeleton="bill") == 1
 
 
 def test_concurrent_registration_of_one_email(app: Flask, race_mode: str) -> None:
     forms = [_register_form(f"racer{i}", "Racer@example.com") for i in range(RACERS)]
     _assert_one_winner(_race(app, forms), EMAIL_TAKEN)
-    assert _count(app, "users") == 1
-    assert _count(app, "users", email_key="racer@example.com") == 1
-    assert _count(app, "user_sessions") == 1
+    assert count(app, "users") == 1
+    assert count(app, "users", email_key="racer@example.com") == 1
+    assert count(app, "user_sessions") == 1
 
 
 def test_control_characters_never_reach_the_database(app: Flask) -> None:
@@ -659,7 +536,7 @@ def test_identities_whose_key_would_overflow_are_form_errors(
     response = submit(app.test_client(), "/register", _register_form(username, email))
     assert response.status_code == 422
     assert "too long" in response.get_data(as_text=True)
-    assert _count(app, "users") == 0
+    assert count(app, "users") == 0
 
 
 # -- look-alike usernames ----------------------------------------------------------------------
@@ -679,7 +556,7 @@ def test_look_alike_usernames_are_refused(app: Flask) -> None:
     page = submit(app.test_client(), "/register", cyrillic)
     assert page.status_code == 422
     assert LOOK_ALIKE in page.get_data(as_text=True)
-    assert _count(app, "users") == 2
+    assert count(app, "users") == 2
 
 
 OLD_USERS = [

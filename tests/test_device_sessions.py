@@ -24,6 +24,7 @@ from .conftest import (
     signed_in,
     submit,
 )
+from .rows import session_count
 
 LAPTOP = ("198.51.100.10", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
 PHONE = ("198.51.100.20", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5) Safari/604.1")
@@ -96,11 +97,6 @@ def revoke(client: FlaskClient, target: str) -> str:
     match = re.search(r'<p class="flash[^"]*" role="\w+">([^<]*)</p>', page)
     assert match, page
     return html.unescape(match.group(1))
-
-
-def record_count(app: Flask, user_id: int) -> int:
-    with app.app_context():
-        return len(get_state(app).sessions.list_for(user_id))
 
 
 def revocations(app: Flask) -> int:
@@ -238,7 +234,7 @@ def test_this_device_cannot_revoke_itself_here(app: Flask, user: int) -> None:
 
     assert signed_in(laptop)
     assert signed_in(phone)
-    assert record_count(app, user) == 2
+    assert session_count(app, user) == 2
     assert revocations(app) == 0
 
 
@@ -276,7 +272,7 @@ def test_revoking_needs_the_csrf_token(app: Flask, user: int) -> None:
         response = laptop.post("/account/sessions", data=data)
         assert response.status_code == 400
     assert signed_in(phone)
-    assert record_count(app, user) == 2
+    assert session_count(app, user) == 2
 
 
 def test_a_revoked_device_can_sign_in_again_as_a_new_session(app: Flask, user: int) -> None:
@@ -297,7 +293,7 @@ def test_the_admin_cli_ends_every_session(app: Flask, runner: FlaskCliRunner, us
     assert result.output.strip() == "ended 2 session(s) of ada"
     assert not signed_in(laptop)
     assert not signed_in(phone)
-    assert record_count(app, user) == 0
+    assert session_count(app, user) == 0
 
 
 def test_a_password_change_leaves_only_this_device(app: Flask, user: int) -> None:

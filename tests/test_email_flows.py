@@ -18,17 +18,17 @@ from flask_portcullis.mail import Message
 
 from .conftest import (
     PASSWORD,
+    AppFactory,
     FakeClock,
     Outbox,
     csrf_token,
     free_port,
-    get_user,
     login,
-    make_app,
     make_user,
     submit,
     text,
 )
+from .rows import get_user
 
 NEW_PASSWORD = "a fresh and long passphrase"
 REGISTRATION = {
@@ -42,12 +42,6 @@ REGISTRATION = {
 def confirm(client: FlaskClient, path: str) -> TestResponse:
     """Open an emailed link, then press its button, as a person would."""
     return submit(client, path, {})
-
-
-def mail_app(
-    tmp_path: Path, smtp_port: int, clock: FakeClock | None = None, **config: Any
-) -> Flask:
-    return make_app(tmp_path, clock, MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_port, **config)
 
 
 # -- verification ----------------------------------------------------------------------
@@ -78,9 +72,9 @@ def test_optional_verification_signs_in_and_sends_a_link(
 
 
 def test_required_verification_holds_sign_in_until_confirmed(
-    tmp_path: Path, smtp_server: tuple[Outbox, int], outbox: Outbox
+    make_demo_app: AppFactory, outbox: Outbox
 ) -> None:
-    app = mail_app(tmp_path, smtp_server[1], PORTCULLIS_EMAIL_VERIFICATION="required")
+    app = make_demo_app(PORTCULLIS_EMAIL_VERIFICATION="required")
     client = app.test_client()
     page = submit(client, "/register", REGISTRATION)
     assert page.status_code == 200
@@ -106,9 +100,9 @@ def test_required_verification_holds_sign_in_until_confirmed(
 
 
 def test_verification_off_sends_nothing_and_shows_nothing(
-    tmp_path: Path, smtp_server: tuple[Outbox, int], outbox: Outbox
+    make_demo_app: AppFactory, outbox: Outbox
 ) -> None:
-    app = mail_app(tmp_path, smtp_server[1], PORTCULLIS_EMAIL_VERIFICATION="off")
+    app = make_demo_app(PORTCULLIS_EMAIL_VERIFICATION="off")
     client = app.test_client()
     assert submit(client, "/register", REGISTRATION).status_code == 302
     account = text(client.get("/account"))
@@ -280,12 +274,10 @@ def test_reset_link_expires(
 
 
 def test_link_lifetimes_are_configurable(
-    tmp_path: Path, clock: FakeClock, smtp_server: tuple[Outbox, int], outbox: Outbox
+    make_demo_app: AppFactory, clock: FakeClock, outbox: Outbox
 ) -> None:
-    app = mail_app(
-        tmp_path,
-        smtp_server[1],
-        clock,
+    app = make_demo_app(
+        clock=clock,
         PORTCULLIS_RESET_PASSWORD_LIFETIME=300,
         PORTCULLIS_VERIFY_EMAIL_LIFETIME=600,
     )
@@ -339,20 +331,16 @@ def test_a_link_for_one_purpose_is_refused_for_another(
     assert auth_client.get("/reset-password/" + token).status_code == 400
 
 
-def test_links_survive_secret_key_rotation(
-    tmp_path: Path, smtp_server: tuple[Outbox, int], outbox: Outbox
-) -> None:
-    old = mail_app(tmp_path, smtp_server[1], SECRET_KEY="old-secret-" + "o" * 32)
+def test_links_survive_secret_key_rotation(make_demo_app: AppFactory, outbox: Outbox) -> None:
+    old = make_demo_app(SECRET_KEY="old-secret-" + "o" * 32)
     make_user(old)
     link = reset_link(old, old.test_client(), outbox)
-    rotated = mail_app(
-        tmp_path,
-        smtp_server[1],
+    rotated = make_demo_app(
         SECRET_KEY="new-secret-" + "n" * 32,
         SECRET_KEY_FALLBACKS=["old-secret-" + "o" * 32],
     )
     assert rotated.test_client().get(link).status_code == 200
-    forgotten = mail_app(tmp_path, smtp_server[1], SECRET_KEY="new-secret-" + "n" * 32)
+    forgotten = make_demo_app(SECRET_KEY="new-secret-" + "n" * 32)
     assert forgotten.test_client().get(link).status_code == 400
 
 
@@ -449,8 +437,8 @@ def test_password_change_notice_names_time_ip_and_browser(
 
 
 @pytest.fixture
-def down_app(tmp_path: Path) -> Flask:
-    return make_app(tmp_path, None, MAIL_SERVER="127.0.0.1", MAIL_PORT=free_port(), MAIL_TIMEOUT=2)
+def down_app(make_demo_app: AppFactory) -> Flask:
+    return make_demo_app(MAIL_PORT=free_port(), MAIL_TIMEOUT=2)
 
 
 def test_mail_server_down_registration_still_works_and_says_so(down_app: Flask) -> None:
@@ -536,8 +524,8 @@ def test_mail_requests_are_throttled_per_client(app: Flask, client: FlaskClient)
     assert ask_reset(client, "one-more@example.com").status_code == 429
 
 
-def test_throttling_can_be_switched_off(tmp_path: Path, smtp_server: tuple[Outbox, int]) -> None:
-    app = mail_app(tmp_path, smtp_server[1], RATELIMIT_ENABLED=False)
+def test_throttling_can_be_switched_off(make_demo_app: AppFactory) -> None:
+    app = make_demo_app(RATELIMIT_ENABLED=False)
     client = app.test_client()
     for _ in range(12):
         assert ask_reset(client, "nobody@example.com").status_code == 200
@@ -563,12 +551,8 @@ def test_tokens_are_neither_stored_nor_logged(
     assert token not in caplog.text
 
 
-def test_links_use_server_name_when_set(
-    tmp_path: Path, smtp_server: tuple[Outbox, int], outbox: Outbox
-) -> None:
-    app = mail_app(
-        tmp_path,
-        smtp_server[1],
+def test_links_use_server_name_when_set(make_demo_app: AppFactory, outbox: Outbox) -> None:
+    app = make_demo_app(
         SERVER_NAME="accounts.example.org",
         PREFERRED_URL_SCHEME="https",
     )
@@ -583,9 +567,9 @@ def test_links_use_server_name_when_set(
 
 
 def test_console_delivery_prints_the_whole_message(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_demo_app: AppFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = make_app(tmp_path)  # no MAIL_SERVER
+    app = make_demo_app(mail=False)  # no MAIL_SERVER
     client = app.test_client()
     submit(client, "/register", REGISTRATION)
     printed = capsys.readouterr().out
@@ -595,7 +579,7 @@ def test_console_delivery_prints_the_whole_message(
 
 
 def test_mail_server_from_the_environment(
-    tmp_path: Path,
+    make_demo_app: AppFactory,
     smtp_server: tuple[Outbox, int],
     outbox: Outbox,
     monkeypatch: pytest.MonkeyPatch,
@@ -603,7 +587,7 @@ def test_mail_server_from_the_environment(
     """FLASK_MAIL_SERVER / FLASK_MAIL_PORT, as an operator sets them, deliver real mail."""
     monkeypatch.setenv("FLASK_MAIL_SERVER", "127.0.0.1")
     monkeypatch.setenv("FLASK_MAIL_PORT", str(smtp_server[1]))
-    app = make_app(tmp_path)
+    app = make_demo_app(mail=False)
     assert submit(app.test_client(), "/register", REGISTRATION).status_code == 302
     [mail] = outbox.wait_for("grace@example.com")
     assert mail.link("/verify-email/")

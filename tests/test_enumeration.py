@@ -18,13 +18,10 @@ import html
 import re
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -36,22 +33,23 @@ from flask_portcullis.web.auth import BAD_CREDENTIALS
 from .conftest import (
     PASSWORD,
     REAL_HASH,
+    AppFactory,
     Outbox,
     csrf_token,
-    make_app,
     make_user,
     submit,
     text,
     without_challenges,
 )
+from .rows import count
 
 # The suite's make_app already relaxes the sign-in and sign-up limits; relax mail too, so no
 # throttle changes what a request does while these tests repeat them from one client.
-GENEROUS_MAIL = {
+GENEROUS_MAIL: dict[str, Any] = {
     "PORTCULLIS_MAIL_LIMIT_PER_CLIENT": "100000/hour",
     "PORTCULLIS_MAIL_LIMIT_PER_ADDRESS": "100000/hour",
 }
-REQUIRED = {"PORTCULLIS_EMAIL_VERIFICATION": "required"}
+REQUIRED: dict[str, Any] = {"PORTCULLIS_EMAIL_VERIFICATION": "required"}
 WRONG_PASSWORD = "not the right password at all"
 NEW_PASSWORD = "a fresh passphrase for a new account"
 TIMING_PAIRS = 8  # each try costs an argon2 hash: a few are enough to see a skipped one
@@ -61,29 +59,6 @@ CHEAP_TIMING_PAIRS = 25
 MAX_RATIO = 2.0
 VALUE = re.compile(r'\svalue="[^"]*"')
 STRONG = re.compile(r"<strong>(.*?)</strong>", re.S)
-
-
-class AppFactory(Protocol):
-    def __call__(self, name: str = "app", **config: Any) -> Flask: ...
-
-
-@pytest.fixture
-def build(tmp_path: Path, smtp_server: tuple[Outbox, int]) -> Iterator[AppFactory]:
-    """Make migrated demo apps whose mail goes to the suite's SMTP server."""
-    apps: list[Flask] = []
-
-    def factory(name: str = "app", **config: Any) -> Flask:
-        mail = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp_server[1]}
-        app = make_app(tmp_path / name, None, **{**mail, **GENEROUS_MAIL, **config})
-        apps.append(app)
-        return app
-
-    yield factory
-    for app in apps:
-        with app.app_context():
-            state = get_state(app)
-            state.notifier.shutdown()  # background mail delivered before the next test
-            state.db.engine.dispose()
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -133,16 +108,6 @@ def register_data(username: str, email: str) -> dict[str, str]:
     }
 
 
-def user_count(app: Flask) -> int:
-    with app.app_context():
-        db = get_state(app).db
-        users = db.metadata.tables["users"]
-        with db.engine.connect() as connection:
-            return int(
-                connection.execute(sa.select(sa.func.count()).select_from(users)).scalar_one()
-            )
-
-
 def compare_timing(
     known: Callable[[int], float],
     unknown: Callable[[int], float],
@@ -182,9 +147,9 @@ def compare_timing(
 @pytest.mark.parametrize("state", ["active", "unverified", "deactivated"])
 @pytest.mark.parametrize("typed", ["username", "email"])
 def test_login_unknown_identity_and_wrong_password_answer_alike(
-    build: AppFactory, state: str, typed: str
+    make_demo_app: AppFactory, state: str, typed: str
 ) -> None:
-    app = build(**REQUIRED)
+    app = make_demo_app(**GENEROUS_MAIL, **REQUIRED)
     user_id = make_user(app, verified=state != "unverified")
     if state == "deactivated":
         with app.app_context():
@@ -207,9 +172,9 @@ def test_login_unknown_identity_and_wrong_password_answer_alike(
 
 
 def test_login_timing_known_wrong_password_vs_unknown(
-    build: AppFactory, record_property: Callable[[str, object], None]
+    make_demo_app: AppFactory, record_property: Callable[[str, object], None]
 ) -> None:
-    app = build(**REAL_HASH)
+    app = make_demo_app(**GENEROUS_MAIL, **REAL_HASH)
     make_user(app)
     client = app.test_client()
 
@@ -232,9 +197,9 @@ def test_login_timing_known_wrong_password_vs_unknown(
 
 @pytest.mark.parametrize("state", ["active", "unverified", "deactivated"])
 def test_forgot_password_known_and_unknown_address_answer_alike(
-    build: AppFactory, outbox: Outbox, state: str
+    make_demo_app: AppFactory, outbox: Outbox, state: str
 ) -> None:
-    app = build()
+    app = make_demo_app(**GENEROUS_MAIL)
     user_id = make_user(app, verified=state != "unverified")
     if state == "deactivated":
         with app.app_context():
@@ -264,9 +229,9 @@ def test_forgot_password_known_and_unknown_address_answer_alike(
 
 
 def test_forgot_password_timing_known_vs_unknown(
-    build: AppFactory, outbox: Outbox, record_property: Callable[[str, object], None]
+    make_demo_app: AppFactory, outbox: Outbox, record_property: Callable[[str, object], None]
 ) -> None:
-    app = build()
+    app = make_demo_app(**GENEROUS_MAIL)
     make_user(app)
     client = app.test_client()
 
@@ -294,11 +259,11 @@ def test_forgot_password_timing_known_vs_unknown(
 
 
 def test_taken_address_answers_like_a_new_one_and_tells_the_owner(
-    build: AppFactory, outbox: Outbox
+    make_demo_app: AppFactory, outbox: Outbox
 ) -> None:
-    app = build(**REQUIRED)
+    app = make_demo_app(**GENEROUS_MAIL, **REQUIRED)
     owner_id = make_user(app, verified=True)
-    before = user_count(app)
+    before = count(app, "users")
 
     fresh_client, taken_client = app.test_client(), app.test_client()
     _, fresh = post(fresh_client, "/register", register_data("newbie", "newbie@example.com"))
@@ -311,7 +276,7 @@ def test_taken_address_answers_like_a_new_one_and_tells_the_owner(
         assert word not in comparable(taken, "ada@example.com").lower(), word
 
     # One new account (the fresh one); the address still belongs to its owner alone.
-    assert user_count(app) == before + 1
+    assert count(app, "users") == before + 1
     with app.app_context():
         accounts = get_state(app).accounts
         assert accounts.get_by_identity("intruder") is None
@@ -328,22 +293,24 @@ def test_taken_address_answers_like_a_new_one_and_tells_the_owner(
     assert confirmation.subject.startswith(SUBJECTS["verify_email"])
 
 
-def test_taken_address_in_another_case_creates_nothing(build: AppFactory, outbox: Outbox) -> None:
-    app = build(**REQUIRED)
+def test_taken_address_in_another_case_creates_nothing(
+    make_demo_app: AppFactory, outbox: Outbox
+) -> None:
+    app = make_demo_app(**GENEROUS_MAIL, **REQUIRED)
     make_user(app, verified=True)
-    before = user_count(app)
+    before = count(app, "users")
     client = app.test_client()
     response = submit(client, "/register", register_data("intruder", "ADA@example.com"))
     assert response.status_code == 200
     assert "Check your inbox" in text(response)
-    assert user_count(app) == before
+    assert count(app, "users") == before
     outbox.wait_for("ada@example.com")
 
 
 def test_registration_timing_taken_vs_fresh_address(
-    build: AppFactory, outbox: Outbox, record_property: Callable[[str, object], None]
+    make_demo_app: AppFactory, outbox: Outbox, record_property: Callable[[str, object], None]
 ) -> None:
-    app = build(**REQUIRED, **REAL_HASH)
+    app = make_demo_app(**GENEROUS_MAIL, **REQUIRED, **REAL_HASH)
     make_user(app, verified=True)
 
     def taken(attempt: int) -> float:
@@ -363,8 +330,8 @@ def test_registration_timing_taken_vs_fresh_address(
     assert len(outbox.wait_for("ada@example.com", TIMING_PAIRS + 1)) == TIMING_PAIRS + 1
 
 
-def test_taken_address_page_echoes_the_address_like_a_new_one(build: AppFactory) -> None:
-    app = build(**REQUIRED)
+def test_taken_address_page_echoes_the_address_like_a_new_one(make_demo_app: AppFactory) -> None:
+    app = make_demo_app(**GENEROUS_MAIL, **REQUIRED)
     make_user(app, verified=True)
     _, fresh = post(app.test_client(), "/register", register_data("newbie", "Newbie@EXAMPLE.com"))
     _, taken = post(app.test_client(), "/register", register_data("intruder", "Ada@EXAMPLE.com"))
@@ -377,8 +344,8 @@ def test_taken_address_page_echoes_the_address_like_a_new_one(build: AppFactory)
     ), shown
 
 
-def test_taken_address_leaves_the_same_session_as_a_new_one(build: AppFactory) -> None:
-    app = build(**REQUIRED)
+def test_taken_address_leaves_the_same_session_as_a_new_one(make_demo_app: AppFactory) -> None:
+    app = make_demo_app(**GENEROUS_MAIL, **REQUIRED)
     make_user(app, verified=True)
     fresh_client, taken_client = app.test_client(), app.test_client()
     post(fresh_client, "/register", register_data("newbie", "newbie@example.com"))
@@ -397,11 +364,11 @@ def resend(client: FlaskClient, page: TestResponse) -> TestResponse:
 
 
 def test_resend_after_a_wrong_password_answers_like_an_unknown_account(
-    build: AppFactory, outbox: Outbox
+    make_demo_app: AppFactory, outbox: Outbox
 ) -> None:
     """A wrong password for an unverified account sets nothing a resend could use: the
     resend then answers as for a name that has no account, and mails nobody."""
-    app = build(**REQUIRED)
+    app = make_demo_app(**GENEROUS_MAIL, **REQUIRED)
     make_user(app)
     known_client, unknown_client = app.test_client(), app.test_client()
     _, known_page = post(known_client, "/login", login_data("ada"))
@@ -417,11 +384,11 @@ def test_resend_after_a_wrong_password_answers_like_an_unknown_account(
 
 
 def test_resend_after_a_refused_sign_in_mails_the_unverified_owner(
-    build: AppFactory, outbox: Outbox
+    make_demo_app: AppFactory, outbox: Outbox
 ) -> None:
     """Resending needs the password first (sign-in refused for an unverified address), so it
     tells nothing to someone who does not already hold the account."""
-    app = build(**REQUIRED)
+    app = make_demo_app(**GENEROUS_MAIL, **REQUIRED)
     make_user(app)
     client = app.test_client()
     _, refused = post(client, "/login", {"identity": "ada", "password": PASSWORD})
@@ -434,9 +401,9 @@ def test_resend_after_a_refused_sign_in_mails_the_unverified_owner(
 
 
 def test_resend_after_sign_up_answers_alike_for_a_taken_address(
-    build: AppFactory, outbox: Outbox
+    make_demo_app: AppFactory, outbox: Outbox
 ) -> None:
-    app = build(**REQUIRED)
+    app = make_demo_app(**GENEROUS_MAIL, **REQUIRED)
     make_user(app, verified=True)
     fresh_client, taken_client = app.test_client(), app.test_client()
     _, fresh_page = post(fresh_client, "/register", register_data("newbie", "newbie@example.com"))

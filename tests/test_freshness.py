@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from .conftest import PASSWORD, FakeClock, csrf_token, login, make_app, make_user, submit
+from .conftest import (
+    PASSWORD,
+    AppFactory,
+    FakeClock,
+    csrf_token,
+    login,
+    make_user,
+    submit,
+)
 
 SENSITIVE = ["/account/export", "/account/two-factor", "/account/recovery-codes"]
 
@@ -53,8 +59,8 @@ def test_listing_devices_is_free_but_ending_one_is_not(
     assert response.headers["Location"] == "/reauthenticate?next=/account/sessions"
 
 
-def test_the_window_is_configurable(tmp_path: Path, clock: FakeClock) -> None:
-    app = make_app(tmp_path, clock, PORTCULLIS_FRESH_LOGIN_WINDOW=60)
+def test_the_window_is_configurable(make_demo_app: AppFactory, clock: FakeClock) -> None:
+    app = make_demo_app(clock=clock, mail=False, PORTCULLIS_FRESH_LOGIN_WINDOW=60)
     make_user(app)
     client = app.test_client()
     login(client)
@@ -75,8 +81,10 @@ def test_unsafe_next_after_reauthentication_goes_to_the_account(
     assert response.headers["Location"] == "/account"
 
 
-def test_wrong_passwords_here_count_on_the_sign_in_lock(tmp_path: Path, clock: FakeClock) -> None:
-    app = make_app(tmp_path, clock, PORTCULLIS_LOGIN_FREE_FAILURES=2)
+def test_wrong_passwords_here_count_on_the_sign_in_lock(
+    make_demo_app: AppFactory, clock: FakeClock
+) -> None:
+    app = make_demo_app(clock=clock, mail=False, PORTCULLIS_LOGIN_FREE_FAILURES=2)
     make_user(app)
     client = app.test_client()
     login(client)
@@ -103,10 +111,10 @@ def test_anonymous_visitors_sign_in_first(client: FlaskClient) -> None:
     ],
 )
 def test_current_password_forms_answer_429_once_locked(
-    tmp_path: Path, clock: FakeClock, path: str, field: str
+    make_demo_app: AppFactory, clock: FakeClock, path: str, field: str
 ) -> None:
     """A throttled check is the 429 page, never dressed up as a form error."""
-    app = make_app(tmp_path, clock, PORTCULLIS_LOGIN_FREE_FAILURES=2)
+    app = make_demo_app(clock=clock, mail=False, PORTCULLIS_LOGIN_FREE_FAILURES=2)
     make_user(app)
     client = app.test_client()
     login(client)

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import flask_migrate
 import pytest
@@ -31,22 +31,23 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from flask_portcullis import get_state
-from flask_portcullis.demo import MIGRATIONS, create_app
+from flask_portcullis.demo import MIGRATIONS
 
 from .conftest import (
-    FAST_HASH,
-    GENEROUS_LIMITS,
     PASSWORD,
     REDIS_HOST,
     REDIS_PORT,
     REDIS_URL,
+    AppFactory,
     csrf_token,
+    dispose,
     free_port,
     login,
     make_app,
     make_user,
     text,
 )
+from .rows import count
 from .services import require_service
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -100,27 +101,9 @@ def assert_health(response: TestResponse, status: int, checks: dict[str, str]) -
     assert response.json == expected
 
 
-def dispose(app: Flask) -> None:
-    """Drop the app's pooled connections (the next request opens new ones)."""
-    with app.app_context():
-        db = get_state(app).db
-        db.session.remove()
-        db.engine.dispose()
-
-
 def counts(app: Flask) -> dict[str, int]:
     """Rows in the tables a failed request could have written to."""
-    with app.app_context():
-        db = get_state(app).db
-        with db.engine.connect() as connection:
-            return {
-                table: int(
-                    connection.execute(
-                        sa.select(sa.func.count()).select_from(db.metadata.tables[table])
-                    ).scalar_one()
-                )
-                for table in TABLES
-            }
+    return {table: count(app, table) for table in TABLES}
 
 
 def signed_in_client(app: Flask) -> FlaskClient:
@@ -175,35 +158,12 @@ def assert_pages_unavailable(signed_in: FlaskClient, forms: Forms) -> None:
     assert_page_or_unavailable(anonymous.get("/login"), "GET /login")
 
 
-class AppFactory(Protocol):
-    def __call__(self, name: str = "app", **config: Any) -> Flask: ...
-
-
-@pytest.fixture
-def build(tmp_path: Path) -> Iterator[AppFactory]:
-    """Make migrated demo apps on SQLite (``name`` picks the folder); disposed afterwards."""
-    apps: list[Flask] = []
-
-    def factory(name: str = "app", **config: Any) -> Flask:
-        app = make_app(tmp_path / name, None, **config)
-        apps.append(app)
-        return app
-
-    yield factory
-    for app in apps:
-        dispose(app)
-
-
 def unmigrated_app(tmp_path: Path, database_url: str) -> Flask:
     """The demo app on ``database_url``, without running migrations (it may not answer)."""
-    settings = {
-        "TESTING": True,
-        "SECRET_KEY": SECRET_KEY,
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        **FAST_HASH,
-        **GENEROUS_LIMITS,
-    }
-    return create_app(settings, instance_path=str(tmp_path / f"instance-{secrets.token_hex(4)}"))
+    folder = tmp_path / f"unmigrated-{secrets.token_hex(4)}"
+    return make_app(
+        folder, migrate=False, SECRET_KEY=SECRET_KEY, SQLALCHEMY_DATABASE_URI=database_url
+    )
 
 
 def closed_port_url() -> str:
@@ -324,16 +284,18 @@ def test_healthz_needs_no_sign_in_and_sets_no_cookie(client: FlaskClient) -> Non
 
 
 @pytest.mark.services
-def test_healthz_checks_redis_when_configured(build: AppFactory, redis_prefix: str) -> None:
-    app = build(PORTCULLIS_REDIS_URL=REDIS_URL, PORTCULLIS_REDIS_PREFIX=redis_prefix)
+def test_healthz_checks_redis_when_configured(make_demo_app: AppFactory, redis_prefix: str) -> None:
+    app = make_demo_app(
+        mail=False, PORTCULLIS_REDIS_URL=REDIS_URL, PORTCULLIS_REDIS_PREFIX=redis_prefix
+    )
     assert_health(app.test_client().get("/healthz"), 200, {"database": "ok", "redis": "ok"})
 
 
 # -- Redis unreachable --------------------------------------------------------------------------
 
 
-def test_healthz_503_when_redis_is_unreachable(build: AppFactory) -> None:
-    app = build(PORTCULLIS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+def test_healthz_503_when_redis_is_unreachable(make_demo_app: AppFactory) -> None:
+    app = make_demo_app(mail=False, PORTCULLIS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     make_user(app)
     client = app.test_client()
     assert_health(client.get("/healthz"), 503, {"database": "ok", "redis": "unreachable"})
@@ -345,12 +307,14 @@ def test_healthz_503_when_redis_is_unreachable(build: AppFactory) -> None:
 
 
 @pytest.mark.services
-def test_redis_going_away_and_coming_back(build: AppFactory, redis_prefix: str) -> None:
+def test_redis_going_away_and_coming_back(make_demo_app: AppFactory, redis_prefix: str) -> None:
     proxy = TcpProxy(REDIS_HOST, REDIS_PORT)
     proxy.start()
     try:
         url = f"redis://127.0.0.1:{proxy.port}/0"
-        app = build(PORTCULLIS_REDIS_URL=url, PORTCULLIS_REDIS_PREFIX=redis_prefix)
+        app = make_demo_app(
+            mail=False, PORTCULLIS_REDIS_URL=url, PORTCULLIS_REDIS_PREFIX=redis_prefix
+        )
         make_user(app)
         client = app.test_client()
         assert_health(client.get("/healthz"), 200, {"database": "ok", "redis": "ok"})
@@ -387,8 +351,8 @@ def repair_file(database: Path, how: str, original: bytes) -> None:
 
 
 @pytest.mark.parametrize("how", ["garbage", "directory"])
-def test_sqlite_file_unreadable(build: AppFactory, tmp_path: Path, how: str) -> None:
-    app = build()
+def test_sqlite_file_unreadable(make_demo_app: AppFactory, tmp_path: Path, how: str) -> None:
+    app = make_demo_app(mail=False)
     make_user(app)
     signed_in = signed_in_client(app)
     forms = Forms(app.test_client())
@@ -561,9 +525,9 @@ def inject() -> Iterator[Callable[[Flask], Fault]]:
 
 
 def test_register_failing_at_the_insert_writes_nothing_and_the_next_request_works(
-    build: AppFactory, inject: Callable[[Flask], Fault]
+    make_demo_app: AppFactory, inject: Callable[[Flask], Fault]
 ) -> None:
-    app = build()
+    app = make_demo_app(mail=False)
     injected = inject(app)
     forms = Forms(app.test_client())
     injected.fail_from("INSERT INTO users")
@@ -577,10 +541,10 @@ def test_register_failing_at_the_insert_writes_nothing_and_the_next_request_work
 
 @pytest.mark.parametrize("mode", ["optional", "required"])
 def test_register_interrupted_after_the_account_commit_leaves_a_whole_account(
-    build: AppFactory, inject: Callable[[Flask], Fault], mode: str
+    make_demo_app: AppFactory, inject: Callable[[Flask], Fault], mode: str
 ) -> None:
     """Each write is atomic; a request cut short keeps what it finished, whole and usable."""
-    app = build(PORTCULLIS_EMAIL_VERIFICATION=mode)
+    app = make_demo_app(mail=False, PORTCULLIS_EMAIL_VERIFICATION=mode)
     injected = inject(app)
     forms = Forms(app.test_client())
     injected.fail_after_commit_of("INSERT INTO users")
@@ -600,10 +564,10 @@ def test_register_interrupted_after_the_account_commit_leaves_a_whole_account(
 
 
 def test_sign_in_interrupted_after_the_session_commit_is_harmless(
-    build: AppFactory, inject: Callable[[Flask], Fault]
+    make_demo_app: AppFactory, inject: Callable[[Flask], Fault]
 ) -> None:
     """The browser holds no id for a row left behind; the next request carries on."""
-    app = build()
+    app = make_demo_app(mail=False)
     injected = inject(app)
     make_user(app)
     client = app.test_client()

@@ -3,7 +3,6 @@ go (PORTCULLIS_SECURITY_HEADERS) (#12)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from flask import Flask
 
 from flask_portcullis import api, get_state
 
-from .conftest import PASSWORD, login, make_app, make_user
+from .conftest import PASSWORD, AppFactory, login, make_user
 from .host_app import create_host_app
 
 ORIGIN = "https://app.example.com"
@@ -27,13 +26,9 @@ SECURITY_HEADERS = (
 
 
 @pytest.fixture
-def apps(tmp_path: Path) -> Iterator[dict[str, Flask]]:
-    """Demo apps by name, each on its own database, disposed of afterwards."""
-    made: dict[str, Flask] = {}
-    yield made
-    for app in made.values():
-        with app.app_context():
-            get_state(app).db.engine.dispose()
+def apps() -> dict[str, Flask]:
+    """Demo apps by name, each on its own database (``make_demo_app`` disposes of them)."""
+    return {}
 
 
 def hook_names(funcs: dict[Any, list[Any]]) -> list[str]:
@@ -42,13 +37,13 @@ def hook_names(funcs: dict[Any, list[Any]]) -> list[str]:
 
 @pytest.mark.parametrize("order", [("off", "on"), ("on", "off")])
 def test_the_api_is_left_out_of_one_app_and_served_by_another(
-    tmp_path: Path, apps: dict[str, Flask], order: tuple[str, str]
+    make_demo_app: AppFactory, apps: dict[str, Flask], order: tuple[str, str]
 ) -> None:
     """The API blueprint is one object for the process: one app without it, in either
     order, changes nothing for another app with it."""
     for name in order:
-        apps[name] = make_app(
-            tmp_path / name, PORTCULLIS_API=name == "on", PORTCULLIS_CORS_ORIGINS=[ORIGIN]
+        apps[name] = make_demo_app(
+            name, mail=False, PORTCULLIS_API=name == "on", PORTCULLIS_CORS_ORIGINS=[ORIGIN]
         )
     off, on = apps["off"], apps["on"]
 
@@ -97,8 +92,8 @@ def test_the_api_is_left_out_of_one_app_and_served_by_another(
     assert (foreign.status_code, foreign.mimetype) == (400, "application/problem+json")
 
 
-def test_the_api_is_on_by_default(tmp_path: Path, apps: dict[str, Flask]) -> None:
-    apps["default"] = make_app(tmp_path)
+def test_the_api_is_on_by_default(make_demo_app: AppFactory, apps: dict[str, Flask]) -> None:
+    apps["default"] = make_demo_app("default", mail=False)
     assert get_state(apps["default"]).settings.api is True
     assert apps["default"].test_client().get("/api/v1/openapi.json").status_code == 200
 

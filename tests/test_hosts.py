@@ -26,9 +26,15 @@ from flask_portcullis import get_state
 from flask_portcullis.exceptions import ConfigurationError
 from flask_portcullis.hosts import LOCAL_HOSTS, trusted_hosts
 
-from .conftest import CSRF_INPUT, PASSWORD, Outbox, login, make_app, make_user
-from .test_email_flows import mail_app
-from .test_scale_out import AppServer, Browser, launch, server_environment, wait_until_healthy
+from .conftest import CSRF_INPUT, PASSWORD, AppFactory, Outbox, login, make_app, make_user
+from .servers import (
+    AppServer,
+    Browser,
+    gunicorn_options,
+    launch,
+    server_environment,
+    wait_until_healthy,
+)
 
 FORGED = ("attacker.example:8443", "attacker.example", "127.0.0.1:5077@evil.example")
 MALFORMED = ("evil.example#", "localhost/evil", "local host", "localhost:99999")
@@ -158,11 +164,9 @@ def test_a_page_for_an_untrusted_host_is_plain_html(client: FlaskClient) -> None
 
 
 def test_server_name_fixes_the_links_and_the_trusted_host(
-    tmp_path: Path, smtp_server: tuple[Outbox, int], outbox: Outbox
+    make_demo_app: AppFactory, outbox: Outbox
 ) -> None:
-    app = mail_app(
-        tmp_path,
-        smtp_server[1],
+    app = make_demo_app(
         SERVER_NAME="accounts.example.org:8443",
         PREFERRED_URL_SCHEME="https",
     )
@@ -177,9 +181,9 @@ def test_server_name_fixes_the_links_and_the_trusted_host(
 
 
 def test_trusted_hosts_with_subdomains_mail_links_on_the_request_host(
-    tmp_path: Path, smtp_server: tuple[Outbox, int], outbox: Outbox
+    make_demo_app: AppFactory, outbox: Outbox
 ) -> None:
-    app = mail_app(tmp_path, smtp_server[1], TRUSTED_HOSTS=[".example.org"])
+    app = make_demo_app(TRUSTED_HOSTS=[".example.org"])
     make_user(app)
     client = app.test_client()
     reset = api("/forgot-password", email="ada@example.com")
@@ -233,7 +237,7 @@ def gunicorn(port: int) -> list[str]:
     """The deployment docs' command, with no settings at all."""
     pytest.importorskip("gunicorn")
     command = [sys.executable, "-m", "gunicorn", "--workers=1", f"--bind=127.0.0.1:{port}"]
-    return [*command, "--no-control-socket", "flask_portcullis.demo:create_app()"]
+    return [*command, *gunicorn_options(), "flask_portcullis.demo:create_app()"]
 
 
 @pytest.fixture(params=[flask_run_debug, gunicorn], ids=["make-run", "gunicorn"])

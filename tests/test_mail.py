@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -252,6 +252,34 @@ def trust(monkeypatch: pytest.MonkeyPatch, cert: Cert | None) -> None:
         monkeypatch.setenv("SSL_CERT_FILE", str(cert.cert))
 
 
+TLS_SHAPES = {
+    "starttls": lambda cert: {"tls_context": cert.server_context(), "require_starttls": True},
+    "ssl": lambda cert: {"ssl_context": cert.server_context()},
+}
+
+
+class ServeTLS(Protocol):
+    def __call__(
+        self, shape: str, cert: Cert, *, trusted: bool = True, **kwargs: Any
+    ) -> tuple[Recorder, int]: ...
+
+
+@pytest.fixture
+def serve_tls(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> ServeTLS:
+    """Start a recording server with ``cert``: STARTTLS required (``"starttls"``) or implicit
+    TLS (``"ssl"``), plus ``kwargs`` for the Controller; the client trusts ``cert``, or with
+    ``trusted=False`` nothing extra. Returns the recorder and the port."""
+
+    def start(
+        shape: str, cert: Cert, *, trusted: bool = True, **kwargs: Any
+    ) -> tuple[Recorder, int]:
+        trust(monkeypatch, cert if trusted else None)
+        recorder = Recorder()
+        return recorder, serve(recorder, **TLS_SHAPES[shape](cert), **kwargs)
+
+    return start
+
+
 # -- helpers -------------------------------------------------------------------------------
 
 
@@ -352,16 +380,6 @@ def test_internationalised_recipient_is_delivered_with_smtputf8(serve: Serve) ->
     assert str(received.mail.message["To"]) == "jürgen@exämple.com"
 
 
-def test_internationalised_recipient_without_smtputf8_is_delivery_failed(
-    serve: Serve, caplog: pytest.LogCaptureFixture
-) -> None:
-    recorder = Recorder()
-    port = serve(recorder, enable_SMTPUTF8=False)
-    failure = assert_delivery_failed(smtp(port), caplog, message=make_message("jürgen@exämple.com"))
-    assert isinstance(failure.__cause__, smtplib.SMTPNotSupportedError)
-    assert recorder.received == []
-
-
 def test_lines_starting_with_from_arrive_unchanged(serve: Serve) -> None:
     recorder = Recorder()
     device = "When: 2026-01-01 12:00 UTC\nFrom IP address: 203.0.113.5\nBrowser: Firefox\n"
@@ -383,16 +401,14 @@ def test_message_has_a_date_header(serve: Serve) -> None:
     assert email.utils.parsedate_to_datetime(str(date)) is not None
 
 
-# -- STARTTLS ------------------------------------------------------------------------------
+# -- STARTTLS and implicit TLS (SMTPS) ------------------------------------------------------
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_starttls_delivers_over_a_verified_connection(
-    serve: Serve, cert: Cert, monkeypatch: pytest.MonkeyPatch, host: str
+    serve_tls: ServeTLS, cert: Cert, host: str
 ) -> None:
-    trust(monkeypatch, cert)
-    recorder = Recorder()
-    port = serve(recorder, tls_context=cert.server_context(), require_starttls=True)
+    recorder, port = serve_tls("starttls", cert)
     message = make_message()
 
     SMTPSender(host, port, use_tls=True, sender=SENDER, timeout=5).send(message)
@@ -403,51 +419,8 @@ def test_starttls_delivers_over_a_verified_connection(
     assert_is_the_message(received, message)
 
 
-def test_starttls_refuses_an_untrusted_certificate(
-    serve: Serve, cert: Cert, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    trust(monkeypatch, None)
-    recorder = Recorder()
-    port = serve(recorder, tls_context=cert.server_context(), require_starttls=True)
-    failure = assert_delivery_failed(smtp(port, use_tls=True, timeout=5), caplog)
-    assert isinstance(failure.__cause__, ssl.SSLCertVerificationError)
-    assert recorder.received == []
-
-
-def test_starttls_refuses_a_certificate_for_another_host(
-    serve: Serve,
-    wrong_name_cert: Cert,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    trust(monkeypatch, wrong_name_cert)  # trusted, but not issued for 127.0.0.1
-    recorder = Recorder()
-    port = serve(recorder, tls_context=wrong_name_cert.server_context(), require_starttls=True)
-    failure = assert_delivery_failed(smtp(port, use_tls=True, timeout=5), caplog)
-    assert isinstance(failure.__cause__, ssl.SSLCertVerificationError)
-    assert "127.0.0.1" in str(failure.__cause__)
-    assert recorder.received == []
-
-
-def test_starttls_never_falls_back_to_plain_text(
-    serve: Serve, caplog: pytest.LogCaptureFixture
-) -> None:
-    recorder = Recorder()
-    port = serve(recorder)  # offers no STARTTLS
-    failure = assert_delivery_failed(smtp(port, use_tls=True), caplog)
-    assert isinstance(failure.__cause__, smtplib.SMTPNotSupportedError)
-    assert recorder.received == []
-
-
-# -- implicit TLS (SMTPS) ------------------------------------------------------------------
-
-
-def test_ssl_delivers_over_implicit_tls(
-    serve: Serve, cert: Cert, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    trust(monkeypatch, cert)
-    recorder = Recorder()
-    port = serve(recorder, ssl_context=cert.server_context())
+def test_ssl_delivers_over_implicit_tls(serve_tls: ServeTLS, cert: Cert) -> None:
+    recorder, port = serve_tls("ssl", cert)
     message = make_message()
 
     smtp(port, use_ssl=True, timeout=5).send(message)
@@ -457,24 +430,69 @@ def test_ssl_delivers_over_implicit_tls(
     assert_is_the_message(received, message)
 
 
-def test_ssl_refuses_an_untrusted_certificate(
-    serve: Serve, cert: Cert, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("shape", "cert_fixture", "trusted", "named"),
+    [
+        ("starttls", "cert", False, None),
+        # trusted, but not issued for 127.0.0.1
+        ("starttls", "wrong_name_cert", True, "127.0.0.1"),
+        ("ssl", "cert", False, None),
+    ],
+    ids=["starttls-untrusted", "starttls-another-host", "ssl-untrusted"],
+)
+def test_a_certificate_that_does_not_verify_is_delivery_failed(
+    serve_tls: ServeTLS,
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+    shape: str,
+    cert_fixture: str,
+    trusted: bool,
+    named: str | None,
 ) -> None:
-    trust(monkeypatch, None)
-    recorder = Recorder()
-    port = serve(recorder, ssl_context=cert.server_context())
-    failure = assert_delivery_failed(smtp(port, use_ssl=True, timeout=5), caplog)
+    recorder, port = serve_tls(shape, request.getfixturevalue(cert_fixture), trusted=trusted)
+    tls = {"use_tls": True} if shape == "starttls" else {"use_ssl": True}
+    failure = assert_delivery_failed(smtp(port, timeout=5, **tls), caplog)
     assert isinstance(failure.__cause__, ssl.SSLCertVerificationError)
+    if named is not None:
+        assert named in str(failure.__cause__)
     assert recorder.received == []
 
 
-def test_ssl_against_a_plain_server_is_delivery_failed(
-    serve: Serve, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("server", "sender", "to", "error"),
+    [
+        # The server offers no STARTTLS: never fall back to plain text.
+        ({}, {"use_tls": True}, "ada@example.com", smtplib.SMTPNotSupportedError),
+        ({}, {"use_ssl": True, "timeout": 5}, "ada@example.com", ssl.SSLError),
+        # Credentials configured, no AUTH offered: never quietly send unauthenticated.
+        (
+            {},
+            {"username": USER, "password": PASSWORD},
+            "ada@example.com",
+            smtplib.SMTPNotSupportedError,
+        ),
+        # clean_email accepts such addresses; a server without SMTPUTF8 cannot take them.
+        ({"enable_SMTPUTF8": False}, {}, "jürgen@exämple.com", smtplib.SMTPNotSupportedError),
+    ],
+    ids=[
+        "starttls-never-falls-back-to-plain-text",
+        "ssl-against-a-plain-server",
+        "username-but-no-auth-offered",
+        "internationalised-recipient-without-smtputf8",
+    ],
+)
+def test_a_plain_server_without_what_the_sender_needs_is_delivery_failed(
+    serve: Serve,
+    caplog: pytest.LogCaptureFixture,
+    server: dict[str, Any],
+    sender: dict[str, Any],
+    to: str,
+    error: type[Exception],
 ) -> None:
     recorder = Recorder()
-    port = serve(recorder)
-    failure = assert_delivery_failed(smtp(port, use_ssl=True, timeout=5), caplog)
-    assert isinstance(failure.__cause__, ssl.SSLError)
+    port = serve(recorder, **server)
+    failure = assert_delivery_failed(smtp(port, **sender), caplog, message=make_message(to))
+    assert isinstance(failure.__cause__, error)
     assert recorder.received == []
 
 
@@ -482,14 +500,12 @@ def test_ssl_against_a_plain_server_is_delivery_failed(
 
 
 def test_login_happens_after_starttls_when_a_username_is_set(
-    serve: Serve, cert: Cert, monkeypatch: pytest.MonkeyPatch
+    serve_tls: ServeTLS, cert: Cert
 ) -> None:
-    trust(monkeypatch, cert)
-    recorder, authenticator = Recorder(), Authenticator()
-    port = serve(
-        recorder,
-        tls_context=cert.server_context(),
-        require_starttls=True,
+    authenticator = Authenticator()
+    recorder, port = serve_tls(
+        "starttls",
+        cert,
         authenticator=authenticator,
         auth_require_tls=True,
         auth_required=True,
@@ -502,16 +518,10 @@ def test_login_happens_after_starttls_when_a_username_is_set(
     assert received.over_tls
 
 
-def test_login_over_implicit_tls(serve: Serve, cert: Cert, monkeypatch: pytest.MonkeyPatch) -> None:
-    trust(monkeypatch, cert)
-    recorder, authenticator = Recorder(), Authenticator()
+def test_login_over_implicit_tls(serve_tls: ServeTLS, cert: Cert) -> None:
+    authenticator = Authenticator()
     # aiosmtpd only counts STARTTLS as TLS for AUTH; the whole connection is TLS here.
-    port = serve(
-        recorder,
-        ssl_context=cert.server_context(),
-        authenticator=authenticator,
-        auth_require_tls=False,
-    )
+    recorder, port = serve_tls("ssl", cert, authenticator=authenticator, auth_require_tls=False)
     smtp(port, use_ssl=True, username=USER, password=PASSWORD, timeout=5).send(make_message())
 
     assert [a.success for a in authenticator.attempts] == [True]
@@ -520,17 +530,10 @@ def test_login_over_implicit_tls(serve: Serve, cert: Cert, monkeypatch: pytest.M
 
 
 def test_wrong_password_is_delivery_failed_and_not_logged(
-    serve: Serve, cert: Cert, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    serve_tls: ServeTLS, cert: Cert, caplog: pytest.LogCaptureFixture
 ) -> None:
-    trust(monkeypatch, cert)
-    recorder, authenticator = Recorder(), Authenticator()
-    port = serve(
-        recorder,
-        tls_context=cert.server_context(),
-        require_starttls=True,
-        authenticator=authenticator,
-        auth_required=True,
-    )
+    authenticator = Authenticator()
+    recorder, port = serve_tls("starttls", cert, authenticator=authenticator, auth_required=True)
     wrong = "not-the-password-93c1"
     sender = smtp(port, use_tls=True, username=USER, password=wrong, timeout=5)
     failure = assert_delivery_failed(sender, caplog, wrong)
@@ -540,44 +543,17 @@ def test_wrong_password_is_delivery_failed_and_not_logged(
     assert recorder.received == []
 
 
-def test_no_login_without_a_username(
-    serve: Serve, cert: Cert, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    trust(monkeypatch, cert)
-    recorder, authenticator = Recorder(), Authenticator()
-    port = serve(
-        recorder,
-        tls_context=cert.server_context(),
-        require_starttls=True,
-        authenticator=authenticator,
-    )
+def test_no_login_without_a_username(serve_tls: ServeTLS, cert: Cert) -> None:
+    authenticator = Authenticator()
+    recorder, port = serve_tls("starttls", cert, authenticator=authenticator)
     smtp(port, use_tls=True, password="ignored-without-user", timeout=5).send(make_message())
     assert authenticator.attempts == []
     assert recorder.only().login is None
 
 
-def test_username_but_no_auth_offered_is_delivery_failed(
-    serve: Serve, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Never quietly send unauthenticated when credentials were configured."""
-    recorder = Recorder()
-    port = serve(recorder)
-    failure = assert_delivery_failed(smtp(port, username=USER, password=PASSWORD), caplog)
-    assert isinstance(failure.__cause__, smtplib.SMTPNotSupportedError)
-    assert recorder.received == []
-
-
-def test_non_ascii_password_delivers_or_is_delivery_failed(
-    serve: Serve, cert: Cert, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    trust(monkeypatch, cert)
-    recorder, authenticator = Recorder(), Authenticator(password="Grüße-pass")
-    port = serve(
-        recorder,
-        tls_context=cert.server_context(),
-        require_starttls=True,
-        authenticator=authenticator,
-    )
+def test_non_ascii_password_delivers_or_is_delivery_failed(serve_tls: ServeTLS, cert: Cert) -> None:
+    authenticator = Authenticator(password="Grüße-pass")
+    recorder, port = serve_tls("starttls", cert, authenticator=authenticator)
     sender = smtp(port, use_tls=True, username=USER, password="Grüße-pass", timeout=5)
     try:
         sender.send(make_message())

@@ -14,7 +14,6 @@ import itertools
 import json
 import re
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ import cbor2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from flask_portcullis import get_state
@@ -39,11 +37,11 @@ from flask_portcullis.web.keys import CEREMONY
 from .conftest import (
     CSRF_INPUT,
     PASSWORD,
+    AppFactory,
     FakeClock,
     Mail,
     Outbox,
     csrf_token,
-    events,
     login,
     make_app,
     make_user,
@@ -51,6 +49,7 @@ from .conftest import (
     signed_in,
     submit,
 )
+from .rows import events, stored_passkeys
 from .soft_authenticator import SoftAuthenticator, b64url
 from .totp import code_for
 
@@ -221,24 +220,6 @@ def enrolled(app: Flask, user: int) -> Enrolled:
     return give_passkey(app, user)
 
 
-def stored(app: Flask, user_id: int) -> tuple[int, int]:
-    """How many passkeys and recovery codes (used or not) the user has."""
-    with app.app_context():
-        state = get_state(app)
-        models, db = state.models, state.db.session
-        passkeys = db.scalar(
-            select(func.count())
-            .select_from(models.Passkey)
-            .where(models.Passkey.user_id == user_id)
-        )
-        codes = db.scalar(
-            select(func.count())
-            .select_from(models.RecoveryCode)
-            .where(models.RecoveryCode.user_id == user_id)
-        )
-        return int(passkeys or 0), int(codes or 0)
-
-
 def mail_saying(outbox: Outbox, address: str, words: str) -> Mail:
     """The one mail to ``address`` whose text has ``words`` (waiting a moment for it)."""
     deadline = time.monotonic() + 5
@@ -250,46 +231,6 @@ def mail_saying(outbox: Outbox, address: str, words: str) -> Mail:
         time.sleep(0.02)
     subjects = [m.subject for m in outbox.to(address)]
     raise AssertionError(f"no mail to {address} says {words!r}; got {subjects}")
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database file migrated once with the shipped migrations, for the apps below to copy."""
-    folder = tmp_path_factory.mktemp("migrated")
-    app = make_app(folder)
-    with app.app_context():
-        get_state(app).db.engine.dispose()
-    return folder / "test.db"
-
-
-@pytest.fixture
-def build(
-    tmp_path: Path, clock: FakeClock, smtp_server: tuple[Outbox, int], migrated: Path
-) -> Iterator[Callable[..., Flask]]:
-    """Make a demo app with extra settings, mail going to the test server. It starts from a copy
-    of the migrated database (the migrations then find nothing to do); its engine is closed after.
-    """
-    apps: list[Flask] = []
-
-    def make(**config: Any) -> Flask:
-        folder = tmp_path / f"app{len(apps)}"
-        folder.mkdir()
-        shutil.copyfile(migrated, folder / "test.db")
-        mail = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp_server[1]}
-        app = make_app(folder, clock, **mail, **config)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        with app.app_context():
-            get_state(app).db.engine.dispose()
-
-
-@pytest.fixture
-def app(build: Callable[..., Flask], outbox: Outbox) -> Flask:
-    """conftest's app (the demo, mail to the test server), built the faster way above."""
-    return build()
 
 
 # -- the service, on its own -------------------------------------------------------------------
@@ -761,7 +702,7 @@ def test_the_first_passkey_comes_with_ten_recovery_codes_and_is_listed(
     )
     codes = recovery_codes_of(response)
     assert len(set(codes)) == 10
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
     page = auth_client.get(PASSKEYS).get_data(as_text=True)
     assert "<td>Work laptop</td>" in page
     assert "10 unused recovery codes left" in page
@@ -772,7 +713,7 @@ def test_the_first_passkey_comes_with_ten_recovery_codes_and_is_listed(
     assert "Passkey “Ada's <key>” added." in notices(auth_client, second)
     assert list(listed(auth_client)) == ["Work laptop", "Ada's <key>"]
     assert "<td>Ada&#39;s &lt;key&gt;</td>" in auth_client.get(PASSKEYS).get_data(as_text=True)
-    assert stored(app, user) == (2, 10)
+    assert stored_passkeys(app, user) == (2, 10)
 
 
 def test_a_passkey_already_on_the_account_is_left_out_and_refused(
@@ -786,7 +727,7 @@ def test_a_passkey_already_on_the_account_is_left_out_and_refused(
     again = post(auth_client, form, key.create(form.options), name="Again", password=PASSWORD)
     assert again.status_code == 422
     assert "That passkey is registered already." in error_messages(auth_client, again)
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
 
 
 @pytest.mark.parametrize(
@@ -801,7 +742,7 @@ def test_a_bad_name_is_shown_next_to_the_field_and_nothing_is_added(
     assert any(message in m for m in error_messages(auth_client, response)), response.get_data(
         as_text=True
     )
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
     # The page offers a new challenge: trying again with a good name works.
     retry = prompt_of(response, PASSKEYS)
     good = post(
@@ -851,7 +792,7 @@ def test_no_one_removes_another_users_passkey_on_the_page(
     assert path_of(login(bob, "bob")) == HOME
     response = remove_passkey(bob, adas_id)
     assert path_of(response) == PASSKEYS
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
     assert events(app, Event.PASSKEY_REMOVED) == []
     assert path_of(passkey_sign_in(client, enrolled.key)) == HOME
 
@@ -876,7 +817,7 @@ def test_the_passkey_page_wants_a_recent_sign_in(
     assert auth_client.post(RECOVERY, data=renew).headers["Location"] == (
         "/reauthenticate?next=/account/recovery-codes"
     )
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
     back = submit(auth_client, stale.headers["Location"], {"password": PASSWORD})
     assert back.headers["Location"] == PASSKEYS
     assert list(listed(auth_client)) == ["Work laptop"]
@@ -895,7 +836,7 @@ def test_a_passkey_only_account_makes_new_recovery_codes_on_the_recovery_codes_p
     assert len(set(new)) == 10
     assert not set(new) & set(enrolled.recovery_codes)
     assert events(app, Event.RECOVERY_CODES_REGENERATED) == [(user, {})]
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
     sign_out(client)
     assert path_of(login(client)) == SECOND_STEP
     assert submit(client, SECOND_STEP, {"code": enrolled.recovery_codes[0]}).status_code == 422
@@ -911,7 +852,7 @@ def test_the_passkey_pages_old_regenerate_button_goes_to_the_recovery_codes_page
     assert response.status_code == 303
     assert response.headers["Location"] == RECOVERY
     assert events(app, Event.RECOVERY_CODES_REGENERATED) == []
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
 
 
 # -- signing in without a password ---------------------------------------------------------------
@@ -1039,7 +980,7 @@ def test_a_challenge_to_add_a_passkey_lasts_five_minutes(
     )
     assert late.status_code == 422
     assert any(EXPIRED in m for m in error_messages(auth_client, late))
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
 
 
 def test_a_deactivated_account_cannot_sign_in_with_a_passkey(
@@ -1059,9 +1000,9 @@ def test_a_deactivated_account_cannot_sign_in_with_a_passkey(
 
 @pytest.mark.parametrize("verified", [False, True])
 def test_with_confirmation_required_an_unconfirmed_address_cannot_sign_in_with_a_passkey(
-    build: Callable[..., Flask], verified: bool
+    make_demo_app: AppFactory, clock: FakeClock, verified: bool
 ) -> None:
-    app = build(PORTCULLIS_EMAIL_VERIFICATION="required")
+    app = make_demo_app(clock=clock, PORTCULLIS_EMAIL_VERIFICATION="required")
     # Set up through the service: an unconfirmed user cannot sign in to add one on the page
     # (and an address can become unconfirmed after the passkey was added).
     key = give_passkey(app, make_user(app, verified=verified)).key
@@ -1118,7 +1059,7 @@ def test_a_login_page_challenge_cannot_add_a_passkey(
     )
     assert response.status_code == 422
     assert any(EXPIRED in m for m in error_messages(auth_client, response))
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
 
 
 def test_a_passkey_page_challenge_cannot_confirm_it_is_you(
@@ -1208,10 +1149,10 @@ def test_removing_the_last_passkey_ends_the_second_step(
     assert path_of(add_passkey(auth_client, SoftAuthenticator(), "Laptop")) == PASSKEYS
     ids = listed(auth_client)
     assert path_of(remove_passkey(auth_client, ids["Phone"])) == PASSKEYS
-    assert stored(app, user) == (1, 10)  # one passkey left: the codes stay
+    assert stored_passkeys(app, user) == (1, 10)  # one passkey left: the codes stay
     assert path_of(login(app.test_client())) == SECOND_STEP
     assert path_of(remove_passkey(auth_client, ids["Laptop"])) == PASSKEYS
-    assert stored(app, user) == (0, 0)  # no second factor left: the codes go
+    assert stored_passkeys(app, user) == (0, 0)  # no second factor left: the codes go
     sign_out(auth_client)
     assert path_of(login(auth_client)) == HOME  # one step again
     assert signed_in(auth_client)
@@ -1236,7 +1177,7 @@ def test_turning_off_the_app_keeps_the_passkey_and_the_recovery_codes(
     assert notices(auth_client, off) == [
         "The authenticator app was removed; your passkeys remain your second factor."
     ]
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
     sign_out(auth_client)
     assert path_of(login(auth_client)) == SECOND_STEP
     page = auth_client.get(SECOND_STEP).get_data(as_text=True)
@@ -1316,7 +1257,7 @@ def test_adding_a_passkey_asks_for_the_current_password(
     )
     assert response.status_code == 422
     assert "That is not your current password." in error_messages(auth_client, response)
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
     assert events(app, Event.PASSKEY_ADDED) == []
 
 
@@ -1329,7 +1270,7 @@ def test_removing_a_passkey_by_a_junk_id_changes_nothing(
         PASSKEYS, data={"csrf_token": form.csrf_token, "action": "remove", "passkey": raw_id}
     )
     assert path_of(response) == PASSKEYS
-    assert stored(app, user) == (1, 10)
+    assert stored_passkeys(app, user) == (1, 10)
 
 
 def test_no_recovery_codes_without_a_second_factor(
@@ -1343,7 +1284,7 @@ def test_no_recovery_codes_without_a_second_factor(
     assert notices(auth_client, response) == [
         "Set up an authenticator app or a passkey first: recovery codes come with it."
     ]
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
     assert events(app, Event.RECOVERY_CODES_REGENERATED) == []
 
 
@@ -1368,7 +1309,7 @@ def test_the_admin_reset_removes_passkeys_too(
     result = app.test_cli_runner().invoke(args=["users", "reset-two-factor", "ada"])
     assert result.exit_code == 0, result.output
     assert "passkeys removed" in result.output
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
     assert not signed_in(client)  # signed out everywhere
     refused = passkey_sign_in(client, enrolled.key)
     assert path_of(refused) == "/login"
@@ -1400,9 +1341,10 @@ def test_api_sign_in_of_a_passkey_only_user_is_finished_with_a_recovery_code(
 
 
 def test_a_passkey_alone_satisfies_a_role_that_requires_two_factor(
-    build: Callable[..., Flask],
+    make_demo_app: AppFactory,
+    clock: FakeClock,
 ) -> None:
-    app = build(PORTCULLIS_REQUIRE_2FA_FOR_ROLES=["admin"])
+    app = make_demo_app(clock=clock, PORTCULLIS_REQUIRE_2FA_FOR_ROLES=["admin"])
     make_user(app, roles=("admin",))
     client = app.test_client()
     assert path_of(login(client)) == HOME
@@ -1413,10 +1355,13 @@ def test_a_passkey_alone_satisfies_a_role_that_requires_two_factor(
 
 
 def test_explicit_relying_party_settings_refuse_answers_made_for_localhost(
-    build: Callable[..., Flask],
+    make_demo_app: AppFactory,
+    clock: FakeClock,
 ) -> None:
-    app = build(
-        PORTCULLIS_WEBAUTHN_RP_ID="example.com", PORTCULLIS_WEBAUTHN_ORIGINS=["https://example.com"]
+    app = make_demo_app(
+        clock=clock,
+        PORTCULLIS_WEBAUTHN_RP_ID="example.com",
+        PORTCULLIS_WEBAUTHN_ORIGINS=["https://example.com"],
     )
     user = make_user(app)
     client = app.test_client()  # still http://localhost: the settings win over the request
@@ -1433,7 +1378,7 @@ def test_explicit_relying_party_settings_refuse_answers_made_for_localhost(
     )
     assert refused.status_code == 422
     assert any(REJECTED in m for m in error_messages(client, refused))
-    assert stored(app, user) == (0, 0)
+    assert stored_passkeys(app, user) == (0, 0)
     form = prompt(client, PASSKEYS)
     added = post(
         client,

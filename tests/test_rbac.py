@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,7 +14,7 @@ from flask_principal import Permission, RoleNeed, UserNeed
 from flask_portcullis import get_state, permission_required, roles_accepted, roles_required
 from flask_portcullis.principal import PermissionNeed
 
-from .conftest import FakeClock, login, make_app, make_user
+from .conftest import AppFactory, FakeClock, login, make_user
 
 ROLES = ("auditor", "manager")
 # path -> (decorator, protected by)
@@ -296,8 +295,8 @@ def test_admin_role_lost_closes_the_console(app: Flask) -> None:
 
 
 @pytest.fixture
-def principal_app(tmp_path: Path, clock: FakeClock) -> Iterator[Flask]:
-    app = make_app(tmp_path, clock, PORTCULLIS_PRINCIPAL=True)
+def principal_app(make_demo_app: AppFactory, clock: FakeClock) -> Flask:
+    app = make_demo_app("", clock=clock, mail=False, PORTCULLIS_PRINCIPAL=True)
 
     # Straight from the Flask-Principal docs.
     admin_permission = Permission(RoleNeed("admin"))
@@ -324,9 +323,7 @@ def principal_app(tmp_path: Path, clock: FakeClock) -> Iterator[Flask]:
         state = get_state(app)
         state.roles.ensure("auditor")
         state.roles.grant_permission("auditor", "reports.read")
-    yield app
-    with app.app_context():
-        get_state(app).db.engine.dispose()
+    return app
 
 
 @pytest.mark.parametrize(

@@ -17,13 +17,13 @@ from flask_portcullis.web.keys import SESSION_KEY
 from .conftest import (
     PASSWORD,
     FakeClock,
-    get_user,
     login,
     make_app,
     make_user,
     signed_in,
     submit,
 )
+from .rows import get_user
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
 

@@ -46,8 +46,8 @@ from flask_portcullis.mail import Message
 from flask_portcullis.signup import SignupFields
 
 from .conftest import FAST_HASH, GENEROUS_LIMITS, PASSWORD, make_app, submit, text
-from .test_api_schema import CHECKS, FUZZING
-from .test_api_schema import _node_id_for_schemathesis as _node_id_for_schemathesis
+from .fuzzing import CHECKS, FUZZING
+from .fuzzing import _node_id_for_schemathesis as _node_id_for_schemathesis
 
 API = "/api/v1"
 

@@ -21,7 +21,8 @@ from flask_portcullis.testing import (
     UserFactory,
 )
 
-from .conftest import FakeClock, events, login, signed_in, submit, text
+from .conftest import FakeClock, login, signed_in, submit, text
+from .rows import events
 from .totp import b32key, totp
 
 # -- portcullis_user -----------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -57,7 +58,10 @@ def test_in_process_counts_belong_to_one_app(tmp_path: Path) -> None:
 
 @pytest.mark.services
 def test_redis_shares_counts_between_processes(tmp_path: Path, redis_prefix: str) -> None:
-    config = {"PORTCULLIS_REDIS_URL": REDIS_URL, "PORTCULLIS_REDIS_PREFIX": redis_prefix}
+    config: dict[str, Any] = {
+        "PORTCULLIS_REDIS_URL": REDIS_URL,
+        "PORTCULLIS_REDIS_PREFIX": redis_prefix,
+    }
     worker_a = make_app(tmp_path / "a", None, **config)
     worker_b = make_app(tmp_path / "b", None, **config)
     for worker in (worker_a, worker_b, worker_a):

@@ -32,15 +32,15 @@ from .conftest import (
     REDIS_URL,
     FakeClock,
     LimitedAppFactory,
-    events,
     login,
     make_user,
     path_of,
     submit,
     text,
 )
-from .test_two_factor import SECOND_STEP, enroll
+from .rows import events
 from .totp import STEP, code_for
+from .two_factor_steps import SECOND_STEP, enroll
 
 NEW_PASSWORD = "a brand new passphrase for ada"
 API = "/api/v1"

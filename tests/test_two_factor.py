@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import html
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +22,6 @@ import pytest
 import segno
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from flask_portcullis import get_state
@@ -35,25 +31,31 @@ from flask_portcullis.two_factor import TwoFactorService
 from .conftest import (
     PASSWORD,
     REAL_LIMITS,
+    AppFactory,
     FakeClock,
     Mail,
     Outbox,
     csrf_token,
-    events,
-    get_user,
     login,
-    make_app,
     make_user,
     path_of,
     signed_in,
     submit,
 )
+from .rows import events, get_user, stored_two_factor
 from .totp import STEP, b32key, code_for, totp
+from .two_factor_steps import (
+    RECOVERY_CODE,
+    SECOND_STEP,
+    SETUP,
+    Enrolled,
+    enroll,
+    recovery_codes_of,
+    setup_page,
+)
 
 API = "/api/v1"
 PROBLEM = "application/problem+json"
-SETUP = "/account/two-factor"
-SECOND_STEP = "/login/two-factor"
 RECOVERY = "/account/recovery-codes"
 HOME = "/"  # where the demo lands after sign-in (PORTCULLIS_POST_LOGIN_VIEW="index")
 WINDOW = 5 * 60
@@ -62,9 +64,6 @@ WRONG_PASSWORD = "definitely not the right passphrase"
 # The shipped limits (conftest relaxes them for the rest of the suite), with only two free
 # failures so the delays start early.
 REAL_LIMITS_EARLY_DELAYS = {**REAL_LIMITS, "PORTCULLIS_LOGIN_FREE_FAILURES": 2}
-SECRET_TEXT = re.compile(r'<code class="secret">([^<]+)</code>')
-QR_IMAGE = re.compile(r'<img src="(data:image/svg\+xml[^"]+)"')
-RECOVERY_CODE = re.compile(r"<li><code>([^<]+)</code></li>")
 CODES_LEFT = re.compile(r"You have <strong>(\d+)</strong> unused recovery code")
 
 
@@ -92,37 +91,6 @@ def test_the_tests_totp_matches_the_rfc_6238_vectors(unix_time: int, expected: s
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Enrolled:
-    secret: str
-    recovery_codes: list[str]
-
-
-def setup_page(client: FlaskClient) -> tuple[str, str]:
-    """The base32 secret and the QR code image (data: URI) of the set-up page."""
-    page = client.get(SETUP)
-    assert page.status_code == 200
-    text = page.get_data(as_text=True)
-    secret, qr = SECRET_TEXT.search(text), QR_IMAGE.search(text)
-    assert secret, text
-    assert qr, text
-    return html.unescape(secret.group(1)).strip(), html.unescape(qr.group(1))
-
-
-def recovery_codes_of(response: TestResponse) -> list[str]:
-    assert response.status_code == 200, response.status_code
-    return [html.unescape(c) for c in RECOVERY_CODE.findall(response.get_data(as_text=True))]
-
-
-def enroll(client: FlaskClient, clock: FakeClock) -> Enrolled:
-    """Turn on TOTP for the signed-in user, as a person with an authenticator app would."""
-    secret, _ = setup_page(client)
-    response = submit(client, SETUP, {"code": code_for(secret, clock)})
-    codes = recovery_codes_of(response)
-    assert len(codes) == 10
-    return Enrolled(secret, codes)
 
 
 def sign_out(client: FlaskClient) -> None:
@@ -165,24 +133,6 @@ def manage(client: FlaskClient, action: str, password: str = PASSWORD) -> TestRe
 def regenerate(client: FlaskClient) -> TestResponse:
     """Press "Make new recovery codes" on /account/recovery-codes."""
     return submit(client, RECOVERY, {})
-
-
-def stored_factor_rows(app: Flask, user_id: int) -> tuple[int, int]:
-    """How many two_factor and recovery_codes rows the user has."""
-    with app.app_context():
-        state = get_state(app)
-        models, db = state.models, state.db.session
-        factors = db.scalar(
-            select(func.count())
-            .select_from(models.TwoFactor)
-            .where(models.TwoFactor.user_id == user_id)
-        )
-        codes = db.scalar(
-            select(func.count())
-            .select_from(models.RecoveryCode)
-            .where(models.RecoveryCode.user_id == user_id)
-        )
-        return int(factors or 0), int(codes or 0)
 
 
 def dump(database: Path) -> str:
@@ -252,7 +202,7 @@ def test_a_wrong_code_does_not_enable_and_stores_nothing(
         response = submit(auth_client, SETUP, {"code": wrong})
         assert response.status_code == 422
         assert "Turn on two-factor sign-in" in response.get_data(as_text=True)
-    assert stored_factor_rows(app, user) == (0, 0)
+    assert stored_two_factor(app, user) == (0, 0)
     assert events(app, Event.TWO_FACTOR_ENABLED) == []
     assert setup_page(auth_client)[0] == secret  # the same secret is still on offer
     sign_out(auth_client)
@@ -266,7 +216,7 @@ def test_a_right_code_enables_and_shows_ten_recovery_codes_once(
     codes = factor.recovery_codes
     assert len(set(codes)) == 10
     assert all(re.fullmatch(r"[a-z2-7]{4}(-[a-z2-7]{4}){3}", code) for code in codes)
-    assert stored_factor_rows(app, user) == (1, 10)
+    assert stored_two_factor(app, user) == (1, 10)
     assert events(app, Event.TWO_FACTOR_ENABLED) == [(user, {})]
     # Afterwards the page manages the factor: no codes, no secret, no QR code.
     page = auth_client.get(SETUP).get_data(as_text=True)
@@ -585,7 +535,7 @@ def test_the_two_factor_page_links_to_the_recovery_codes_page_and_has_no_form_of
     assert old_form.status_code == 303
     assert old_form.headers["Location"] == RECOVERY
     assert events(app, Event.RECOVERY_CODES_REGENERATED) == []
-    assert stored_factor_rows(app, user) == (1, 10)
+    assert stored_two_factor(app, user) == (1, 10)
     assert codes_left(client) == 10
 
 
@@ -595,11 +545,11 @@ def test_disabling_needs_the_password_and_then_sign_in_is_one_step(
     assert path_of(sign_in_with(client, code_for(enrolled.secret, clock))) == HOME
     refused = manage(client, "disable", WRONG_PASSWORD)
     assert refused.status_code == 422
-    assert stored_factor_rows(app, user) == (1, 10)
+    assert stored_two_factor(app, user) == (1, 10)
     assert events(app, Event.TWO_FACTOR_DISABLED) == []
 
     assert path_of(manage(client, "disable")) == "/account"
-    assert stored_factor_rows(app, user) == (0, 0)  # the recovery codes go too
+    assert stored_two_factor(app, user) == (0, 0)  # the recovery codes go too
     sign_out(client)
     assert path_of(login(client)) == HOME  # one step again
     assert signed_in(client)
@@ -641,18 +591,16 @@ def test_regenerating_recovery_codes_mails_the_owner(
 
 
 @pytest.fixture
-def limited(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[Flask, FlaskClient, Enrolled]]:
+def limited(make_demo_app: AppFactory, clock: FakeClock) -> tuple[Flask, FlaskClient, Enrolled]:
     """An app with the real sign-in limits (two free failures) and ada enrolled, signed out."""
-    app = make_app(tmp_path / "limited", clock, **REAL_LIMITS_EARLY_DELAYS)
+    app = make_demo_app("limited", clock=clock, mail=False, **REAL_LIMITS_EARLY_DELAYS)
     make_user(app)
     client = app.test_client()
     assert path_of(login(client)) == HOME
     factor = enroll(client, clock)
     sign_out(client)
     clock.advance(seconds=4 * STEP)
-    yield app, client, factor
-    with app.app_context():
-        get_state(app).db.engine.dispose()
+    return app, client, factor
 
 
 def wrong_code(secret: str, clock: FakeClock) -> str:

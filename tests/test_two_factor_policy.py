@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_portcullis import get_state
 
-from .conftest import PASSWORD, FakeClock, Outbox, login, make_app, make_user, submit
+from .conftest import PASSWORD, AppFactory, FakeClock, Outbox, login, make_user, submit
 from .totp import code_for
 
 SECRET = re.compile(r'class="secret">([A-Z2-7]+)<')
@@ -27,15 +26,9 @@ def enable(client: FlaskClient, clock: FakeClock) -> list[str]:
 
 
 def test_a_role_that_requires_two_factor_sends_its_holders_to_set_it_up(
-    tmp_path: Path, clock: FakeClock, smtp_server: tuple[Outbox, int]
+    make_demo_app: AppFactory, clock: FakeClock
 ) -> None:
-    app = make_app(
-        tmp_path,
-        clock,
-        PORTCULLIS_REQUIRE_2FA_FOR_ROLES=["admin"],
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=smtp_server[1],
-    )
+    app = make_demo_app(clock=clock, PORTCULLIS_REQUIRE_2FA_FOR_ROLES=["admin"])
     make_user(app, roles=("admin",))
     make_user(app, "bob", "bob@example.com")
     admin, bob = app.test_client(), app.test_client()

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from flask_portcullis import get_state
 from flask_portcullis.identity import username_key, username_skeleton
 
+from .api_client import assert_problem, error_fields, post, sign_in
 from .conftest import PASSWORD, login, make_user, signed_in, submit, text
-from .test_api import assert_problem, error_fields, post, sign_in
 
 TAKEN = "That username is already taken."
 LOOK_ALIKE = "That username is too like one that is already taken."
