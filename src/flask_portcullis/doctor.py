@@ -173,7 +173,7 @@ def examine(app: Flask, state: State) -> list[Finding]:
             severe=False,
         ),
         _check(
-            health.database_ok(state),
+            health.database_ok(state.db.engine, state.models.User),
             "database",
             "reachable, schema present",
             "unreachable or not migrated: run flask db upgrade",

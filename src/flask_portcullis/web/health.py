@@ -28,7 +28,10 @@ BUGS_NOT_OUTAGES = (IntegrityError, DataError, ProgrammingError)
 @bp.route("/healthz")
 def healthz() -> ResponseReturnValue:
     """Liveness and reachability as JSON: 200 when everything answers, else 503."""
-    checks = health.checks(get_state())
+    state = get_state()
+    checks = health.checks(
+        state.db.engine, state.models.User, state.throttle if state.settings.redis_url else None
+    )
     ok = all(value == "ok" for value in checks.values())
     body = jsonify(status="ok" if ok else "unavailable", checks=checks)
     return body, 200 if ok else 503, {"Cache-Control": "no-store"}
