@@ -9,12 +9,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.routing import Map, Rule
 
-from ..audit_events import Event
 from ..exceptions import PortcullisError, Throttled
-from ..state import State
+from ..state import State, get_state
+from ..usecases import signin
 from . import openapi, problems, signup, views  # noqa: F401  (registers the routes)
 from .endpoints import SPECS, api_bp
-from .events import audit
+from .events import client
 
 MAX_BODY = 256 * 1024  # a few fields: well above the longest valid body
 
@@ -27,7 +27,7 @@ def cap_body() -> None:
 @api_bp.errorhandler(Throttled)
 def throttled(error: Throttled) -> Response:
     # Every 429 of the API is recorded, as the pages' are (web/__init__.py).
-    audit(Event.THROTTLED, path=request.path, retry_after=error.retry_after, via="api")
+    signin.throttled(get_state(), client(), request.path, error.retry_after)
     return problems.from_service_error(error)
 
 

@@ -14,14 +14,12 @@ from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from ..accounts import TWO_FACTOR_WINDOW
-from ..audit_events import Event
 from ..devices import API
 from ..exceptions import (
     FieldError,
     InvalidCredentials,
     NotFound,
     PasswordRejected,
-    RefreshTokenReused,
     TokenInvalid,
 )
 from ..identity import mask_email
@@ -30,7 +28,7 @@ from ..state import State, get_state
 from ..usecases import passwords, self_service, signin, signup
 from . import schemas
 from .endpoints import endpoint
-from .events import audit, client
+from .events import client
 from .problems import Unauthorized
 from .signup import extra_values
 
@@ -181,11 +179,7 @@ def login_two_factor(data: schemas.TwoFactorStep) -> Response:
 )
 def refresh(data: schemas.RefreshTokenBody) -> Response:
     state = get_state()
-    try:
-        grant = state.refresh_tokens.rotate(data.refresh_token)
-    except RefreshTokenReused as exc:
-        audit(Event.SESSION_REVOKED, exc.user_id, reason="refresh-token-reused")
-        raise
+    grant = signin.refresh(state, client(), data.refresh_token)
     return token_pair(state, grant.user.id, grant.session, grant.refresh_token)
 
 

@@ -6,8 +6,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..audit_events import Event
-from ..exceptions import AccountInactive, EmailNotVerified, InvalidCode, InvalidCredentials
+from ..exceptions import (
+    AccountInactive,
+    EmailNotVerified,
+    InvalidCode,
+    InvalidCredentials,
+    RefreshTokenReused,
+)
 from ..models import UserMixin
+from ..refresh_tokens import Grant
 from ..state import State
 from .client import Client, record
 
@@ -83,3 +90,19 @@ def check_password(
 def signed_out(state: State, client: Client, user_id: int) -> None:
     """Record a sign-out (after the caller ended the session or the refresh-token family)."""
     record(state, Event.SIGN_OUT, user_id, client)
+
+
+def refresh(state: State, client: Client, refresh_token: str) -> Grant:
+    """Trade a refresh token for the next one. A token used before ends its whole family
+    (a stolen token is of no use to anyone once the owner refreshes): recorded, and
+    RefreshTokenReused raised; TokenInvalid for anything else unusable."""
+    try:
+        return state.refresh_tokens.rotate(refresh_token)
+    except RefreshTokenReused as exc:
+        record(state, Event.SESSION_REVOKED, exc.user_id, client, reason="refresh-token-reused")
+        raise
+
+
+def throttled(state: State, client: Client, path: str, retry_after: int) -> None:
+    """Record a request refused by a rate limit (the adapter answers 429)."""
+    record(state, Event.THROTTLED, None, client, path=path, retry_after=retry_after)

@@ -8,9 +8,10 @@ from flask_login import LoginManager, current_user
 from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..audit_events import Event
+from ..caller import this_client
 from ..exceptions import Throttled
-from ..state import State
+from ..state import State, get_state
+from ..usecases import signin
 from . import (  # noqa: F401  (registers the routes)
     account,
     admin,
@@ -24,7 +25,6 @@ from . import (  # noqa: F401  (registers the routes)
     two_factor,
 )
 from .blueprints import admin_bp, bp
-from .events import audit
 from .field_attrs import render_kw_attributes, widget_attributes
 from .signin import init_login_manager
 
@@ -37,7 +37,7 @@ def too_large(error: RequestEntityTooLarge) -> ResponseReturnValue:
 
 @bp.errorhandler(Throttled)
 def throttled(error: Throttled) -> ResponseReturnValue:
-    audit(Event.THROTTLED, path=request.path, retry_after=error.retry_after)
+    signin.throttled(get_state(), this_client(), request.path, error.retry_after)
     minutes = max(1, round(error.retry_after / 60))
     page = render_template("portcullis/throttled.html", minutes=minutes)
     return page, 429, {"Retry-After": str(error.retry_after)}

@@ -1,24 +1,15 @@
-"""The pages' side of recording events and finishing a sign-in (the cookie, the flash)."""
+"""The pages' side of finishing a sign-in: the cookie, the trusted browser, the flash."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import flash
 
-from ..audit_events import Event
 from ..caller import this_client
 from ..models import UserMixin
 from ..state import get_state
 from ..usecases import signin
-from ..usecases.client import record
 from .signin import sign_in
 from .trusted import trust_this_browser
-
-
-def audit(event: Event, user_id: int | None = None, **detail: Any) -> None:
-    """Record ``event`` as done by this browser."""
-    record(get_state(), event, user_id, this_client(), **detail)
 
 
 def complete_sign_in(user: UserMixin, *, remember: bool, **detail: str) -> None:

@@ -13,15 +13,15 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from ..audit_events import Event
-from ..caller import client_ip, current_device
+from ..caller import client_ip, this_client
 from ..decorators import login_required
 from ..exceptions import AccountInactive, EmailNotVerified, FieldError, PasskeyRejected
 from ..models import UserMixin
 from ..state import get_state
+from ..usecases import factors, signin
 from .blueprints import bp
 from .ceremony import begin, relying_party, take_challenge
-from .events import audit, complete_sign_in
+from .events import complete_sign_in
 from .feedback import WRONG_PASSWORD, render_form, show_error
 from .forms import AddPasskeyForm, ConfirmForm, PasskeyForm
 from .fresh import fresh_login_required
@@ -58,21 +58,22 @@ def passkeys() -> ResponseReturnValue:
                 raise FieldError("password", WRONG_PASSWORD)
             if challenge is None:
                 raise PasskeyRejected(EXPIRED)
-            passkey = state.passkeys.register(
-                user, relying_party(), form.credential.data or "", challenge, form.name.data or ""
+            name, codes = factors.add_passkey(
+                state,
+                this_client(),
+                user,
+                relying_party(),
+                form.credential.data or "",
+                challenge,
+                form.name.data or "",
             )
         except FieldError as exc:
             show_error(form, exc)
         except PasskeyRejected as exc:
             form.form_errors.append(str(exc))
         else:
-            audit(Event.PASSKEY_ADDED, user.id, name=passkey.name)
-            state.notifier.factor_changed(
-                user, current_device(), change=f"A passkey named “{passkey.name}” was added."
-            )
-            flash(f"Passkey “{passkey.name}” added.", "success")
-            codes = state.two_factor.ensure_recovery_codes(user)  # the first second factor
-            if codes:
+            flash(f"Passkey “{name}” added.", "success")
+            if codes:  # its first second factor: recovery codes come with it
                 return render_template("portcullis/recovery_codes.html", codes=codes)
             return redirect(url_for("portcullis.passkeys"))
     elif request.method == "POST":
@@ -98,13 +99,9 @@ def remove(user: UserMixin) -> ResponseReturnValue:
         and raw_id.isdigit()
         and len(raw_id) <= 9
     ):
-        passkey = state.passkeys.remove(user, int(raw_id))
-        if passkey is not None:
-            audit(Event.PASSKEY_REMOVED, user.id, name=passkey.name)
-            state.notifier.factor_changed(
-                user, current_device(), change=f"The passkey named “{passkey.name}” was removed."
-            )
-            flash(f"Passkey “{passkey.name}” removed.", "info")
+        name = factors.remove_passkey(state, this_client(), user, int(raw_id))
+        if name is not None:
+            flash(f"Passkey “{name}” removed.", "info")
             return redirect(url_for("portcullis.passkeys"))
     flash("That passkey was removed already.", "info")
     return redirect(url_for("portcullis.passkeys"))
@@ -129,11 +126,11 @@ def login_passkey() -> ResponseReturnValue:
         )
         state.accounts.admit(user)
     except PasskeyRejected as exc:
-        audit(Event.SIGN_IN_FAILED, reason="passkey")
+        signin.sign_in_failed(state, this_client(), None, "passkey")
         flash(str(exc), "error")
         return back
     except (AccountInactive, EmailNotVerified) as exc:
-        audit(Event.SIGN_IN_FAILED, exc.user_id, reason=exc.reason)
+        signin.sign_in_failed(state, this_client(), exc.user_id, exc.reason)
         flash("This account cannot sign in yet: sign in with your password to see why.", "error")
         return back
     complete_sign_in(user, remember=bool(request.form.get("remember")), factor="passkey")
@@ -183,7 +180,7 @@ def own_passkey_verified(user: UserMixin, purpose: str, *, verify_user: bool) ->
     try:
         state.accounts.second_factor(user, check)
     except PasskeyRejected as exc:
-        audit(Event.SIGN_IN_FAILED, user.id, reason=purpose)
+        signin.sign_in_failed(state, this_client(), user.id, purpose)
         flash(str(exc), "error")
         return False
     return True

@@ -5,11 +5,10 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
-from ..audit_events import Event
-from ..caller import current_device
+from ..caller import this_client
 from ..state import get_state
+from ..usecases import factors
 from .blueprints import bp
-from .events import audit
 from .feedback import render_form
 from .forms import ConfirmForm
 from .fresh import fresh_login_required
@@ -52,11 +51,5 @@ def recovery_codes() -> ResponseReturnValue:
 def new_recovery_codes() -> ResponseReturnValue:
     """Void the old recovery codes, show the new set once, and tell the owner."""
     state, user = get_state(), me()
-    codes = state.two_factor.regenerate_recovery_codes(user)
-    audit(Event.RECOVERY_CODES_REGENERATED, user.id)
-    state.notifier.factor_changed(
-        user,
-        current_device(),
-        change="New recovery codes were made for your account; the old ones are void.",
-    )
+    codes = factors.new_recovery_codes(state, this_client(), user)
     return render_template("portcullis/recovery_codes.html", codes=codes)

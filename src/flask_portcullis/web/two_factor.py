@@ -9,14 +9,14 @@ from flask import flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from ..audit_events import Event
-from ..caller import current_device
+from ..caller import this_client
 from ..exceptions import InvalidCode
 from ..models import UserMixin
 from ..state import get_state
+from ..usecases import factors
 from .blueprints import bp
 from .ceremony import begin, relying_party
-from .events import audit, verify_second_factor
+from .events import verify_second_factor
 from .feedback import WRONG_PASSWORD, render_form
 from .forms import CodeForm, PasswordConfirmForm
 from .fresh import fresh_login_required
@@ -67,15 +67,11 @@ def two_factor() -> ResponseReturnValue:
     setup = state.two_factor.unseal(sealed) if isinstance(sealed, str) else None
     if form.validate_on_submit() and setup is not None:
         try:
-            codes = state.two_factor.enable(user, setup, form.code.data or "")
+            codes = factors.enable_app(state, this_client(), user, setup, form.code.data or "")
         except InvalidCode as exc:
             form.code.errors = [str(exc)]
         else:
             session.pop(TOTP_SETUP, None)
-            audit(Event.TWO_FACTOR_ENABLED, user.id)
-            state.notifier.factor_changed(
-                user, current_device(), change="Two-factor sign-in was turned on for your account."
-            )
             flash("Two-factor sign-in is on.", "success")
             return render_template("portcullis/recovery_codes.html", codes=codes)
     if setup is None:  # kept across reloads: the app may have scanned it already
@@ -97,14 +93,7 @@ def manage(user: UserMixin) -> ResponseReturnValue:
         if not state.accounts.check_password(user, form.password.data or ""):
             form.password.errors = [WRONG_PASSWORD]
         else:
-            state.two_factor.disable(user)
-            audit(Event.TWO_FACTOR_DISABLED, user.id)
-            change = (
-                "The authenticator app was removed; your passkeys remain your second factor."
-                if state.two_factor.is_enabled(user)
-                else "Two-factor sign-in was turned off for your account."
-            )
-            state.notifier.factor_changed(user, current_device(), change=change)
+            change = factors.disable_app(state, this_client(), user)
             flash(change, "info")
             return redirect(url_for("portcullis.account"))
     left = state.two_factor.recovery_codes_left(user)
