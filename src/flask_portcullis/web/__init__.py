@@ -11,7 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..caller import this_client
 from ..exceptions import Throttled
 from ..state import State, get_state
-from ..usecases import signin
+from ..usecases.signin import throttled as record_throttled
 from . import (  # noqa: F401  (registers the routes)
     account,
     admin,
@@ -37,7 +37,7 @@ def too_large(error: RequestEntityTooLarge) -> ResponseReturnValue:
 
 @bp.errorhandler(Throttled)
 def throttled(error: Throttled) -> ResponseReturnValue:
-    signin.throttled(get_state(), this_client(), request.path, error.retry_after)
+    record_throttled(get_state(), this_client(), request.path, error.retry_after)
     minutes = max(1, round(error.retry_after / 60))
     page = render_template("portcullis/throttled.html", minutes=minutes)
     return page, 429, {"Retry-After": str(error.retry_after)}
