@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from flask import request
 
-from .notify import Device
 from .state import get_state
 from .usecases.client import Client
 
@@ -23,8 +22,3 @@ def this_client(via: str = "") -> Client:
     return Client(
         ip=client_ip(), user_agent=request.user_agent.string, at=get_state().clock(), via=via
     )
-
-
-def current_device() -> Device:
-    """This request's IP, browser and time, for security notices."""
-    return this_client().device
