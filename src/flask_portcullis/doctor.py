@@ -188,6 +188,12 @@ def examine(app: Flask, state: State) -> list[Finding]:
 LOOK_ALIKES_SHOWN = 10
 
 
+def _listing(lines: list[str]) -> str:
+    """The first LOOK_ALIKES_SHOWN lines joined, and how many more there are."""
+    more = len(lines) - LOOK_ALIKES_SHOWN
+    return "; ".join(lines[:LOOK_ALIKES_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+
+
 def _not_checked(state: State, item: str, standard: str) -> Finding:
     state.db.session.rollback()
     return _check(
@@ -201,18 +207,19 @@ def _look_alikes(state: State) -> Finding:
         pairs = state.accounts.look_alikes()
     except SQLAlchemyError:
         return _not_checked(state, "look-alike usernames", "Unicode UTS #39")
-    shown = [
-        f"{later.username!r} (id {later.id}) looks like "
-        + (f"{earlier.username!r} (id {earlier.id})" if earlier else "a deleted account")
-        for later, earlier in pairs[:LOOK_ALIKES_SHOWN]
-    ]
-    more = f"; and {len(pairs) - LOOK_ALIKES_SHOWN} more" if len(pairs) > LOOK_ALIKES_SHOWN else ""
+    shown = _listing(
+        [
+            f"{later.username!r} (id {later.id}) looks like "
+            + (f"{earlier.username!r} (id {earlier.id})" if earlier else "a deleted account")
+            for later, earlier in pairs
+        ]
+    )
     return _check(
         not pairs,
         "look-alike usernames",
         "no two usernames look alike",
         f"{len(pairs)} account(s) named like an older one (kept from before sign-up refused "
-        f"them; rename or remove): " + "; ".join(shown) + more,
+        f"them; rename or remove): " + shown,
         "Unicode UTS #39",
         severe=False,
     )
@@ -224,17 +231,14 @@ def _adopted_duplicates(state: State) -> Finding:
         users = state.accounts.adopted_duplicates()
     except SQLAlchemyError:
         return _not_checked(state, "adopted duplicates", "RFC 8265 / docs/adopting.md")
-    shown = [
-        f"{user.username!r} <{user.email}> (id {user.id})" for user in users[:LOOK_ALIKES_SHOWN]
-    ]
-    more = f"; and {len(users) - LOOK_ALIKES_SHOWN} more" if len(users) > LOOK_ALIKES_SHOWN else ""
+    shown = _listing([f"{user.username!r} <{user.email}> (id {user.id})" for user in users])
     return _check(
         not users,
         "adopted duplicates",
         "no two accounts share a name or address",
         f"{len(users)} adopted account(s) share a username or email, but for case, with an "
         "older account; each signs in only by its other identity until you rename it or "
-        "merge the two: " + "; ".join(shown) + more,
+        "merge the two: " + shown,
         "RFC 8265 / docs/adopting.md",
         severe=False,
     )
