@@ -354,6 +354,15 @@ def submit(client: FlaskClient, path: str, data: dict[str, Any], **kwargs: Any) 
     return client.post(path, data={"csrf_token": token, **data}, **kwargs)
 
 
+def deactivate(app: Flask, user_id: int) -> None:
+    """Deactivate an account through the service, as the CLI and the console do."""
+    with app.app_context():
+        state = get_state(app)
+        account = state.accounts.get(user_id)
+        assert account is not None
+        state.accounts.set_active(account, False)
+
+
 def make_user(
     app: Flask,
     username: str = "ada",

@@ -46,6 +46,7 @@ from .conftest import (
     REAL_LIMITS,
     AppFactory,
     FakeClock,
+    deactivate,
     make_user,
     signed_in,
 )
@@ -92,11 +93,7 @@ def test_login_failures_are_generic_and_identical(api: FlaskClient, user: int) -
 def test_login_to_a_deactivated_account_is_403_after_the_right_password(
     app: Flask, api: FlaskClient, user: int
 ) -> None:
-    with app.app_context():
-        state = get_state(app)
-        account = state.accounts.get(user)
-        assert account is not None
-        state.accounts.set_active(account, False)
+    deactivate(app, user)
     right = post(api, "/login", {"identity": "ada", "password": PASSWORD})
     assert_problem(right, 403, "account_inactive")
     # The wrong password says nothing about the account's state.

@@ -14,6 +14,7 @@ from flask_portcullis import get_state
 from .conftest import (
     PASSWORD,
     csrf_token,
+    deactivate,
     login,
     make_user,
     submit,
@@ -134,11 +135,7 @@ def csrf_token_of(page: str) -> str:
 
 
 def test_deactivated_account_cannot_sign_in(app: Flask, client: FlaskClient, user: int) -> None:
-    with app.app_context():
-        state = get_state(app)
-        account = state.accounts.get(user)
-        assert account is not None
-        state.accounts.set_active(account, False)
+    deactivate(app, user)
     response = login(client)
     assert response.status_code == 422
     assert "deactivated" in response.get_data(as_text=True)

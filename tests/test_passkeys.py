@@ -42,6 +42,7 @@ from .conftest import (
     Mail,
     Outbox,
     csrf_token,
+    deactivate,
     login,
     make_app,
     make_user,
@@ -986,11 +987,7 @@ def test_a_challenge_to_add_a_passkey_lasts_five_minutes(
 def test_a_deactivated_account_cannot_sign_in_with_a_passkey(
     app: Flask, client: FlaskClient, enrolled: Enrolled, user: int
 ) -> None:
-    with app.app_context():
-        state = get_state(app)
-        ada = state.accounts.get(user)
-        assert ada is not None
-        state.accounts.set_active(ada, False)
+    deactivate(app, user)
     response = passkey_sign_in(client, enrolled.key)
     assert path_of(response) == "/login"
     assert any("cannot sign in" in m for m in error_messages(client, response))

@@ -17,6 +17,7 @@ from flask_portcullis.web.keys import SESSION_KEY
 from .conftest import (
     PASSWORD,
     FakeClock,
+    deactivate,
     login,
     make_app,
     make_user,
@@ -210,11 +211,7 @@ def test_ending_a_record_on_the_server_signs_the_device_out(
 def test_deactivation_ends_sessions_at_once(
     app: Flask, auth_client: FlaskClient, user: int
 ) -> None:
-    with app.app_context():
-        state = get_state(app)
-        account = state.accounts.get(user)
-        assert account is not None
-        state.accounts.set_active(account, False)
+    deactivate(app, user)
     assert not signed_in(auth_client)
 
 
