@@ -31,7 +31,7 @@ from .models import PORTCULLIS_COLUMNS, UserMixin
 from .passwords import Argon2Hasher, PasswordHashing
 from .state import get_state
 from .two_factor import STEP
-from .web.signin import sign_in
+from .web.login_bridge import sign_in
 
 __all__ = [
     "PASSWORD",

@@ -11,7 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..caller import this_client
 from ..exceptions import Throttled
 from ..state import State, get_state
-from ..usecases.signin import throttled as record_throttled
+from ..usecases import signin
 from . import (  # noqa: F401  (registers the routes)
     account,
     admin,
@@ -26,7 +26,7 @@ from . import (  # noqa: F401  (registers the routes)
 )
 from .blueprints import admin_bp, bp
 from .field_attrs import render_kw_attributes, widget_attributes
-from .signin import init_login_manager
+from .login_bridge import init_login_manager
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -37,7 +37,7 @@ def too_large(error: RequestEntityTooLarge) -> ResponseReturnValue:
 
 @bp.errorhandler(Throttled)
 def throttled(error: Throttled) -> ResponseReturnValue:
-    record_throttled(get_state(), this_client(), request.path, error.retry_after)
+    signin.throttled(get_state(), this_client(), request.path, error.retry_after)
     minutes = max(1, round(error.retry_after / 60))
     page = render_template("portcullis/throttled.html", minutes=minutes)
     return page, 429, {"Retry-After": str(error.retry_after)}

@@ -26,8 +26,7 @@ from .forms import (
     PasswordConfirmForm,
 )
 from .fresh import ask_for_password, fresh_login_required
-from .redirects import safe_next
-from .signin import (
+from .login_bridge import (
     current_session_record,
     current_session_token,
     is_fresh,
@@ -36,6 +35,7 @@ from .signin import (
     sign_in,
     sign_out,
 )
+from .redirects import safe_next
 from .trusted import current_device_id
 
 

@@ -23,9 +23,9 @@ from .events import complete_sign_in
 from .feedback import render_form, show_error
 from .forms import ConfirmForm, LoginForm
 from .keys import PENDING_VERIFICATION
+from .login_bridge import sign_in, sign_out
 from .redirects import after_login_url, safe_next
 from .second_step import start_second_step
-from .signin import sign_in, sign_out
 from .trusted import presented_tokens
 
 # One message for unknown user and wrong password (OWASP ASVS 2.2.1 / no enumeration).

@@ -8,7 +8,7 @@ from ..caller import this_client
 from ..models import UserMixin
 from ..state import get_state
 from ..usecases import signin
-from .signin import sign_in
+from .login_bridge import sign_in
 from .trusted import trust_this_browser
 
 

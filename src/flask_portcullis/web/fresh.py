@@ -10,7 +10,7 @@ from flask import redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from ..decorators import login_required
-from .signin import is_fresh
+from .login_bridge import is_fresh
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -25,9 +25,9 @@ from .events import complete_sign_in
 from .feedback import WRONG_PASSWORD, render_form, show_error
 from .forms import AddPasskeyForm, ConfirmForm, PasskeyForm
 from .fresh import fresh_login_required
+from .login_bridge import mark_fresh, me
 from .redirects import after_login_url, safe_next
 from .second_step import finish_second_step, second_step
-from .signin import mark_fresh, me
 
 EXPIRED = "That passkey request expired or was used already. Please try again."
 

@@ -12,7 +12,7 @@ from .blueprints import bp
 from .feedback import render_form
 from .forms import ConfirmForm
 from .fresh import fresh_login_required
-from .signin import me
+from .login_bridge import me
 
 
 @bp.route("/account/recovery-codes", methods=["GET", "POST"])

@@ -21,8 +21,8 @@ from .feedback import WRONG_PASSWORD, render_form
 from .forms import CodeForm, PasswordConfirmForm
 from .fresh import fresh_login_required
 from .keys import TOTP_SETUP
+from .login_bridge import me
 from .second_step import finish_second_step, second_step
-from .signin import me
 
 
 @bp.route("/login/two-factor", methods=["GET", "POST"])
