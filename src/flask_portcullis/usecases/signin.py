@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..audit_events import Event
@@ -11,9 +11,11 @@ from ..exceptions import (
     EmailNotVerified,
     InvalidCode,
     InvalidCredentials,
+    PasskeyRejected,
     RefreshTokenReused,
 )
 from ..models import UserMixin
+from ..passkeys import RelyingParty
 from ..refresh_tokens import Grant
 from ..state import State
 from .client import Client, record
@@ -106,3 +108,34 @@ def refresh(state: State, client: Client, refresh_token: str) -> Grant:
 def throttled(state: State, client: Client, path: str, retry_after: int) -> None:
     """Record a request refused by a rate limit (the adapter answers 429)."""
     record(state, Event.THROTTLED, None, client, path=path, retry_after=retry_after)
+
+
+def check_passkey(
+    state: State,
+    client: Client,
+    relying_party: RelyingParty,
+    answer: str,
+    take_challenge: Callable[[], bytes | None],
+    expired: str,
+) -> UserMixin:
+    """Passwordless sign-in: the account of a passkey that verified its owner.
+
+    The client's attempt is counted first (Throttled reaches the caller, the
+    challenge still unused); then the challenge is taken. A missing one
+    (``expired`` says so), a refused answer or an account that may not sign in
+    is recorded and raised (PasskeyRejected, AccountInactive, EmailNotVerified).
+    """
+    state.accounts.guard.before_client_attempt(client.ip)
+    challenge = take_challenge()
+    try:
+        if challenge is None:
+            raise PasskeyRejected(expired)
+        user, _ = state.passkeys.authenticate(relying_party, answer, challenge)
+        state.accounts.admit(user)
+    except PasskeyRejected:
+        sign_in_failed(state, client, None, "passkey")
+        raise
+    except (AccountInactive, EmailNotVerified) as exc:
+        sign_in_failed(state, client, exc.user_id, exc.reason)
+        raise
+    return user

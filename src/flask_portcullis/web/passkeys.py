@@ -13,7 +13,7 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from ..caller import client_ip, this_client
+from ..caller import this_client
 from ..decorators import login_required
 from ..exceptions import AccountInactive, EmailNotVerified, FieldError, PasskeyRejected
 from ..models import UserMixin
@@ -116,21 +116,19 @@ def login_passkey() -> ResponseReturnValue:
     if not form.validate_on_submit():
         flash(form_problem(form), "error")
         return back
-    state.accounts.guard.before_client_attempt(client_ip())
-    challenge = take_challenge("sign-in")
     try:
-        if challenge is None:
-            raise PasskeyRejected(EXPIRED)
-        user, _ = state.passkeys.authenticate(
-            relying_party(), form.credential.data or "", challenge
+        user = signin.check_passkey(
+            state,
+            this_client(),
+            relying_party(),
+            form.credential.data or "",
+            lambda: take_challenge("sign-in"),
+            EXPIRED,
         )
-        state.accounts.admit(user)
     except PasskeyRejected as exc:
-        signin.sign_in_failed(state, this_client(), None, "passkey")
         flash(str(exc), "error")
         return back
-    except (AccountInactive, EmailNotVerified) as exc:
-        signin.sign_in_failed(state, this_client(), exc.user_id, exc.reason)
+    except (AccountInactive, EmailNotVerified):
         flash("This account cannot sign in yet: sign in with your password to see why.", "error")
         return back
     complete_sign_in(user, remember=bool(request.form.get("remember")), factor="passkey")
