@@ -31,6 +31,8 @@ from werkzeug.test import TestResponse
 from flask_portcullis import get_state
 from flask_portcullis.demo import MIGRATIONS, create_app
 from flask_portcullis.settings import OWASP_ARGON2
+from flask_portcullis.usecases import passwords
+from flask_portcullis.usecases.client import Client
 
 from .databases import BACKENDS, Server, database_server
 
@@ -361,6 +363,16 @@ def deactivate(app: Flask, user_id: int) -> None:
         account = state.accounts.get(user_id)
         assert account is not None
         state.accounts.set_active(account, False)
+
+
+def reset_by_link(app: Flask, user_id: int, password: str) -> None:
+    """Follow a fresh reset link for the account, as the reset page does (the use case)."""
+    with app.test_request_context():  # the owner's notice links to the site
+        state = get_state(app)
+        account = state.accounts.get(user_id)
+        assert account is not None
+        client = Client(ip="192.0.2.250", user_agent="tests", at=state.clock())
+        passwords.reset_password(state, client, state.links.reset_token(account), password)
 
 
 def make_user(

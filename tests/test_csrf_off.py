@@ -104,16 +104,16 @@ def live_token(app: Flask, portcullis_user: UserFactory) -> Callable[[str], str]
     def make(endpoint: str) -> str:
         user = portcullis_user(verified=False)
         with app.app_context():
-            accounts = get_state(app).accounts
-            stored = accounts.get(user.id)
+            state = get_state(app)
+            stored = state.accounts.get(user.id)
             assert stored is not None
             if endpoint == "portcullis.verify_email":
-                return accounts.make_verification_token(stored)
+                return state.links.verification_token(stored)
             if endpoint == "portcullis.reset_password":
-                return accounts.make_reset_token(stored)
+                return state.links.reset_token(stored)
             assert endpoint == "portcullis.confirm_email", f"no live token for {endpoint}"
             new_address = f"new-{user.email}"
-            return accounts.request_email_change(stored, KIT_PASSWORD, new_address)[1]
+            return state.links.email_change_token(stored, new_address)[1]
 
     return make
 

@@ -250,11 +250,11 @@ def test_register_authenticate_and_sessions_round_trip(app: Flask, clock: FakeCl
             "ADA.LOVELACE@EXAMPLE.COM",
             "  Ada.Lovelace@example.com ",
         ):
-            assert state.accounts.authenticate(identity, PASSWORD).id == user_id, identity
+            assert state.authenticator.authenticate(identity, PASSWORD).id == user_id, identity
         with pytest.raises(InvalidCredentials):
-            state.accounts.authenticate("ada.lovelace", PASSWORD + "!")
+            state.authenticator.authenticate("ada.lovelace", PASSWORD + "!")
         with pytest.raises(InvalidCredentials):
-            state.accounts.authenticate("nobody", PASSWORD)
+            state.authenticator.authenticate("nobody", PASSWORD)
         session_id = state.sessions.start(
             state.accounts.get(user_id) or pytest.fail("user vanished"),
             remember=False,
@@ -518,7 +518,7 @@ def test_accented_identities_are_distinct_accounts(app: Flask) -> None:
         assert found is not None
         assert found.id == jose_accented.id
         with pytest.raises(InvalidCredentials):
-            state.accounts.authenticate("josé", "not the password")
+            state.authenticator.authenticate("josé", "not the password")
 
 
 @pytest.mark.parametrize(
@@ -626,7 +626,7 @@ def test_migration_keeps_and_reports_existing_look_alikes(
         )
         # Each still signs in by its name.
         for username in rows:
-            assert state.accounts.authenticate(username, PASSWORD).id == ids[username]
+            assert state.authenticator.authenticate(username, PASSWORD).id == ids[username]
         state.db.session.remove()
 
     # Listed by the doctor, by name and id.

@@ -561,7 +561,7 @@ def test_links_use_server_name_when_set(make_demo_app: AppFactory, outbox: Outbo
         state = get_state(app)
         user = state.accounts.get_by_identity("ada")
         assert user is not None
-        state.notifier.verification(user, state.accounts.make_verification_token(user))
+        state.notifier.verification(user, state.links.verification_token(user))
     [mail] = outbox.wait_for("ada@example.com")
     assert "https://accounts.example.org/verify-email/" in mail.text
 

@@ -34,6 +34,7 @@ from .conftest import (
     free_port,
     login,
     make_user,
+    reset_by_link,
     submit,
     text,
     without_challenges,
@@ -265,24 +266,20 @@ def test_a_hundred_failures_lock_until_the_password_is_reset(
     )
     user_id = make_user(app)
     with app.app_context():
-        accounts = get_state(app).accounts
+        authenticator = get_state(app).authenticator
         for _ in range(99):
             with pytest.raises(InvalidCredentials):
-                accounts.authenticate("ada", "wrong password", client="192.0.2.60")
+                authenticator.authenticate("ada", "wrong password", client="192.0.2.60")
         # The 100th consecutive attempt is not even checked: the account is locked.
         with pytest.raises(Throttled) as caught:
-            accounts.authenticate("ada@example.com", PASSWORD, client="192.0.2.61")
+            authenticator.authenticate("ada@example.com", PASSWORD, client="192.0.2.61")
         assert caught.value.retry_after >= FAILURE_MEMORY - 60  # locked, not slowed down
 
     # The owner cannot sign in from anywhere...
     assert assert_throttled(login(browser(app, "192.0.2.62"), "ada", PASSWORD)) > 29 * 86400
 
     # ...until a reset by email (which an attacker cannot do) lifts the lock at once.
-    with app.app_context():
-        accounts = get_state(app).accounts
-        user = accounts.get(user_id)
-        assert user is not None
-        accounts.reset_password(accounts.make_reset_token(user), NEW_PASSWORD)
+    reset_by_link(app, user_id, NEW_PASSWORD)
     assert_signed_in(login(browser(app, "192.0.2.62"), "ada", NEW_PASSWORD))
 
 

@@ -102,16 +102,16 @@ def test_unknown_user_costs_the_same_hash_work_as_a_known_one(app: Flask) -> Non
     make_user(app)
     counter = CountingHasher()
     with app.app_context():
-        accounts = get_state(app).accounts
-        accounts.hashing = PasswordHashing([counter])
-        accounts.hashing.verify_dummy("warm-up")  # the dummy hash is made once
+        authenticator = get_state(app).authenticator
+        authenticator.hashing = PasswordHashing([counter])
+        authenticator.hashing.verify_dummy("warm-up")  # the dummy hash is made once
         counter.verifies = 0
         with pytest.raises(InvalidCredentials):
-            accounts.authenticate("nobody-here", PASSWORD)
+            authenticator.authenticate("nobody-here", PASSWORD)
         unknown = counter.verifies
         counter.verifies = 0
         with pytest.raises(InvalidCredentials):
-            accounts.authenticate("ada", "wrong password entirely")
+            authenticator.authenticate("ada", "wrong password entirely")
         assert unknown == counter.verifies == 1
 
 
@@ -131,13 +131,13 @@ def test_login_upgrades_a_legacy_hash_to_argon2id(app: Flask, legacy: str) -> No
         assert user is not None
         user.password_hash = legacy
         state.db.session.commit()
-        state.accounts.authenticate("ada", PASSWORD)
+        state.authenticator.authenticate("ada", PASSWORD)
         state.db.session.expire_all()
         user = state.accounts.get(user_id)
         assert user is not None
         assert user.password_hash is not None
         assert user.password_hash.startswith("$argon2id$")
-        assert state.accounts.authenticate("ada", PASSWORD).id == user_id
+        assert state.authenticator.authenticate("ada", PASSWORD).id == user_id
 
 
 def test_legacy_only_hashers_refuse_to_hash() -> None:

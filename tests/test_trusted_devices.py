@@ -35,6 +35,7 @@ from .conftest import (
     login,
     make_user,
     path_of,
+    reset_by_link,
     submit,
     text,
 )
@@ -97,20 +98,12 @@ def wrong_passwords_from_elsewhere(app: Flask, count: int, identity: str = "ada"
 
 def shared_failures(app: Flask, user_id: int) -> int:
     with app.app_context():
-        return get_state(app).accounts.guard.failures(f"user:{user_id}")
+        return get_state(app).authenticator.guard.failures(f"user:{user_id}")
 
 
 def device_ids(app: Flask, user_id: int) -> list[str]:
     with app.app_context():
         return [device.id for device in get_state(app).devices.list_for(user_id)]
-
-
-def reset_password(app: Flask, user_id: int, password: str = NEW_PASSWORD) -> None:
-    with app.app_context():
-        accounts = get_state(app).accounts
-        user = accounts.get(user_id)
-        assert user is not None
-        accounts.reset_password(accounts.make_reset_token(user), password)
 
 
 # -- the acceptance: others' failures neither delay nor lock a browser that signed in -------
@@ -297,7 +290,7 @@ def test_a_password_reset_by_email_forgets_every_device(limited_app: LimitedAppF
     owner = signed_in_once(app)
     assert len(device_ids(app, user_id)) == 1
 
-    reset_password(app, user_id)
+    reset_by_link(app, user_id, NEW_PASSWORD)
     assert device_ids(app, user_id) == []
     wrong_passwords_from_elsewhere(app, 100)
     assert_throttled(login(owner, "ada", NEW_PASSWORD))
@@ -308,7 +301,7 @@ def test_a_rejected_new_password_forgets_no_device(limited_app: LimitedAppFactor
     user_id = make_user(app)
     signed_in_once(app)
     with pytest.raises(PasswordRejected):
-        reset_password(app, user_id, "short")
+        reset_by_link(app, user_id, "short")
     assert len(device_ids(app, user_id)) == 1
 
 

@@ -849,7 +849,7 @@ def test_api_challenge_of_another_purpose_is_refused(
     ada = get_user(app, user)
     assert ada is not None
     with app.app_context():
-        link = get_state(app).accounts.make_verification_token(ada)
+        link = get_state(app).links.verification_token(ada)
     code = code_for(enrolled.secret, clock)
     assert_problem(api_step(client, link, code), 400, "token_invalid")
 
@@ -862,7 +862,7 @@ def test_api_challenge_dies_with_a_password_change(
         state = get_state(app)
         ada = state.accounts.get(user)
         assert ada is not None
-        state.accounts.change_password(ada, PASSWORD, NEW_PASSWORD)
+        state.accounts.set_password(ada, NEW_PASSWORD)
     response = api_step(client, challenge, code_for(enrolled.secret, clock))
     assert_problem(response, 400, "token_invalid")
     fresh = api_login(client, NEW_PASSWORD)
@@ -880,7 +880,7 @@ def test_the_pending_second_step_dies_with_a_password_change(
         state = get_state(app)
         ada = state.accounts.get(user)
         assert ada is not None
-        state.accounts.change_password(ada, PASSWORD, NEW_PASSWORD)
+        state.accounts.set_password(ada, NEW_PASSWORD)
     code = code_for(enrolled.secret, clock)
     response = client.post(SECOND_STEP, data={"csrf_token": token, "code": code})
     assert path_of(response) == "/login"

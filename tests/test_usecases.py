@@ -416,8 +416,8 @@ def link_token(app: Flask, kind: str) -> str:
         user = state.accounts.get(ada_id(app))
         assert user is not None
         if kind == "verify":
-            return state.accounts.make_verification_token(user)
-        return state.accounts.make_reset_token(user)
+            return state.links.verification_token(user)
+        return state.links.reset_token(user)
 
 
 def enable_totp(app: Flask, clock: FakeClock) -> str:

@@ -15,8 +15,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .access_tokens import AccessTokens
 from .accounts import AccountService
 from .audit import AuditLog
+from .authentication import Authenticator
 from .clock import Clock, utcnow
 from .devices import DeviceService
+from .email_links import EmailLinks
 from .exceptions import ConfigurationError
 from .export import AccountExport
 from .hosts import TrustedHosts, trusted_hosts
@@ -134,7 +136,7 @@ class Portcullis:
         )
         devices = DeviceService(session, self.models, keys, clock)
         accounts = AccountService(
-            session, self.models, hashing, policy, sessions, devices, tokens, guard, settings, clock
+            session, self.models, hashing, policy, sessions, devices, guard, settings, clock
         )
         two_factor = TwoFactorService(session, self.models, keys, settings.site_name, clock)
         audit = AuditLog(session, self.models, clock, sender=app)
@@ -144,6 +146,10 @@ class Portcullis:
             models=self.models,
             db=self.db,
             accounts=accounts,
+            authenticator=Authenticator(
+                session, accounts, hashing, devices, tokens, guard, settings, clock
+            ),
+            links=EmailLinks(session, self.models, tokens, settings, clock, accounts.get),
             sessions=sessions,
             devices=devices,
             roles=RoleService(session, self.models),

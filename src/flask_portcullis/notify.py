@@ -12,14 +12,11 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import render_template, url_for
 
 from .exceptions import DeliveryFailed, Throttled
-
-if TYPE_CHECKING:
-    from .accounts import AccountService
 from .identity import identity_key, mask_email
 from .mail import MailSender, Message
 from .models import UserMixin
@@ -122,23 +119,6 @@ class Notifier:
         send = self.send_quietly if quiet else self.send
         send("verify_email", user.email, user=user, link=link, hours=hours)
 
-    def offer_reset(self, accounts: AccountService, address: str, client: str) -> None:
-        """Mail a reset link if ``address`` belongs to an active account. Throttled and
-        answered alike for every address; the mail goes out in the background so the
-        answer takes as long either way."""
-        self.limit(address, client)
-        user = accounts.get_by_email(address)
-        if user is not None and user.active:
-            self.password_reset(user, accounts.make_reset_token(user))
-
-    def offer_verification(self, accounts: AccountService, address: str, client: str) -> None:
-        """Mail a new verification link if ``address`` has an account awaiting one; the same
-        for every address (a failed send is logged, not shown: it would tell)."""
-        self.limit(address, client)
-        user = accounts.get_by_email(address)
-        if user is not None and user.active and not user.email_verified:
-            self.verification(user, accounts.make_verification_token(user), quiet=True)
-
     def registration_attempt(self, owner: UserMixin, device: Device, client: str) -> None:
         """Tell an address's owner that someone tried to sign up with it (a few times an hour
         at most; past that, silently nothing, so the visitor's answer never changes)."""
@@ -154,6 +134,8 @@ class Notifier:
         )
 
     def password_reset(self, user: UserMixin, token: str) -> None:
+        """Mail a reset link on the worker thread: asked for by address, the answer must take
+        as long whether or not the address has an account."""
         link = url_for("portcullis.reset_password", token=token, _external=True)
         minutes = self._settings.reset_password_lifetime // 60
         self.send_in_background("reset_password", user.email, user=user, link=link, minutes=minutes)

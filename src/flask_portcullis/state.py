@@ -16,8 +16,10 @@ from flask_sqlalchemy import SQLAlchemy
 from .access_tokens import AccessTokens
 from .accounts import AccountService
 from .audit import AuditLog
+from .authentication import Authenticator
 from .clock import Clock
 from .devices import DeviceService
+from .email_links import EmailLinks
 from .export import AccountExport
 from .hosts import TrustedHosts
 from .models import Models
@@ -40,6 +42,8 @@ class State:
     models: Models
     db: SQLAlchemy
     accounts: AccountService
+    authenticator: Authenticator
+    links: EmailLinks  # the links mailed to an address
     sessions: SessionService
     devices: DeviceService
     roles: RoleService

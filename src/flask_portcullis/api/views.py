@@ -13,7 +13,7 @@ from typing import Any
 from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ..accounts import TWO_FACTOR_WINDOW
+from ..authentication import TWO_FACTOR_WINDOW
 from ..devices import API
 from ..exceptions import (
     FieldError,
@@ -122,7 +122,7 @@ def login(data: schemas.Login) -> ResponseReturnValue:
     )
     if state.two_factor.is_enabled(user):
         challenge = schemas.TwoFactorChallenge(
-            challenge=state.accounts.make_two_factor_challenge(user),
+            challenge=state.authenticator.make_challenge(user),
             expires_in=TWO_FACTOR_WINDOW,
             detail=(
                 "Send a code from the authenticator app (or a recovery code)."
@@ -163,9 +163,9 @@ def signed_in(user: UserMixin, device_token: str | None, **detail: str) -> Respo
 )
 def login_two_factor(data: schemas.TwoFactorStep) -> Response:
     state = get_state()
-    user = state.accounts.check_two_factor_challenge(data.challenge)
+    user = state.authenticator.check_challenge(data.challenge)
     method = signin.verify_second_factor(state, client(), user, data.code)
-    state.accounts.admit(user)  # the challenge is used up
+    state.authenticator.admit(user)  # the challenge is used up
     return signed_in(user, data.device_token, factor=method)
 
 

@@ -21,7 +21,8 @@ def request_email_change(
     caller; nothing changes until the link is followed.
     """
     state.notifier.limit(new_email, client.ip)
-    email, token = state.accounts.request_email_change(user, password, new_email)
+    state.authenticator.require_password(user, password)
+    email, token = state.links.email_change_token(user, new_email)
     state.notifier.email_change(user, email, token, client.device)
     record(state, Event.EMAIL_CHANGE_REQUESTED, user.id, client, new=mask_email(email))
     return email
@@ -29,7 +30,7 @@ def request_email_change(
 
 def confirm_email_change(state: State, client: Client, token: str) -> UserMixin:
     """Switch to the address a change link was sent to (TokenInvalid, EmailTaken otherwise)."""
-    user = state.accounts.confirm_email_change(token)
+    user = state.links.confirm_email_change(token)
     record(state, Event.EMAIL_CHANGED, user.id, client)
     return user
 
@@ -37,7 +38,8 @@ def confirm_email_change(state: State, client: Client, token: str) -> UserMixin:
 def delete_account(state: State, client: Client, user: UserMixin, password: str) -> None:
     """Delete the account after re-checking the password (InvalidCredentials otherwise)."""
     user_id = user.id
-    state.accounts.delete_with_password(user, password)
+    state.authenticator.require_password(user, password)
+    state.accounts.delete(user)
     record(state, Event.ACCOUNT_DELETED, user_id, client)
 
 

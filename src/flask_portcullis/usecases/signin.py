@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from ..audit_events import Event
@@ -51,7 +52,9 @@ def verify_second_factor(
     ("totp" or "recovery"), or record the failure and raise InvalidCode. A used recovery
     code is recorded and the owner mailed how many are left."""
     try:
-        method = state.accounts.second_factor(user, lambda: state.two_factor.verify(user, code))
+        method = state.authenticator.second_factor(
+            user, partial(state.two_factor.verify, user, code)
+        )
     except InvalidCode:
         sign_in_failed(state, client, user.id, "second-factor", **detail)
         raise
@@ -81,7 +84,7 @@ def check_password(
     factor, or starts the session or tokens and calls signed_in.
     """
     try:
-        return state.accounts.authenticate(
+        return state.authenticator.authenticate(
             identity, password, client=client.ip, device_tokens=device_tokens
         )
     except (InvalidCredentials, AccountInactive, EmailNotVerified) as exc:
@@ -125,13 +128,13 @@ def check_passkey(
     (``expired`` says so), a refused answer or an account that may not sign in
     is recorded and raised (PasskeyRejected, AccountInactive, EmailNotVerified).
     """
-    state.accounts.guard.before_client_attempt(client.ip)
+    state.authenticator.guard.before_client_attempt(client.ip)
     challenge = take_challenge()
     try:
         if challenge is None:
             raise PasskeyRejected(expired)
         user, _ = state.passkeys.authenticate(relying_party, answer, challenge)
-        state.accounts.admit(user)
+        state.authenticator.admit(user)
     except PasskeyRejected:
         sign_in_failed(state, client, None, "passkey")
         raise

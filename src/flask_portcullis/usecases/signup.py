@@ -60,7 +60,7 @@ def sign_up(
     failed = False
     if mode != "off":
         try:
-            state.notifier.verification(user, state.accounts.make_verification_token(user))
+            state.notifier.verification(user, state.links.verification_token(user))
         except DeliveryFailed:
             failed = True
     return SignUp(user, user.email, mail_failed=failed)
@@ -68,7 +68,7 @@ def sign_up(
 
 def verify_email(state: State, client: Client, token: str) -> UserMixin:
     """Confirm the address a link was sent to (TokenInvalid/TokenExpired otherwise)."""
-    user = state.accounts.verify_email(token)
+    user = state.links.verify_email(token)
     record(state, Event.EMAIL_VERIFIED, user.id, client)
     return user
 
@@ -79,11 +79,15 @@ def send_verification(state: State, client: Client, user: UserMixin) -> bool:
     if user.email_verified:
         return False
     state.notifier.limit(user.email, client.ip)
-    state.notifier.verification(user, state.accounts.make_verification_token(user))
+    state.notifier.verification(user, state.links.verification_token(user))
     return True
 
 
 def offer_verification(state: State, client: Client, address: str) -> None:
     """Mail a new link if ``address`` has an account awaiting confirmation; the same for any
     address (nothing tells whether it has one)."""
-    state.notifier.offer_verification(state.accounts, address, client.ip)
+    state.notifier.limit(address, client.ip)
+    user = state.accounts.get_by_email(address)
+    if user is not None and user.active and not user.email_verified:
+        # A failed send is logged, not raised: telling of it would tell the address is known.
+        state.notifier.verification(user, state.links.verification_token(user), quiet=True)

@@ -192,7 +192,7 @@ def reauthenticate() -> ResponseReturnValue:
     """Ask for the password again before a sensitive page (OWASP ASVS 3.7.1)."""
     form = PasswordConfirmForm()
     if form.validate_on_submit():
-        if get_state().accounts.check_password(me(), form.password.data or ""):
+        if get_state().authenticator.check_password(me(), form.password.data or ""):
             mark_fresh()
             return redirect(safe_next(request.args.get("next")) or url_for("portcullis.account"))
         form.password.errors = [WRONG_PASSWORD]

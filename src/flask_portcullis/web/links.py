@@ -58,7 +58,7 @@ def verify_email(token: str) -> ResponseReturnValue:
     state = get_state()
     again = url_for("portcullis.account" if current_user.is_authenticated else "portcullis.login")
     try:
-        state.accounts.check_link(Purpose.VERIFY_EMAIL, token)
+        state.links.check(Purpose.VERIFY_EMAIL, token)
         if not form.validate_on_submit():
             return no_referrer(render_template("portcullis/verify_email.html", form=form))
         signup.verify_email(state, this_client(), token)
@@ -126,7 +126,7 @@ def reset_password(token: str) -> ResponseReturnValue:
     state = get_state()
     again = url_for("portcullis.forgot_password")
     try:
-        state.accounts.check_link(Purpose.RESET_PASSWORD, token)  # showing it uses nothing up
+        state.links.check(Purpose.RESET_PASSWORD, token)  # showing it uses nothing up
     except TokenInvalid as exc:
         return link_problem(exc, again=again, again_label="Send me a new link")
     form = ResetPasswordForm()
@@ -153,7 +153,7 @@ def confirm_email(token: str) -> ResponseReturnValue:
     state = get_state()
     again = url_for("portcullis.change_email")
     try:
-        state.accounts.check_link(Purpose.CHANGE_EMAIL, token)
+        state.links.check(Purpose.CHANGE_EMAIL, token)
         if not form.validate_on_submit():
             return no_referrer(render_template("portcullis/confirm_email.html", form=form))
         user = self_service.confirm_email_change(state, this_client(), token)

@@ -54,7 +54,7 @@ def passkeys() -> ResponseReturnValue:
         try:
             # A passkey signs in on its own, past the password and any app: adding one asks
             # for the password as changing it does, not only a recent sign-in.
-            if not state.accounts.check_password(user, form.password.data or ""):
+            if not state.authenticator.check_password(user, form.password.data or ""):
                 raise FieldError("password", WRONG_PASSWORD)
             if challenge is None:
                 raise PasskeyRejected(EXPIRED)
@@ -176,7 +176,7 @@ def own_passkey_verified(user: UserMixin, purpose: str, *, verify_user: bool) ->
         )
 
     try:
-        state.accounts.second_factor(user, check)
+        state.authenticator.second_factor(user, check)
     except PasskeyRejected as exc:
         signin.sign_in_failed(state, this_client(), user.id, purpose)
         flash(str(exc), "error")

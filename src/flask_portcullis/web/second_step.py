@@ -27,7 +27,7 @@ def start_second_step(
     expires after five minutes and dies with a password change.
     """
     session.clear()
-    challenge = get_state().accounts.make_two_factor_challenge(user)
+    challenge = get_state().authenticator.make_challenge(user)
     session[SECOND_STEP] = {"challenge": challenge, "remember": remember, "next": next_url}
     return redirect(url_for("portcullis.login_two_factor"))
 
@@ -44,7 +44,7 @@ def second_step(view: SecondStepView) -> Callable[[], ResponseReturnValue]:
         pending = session.get(SECOND_STEP)
         if isinstance(pending, dict) and isinstance(pending.get("challenge"), str):
             try:
-                user = get_state().accounts.check_two_factor_challenge(pending["challenge"])
+                user = get_state().authenticator.check_challenge(pending["challenge"])
             except TokenInvalid:
                 session.pop(SECOND_STEP, None)
             else:
@@ -58,7 +58,7 @@ def second_step(view: SecondStepView) -> Callable[[], ResponseReturnValue]:
 def finish_second_step(
     user: UserMixin, pending: dict[str, Any], *, factor: str
 ) -> ResponseReturnValue:
-    get_state().accounts.admit(user)  # the pending challenge is used up
+    get_state().authenticator.admit(user)  # the pending challenge is used up
     complete_sign_in(user, remember=bool(pending.get("remember")), factor=factor)
     target = safe_next(pending.get("next"))
     return redirect(target or url_for(get_state().settings.post_login_view))

@@ -90,7 +90,7 @@ def manage(user: UserMixin) -> ResponseReturnValue:
         return redirect(url_for("portcullis.recovery_codes"), 303)
     form = PasswordConfirmForm()
     if form.validate_on_submit() and request.form.get("action") == "disable":
-        if not state.accounts.check_password(user, form.password.data or ""):
+        if not state.authenticator.check_password(user, form.password.data or ""):
             form.password.errors = [WRONG_PASSWORD]
         else:
             change = factors.disable_app(state, this_client(), user)
