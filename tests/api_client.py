@@ -45,6 +45,9 @@ OPERATIONS = {
     ("post", "/logout"),
     ("post", "/logout-everywhere"),
     ("get", "/me"),
+    ("delete", "/me"),
+    ("post", "/email"),
+    ("post", "/email/confirm"),
     ("post", "/password"),
     ("post", "/verify-email/request"),
     ("post", "/verify-email"),
@@ -57,6 +60,8 @@ OPERATIONS = {
 BEARER_OPERATIONS = {
     ("post", "/logout-everywhere"),
     ("get", "/me"),
+    ("delete", "/me"),
+    ("post", "/email"),
     ("post", "/password"),
     ("post", "/verify-email/request"),
     ("get", "/sessions"),

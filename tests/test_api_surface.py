@@ -130,7 +130,7 @@ def test_unknown_api_paths_are_problem_json_404(api: FlaskClient, method: str, p
 
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
-    [("DELETE", "/me", "GET"), ("GET", "/login", "POST"), ("PUT", "/sessions", "GET")],
+    [("PUT", "/me", "GET"), ("GET", "/login", "POST"), ("PUT", "/sessions", "GET")],
 )
 def test_a_wrong_method_on_an_api_path_is_problem_json_405(
     api: FlaskClient, method: str, path: str, allowed: str
@@ -265,7 +265,7 @@ def test_an_unexpected_error_is_a_problem_without_a_stack_trace(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("secret internals /srv/app.py line 42")
 
-    monkeypatch.setattr(get_state(app).accounts, "authenticate", broken)
+    monkeypatch.setattr(get_state(app).authenticator, "authenticate", broken)
     with pytest.MonkeyPatch.context() as quiet:
         quiet.setattr(app.logger, "disabled", True)  # Flask logs the exception; expected
         response = post(app.test_client(), "/login", {"identity": "ada", "password": PASSWORD})
@@ -280,7 +280,7 @@ def test_a_database_outage_is_503_with_retry_after(
     def down(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("SELECT 1", {}, ConnectionError("database is down"))
 
-    monkeypatch.setattr(get_state(app).accounts, "authenticate", down)
+    monkeypatch.setattr(get_state(app).authenticator, "authenticate", down)
     response = post(api, "/login", {"identity": "ada", "password": PASSWORD})
     assert_problem(response, 503, "unavailable")
     assert response.headers["Retry-After"] == "30"

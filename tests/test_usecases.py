@@ -37,6 +37,7 @@ from werkzeug.test import TestResponse
 
 from flask_portcullis import get_state
 from flask_portcullis.audit_events import Event
+from flask_portcullis.identity import mask_email
 from flask_portcullis.sessions import digest
 from flask_portcullis.signals import security_event
 from flask_portcullis.web.keys import PENDING_VERIFICATION, SESSION_KEY
@@ -112,6 +113,7 @@ class Watch:
         self.app, self.outbox, self.adapter = app, outbox, adapter
         self.signals: list[tuple[str, int | None, dict[str, Any]]] = []
         self.first_row = 0
+        self.names: dict[int, str] = {}
 
     def receive(
         self, sender: Flask, event: Event, user_id: int | None, detail: dict[str, Any], **_: Any
@@ -120,10 +122,13 @@ class Watch:
         self.signals.append((str(event), user_id, dict(detail)))
 
     def mark(self) -> None:
-        """Forget what the setting up did."""
+        """Forget what the setting up did; note every account's name (one may be deleted)."""
         with self.app.app_context():
-            AuditEvent = get_state(self.app).models.AuditEvent
-            last = get_state(self.app).db.session.scalar(select(func.max(AuditEvent.id)))
+            state = get_state(self.app)
+            AuditEvent, User = state.models.AuditEvent, state.models.User
+            last = state.db.session.scalar(select(func.max(AuditEvent.id)))
+            accounts = state.db.session.execute(select(User.id, User.username))
+            self.names = {row.id: row.username for row in accounts}
         self.first_row = (last or 0) + 1
         self.signals.clear()
         self.outbox.clear()
@@ -157,8 +162,7 @@ class Watch:
         if user_id is None:
             return None
         user = get_state(self.app).accounts.get(user_id)
-        assert user is not None, user_id
-        return user.username
+        return user.username if user is not None else self.names[user_id]  # deleted since
 
     def without_adapter_detail(self, event: Event, detail: dict[str, Any]) -> dict[str, Any]:
         """The detail without what one adapter adds: the API's ``via``, the page's
@@ -194,6 +198,9 @@ class Adapter(Protocol):
     def session_id(self) -> str: ...
     def end_session(self, session_id: str) -> str: ...
     def end_all_sessions(self) -> str: ...
+    def change_email(self, password: str, new_email: str) -> str: ...
+    def confirm_email(self, token: str) -> str: ...
+    def delete_account(self, password: str) -> str: ...
 
 
 def status(response: TestResponse, answers: Mapping[int, str]) -> str:
@@ -280,6 +287,21 @@ class Page:
         response = submit(self.client, "/account/sessions", {"session": "others"})
         return status(response, {302: "ended"})
 
+    def change_email(self, password: str, new_email: str) -> str:
+        form = {"email": new_email, "password": password}
+        return status(
+            submit(self.client, "/account/email", form), {302: "requested", 422: "refused"}
+        )
+
+    def confirm_email(self, token: str) -> str:
+        response = submit(self.client, f"/confirm-email/{token}", {})
+        # A taken address sends the browser back to start the change again.
+        return "changed" if path_of(response) == "/account" else "refused"
+
+    def delete_account(self, password: str) -> str:
+        response = submit(self.client, "/account/delete", {"password": password})
+        return status(response, {302: "deleted", 422: "refused"})
+
 
 class Api:
     """An API client: JSON bodies, and the access token of its last sign-in as bearer."""
@@ -354,6 +376,18 @@ class Api:
     def end_all_sessions(self) -> str:
         return status(self.post("/logout-everywhere"), {204: "ended"})
 
+    def change_email(self, password: str, new_email: str) -> str:
+        body = {"password": password, "email": new_email}
+        return status(self.post("/email", body), {202: "requested", 409: "refused", 422: "refused"})
+
+    def confirm_email(self, token: str) -> str:
+        response = self.post("/email/confirm", {"token": token})
+        return status(response, {200: "changed", 409: "refused"})
+
+    def delete_account(self, password: str) -> str:
+        response = self.post("/me", {"password": password}, method="DELETE")
+        return status(response, {204: "deleted", 422: "refused"})
+
 
 ADAPTERS: dict[str, Callable[[Flask], Adapter]] = {"page": Page, "api": Api}
 
@@ -410,13 +444,16 @@ def ada_id(app: Flask) -> int:
 
 
 def link_token(app: Flask, kind: str) -> str:
-    """A link token for ada, as her mail would carry it ("verify" or "reset")."""
+    """A link token for ada, as her mail would carry it: "verify", "reset", or
+    "change:<new address>"."""
     with app.test_request_context():
         state = get_state(app)
         user = state.accounts.get(ada_id(app))
         assert user is not None
         if kind == "verify":
             return state.links.verification_token(user)
+        if kind.startswith("change:"):
+            return state.links.email_change_token(user, kind.removeprefix("change:"))[1]
         return state.links.reset_token(user)
 
 
@@ -680,3 +717,75 @@ def test_end_all_sessions(build: Build, adapter: str) -> None:
         [(Event.SESSION_REVOKED, "ada", detail), (Event.DEVICE_REVOKED, "ada", detail)], []
     )
     assert live_sessions(actor.app) == ({mine} if scope == "others" else set())
+
+
+# -- the account's own changes ---------------------------------------------------------------
+
+NEW_ADDRESS = "ada@example.org"
+CHANGE_EMAIL: dict[str, tuple[str, str, Expected]] = {
+    # case: (password, new address, expected)
+    "right": (
+        PASSWORD,
+        NEW_ADDRESS,
+        Expected(
+            "requested",
+            rows=((Event.EMAIL_CHANGE_REQUESTED, "ada", {"new": mask_email(NEW_ADDRESS)}),),
+            mails=(
+                sent(NEW_ADDRESS, "Confirm your new email address", "/confirm-email/"),
+                sent("ada@example.com", "Your email address is about to change"),
+            ),
+        ),
+    ),
+    "wrong-password": ("not the password at all", NEW_ADDRESS, Expected("refused")),
+    # Another account's address: refused before any mail, as any unusable address is.
+    "taken": (PASSWORD, "grace@example.com", Expected("refused")),
+}
+
+
+@pytest.mark.parametrize("case", CHANGE_EMAIL)
+def test_change_email(build: Build, adapter: str, case: str) -> None:
+    password, address, expected = CHANGE_EMAIL[case]
+    actor, watch = build()
+    make_user(actor.app, "grace", "grace@example.com")
+    assert actor.sign_in() == "signed-in"
+    watch.mark()
+    assert actor.change_email(password, address) == expected.outcome
+    assert watch.effects() == expected.effects(adapter)
+
+
+def test_confirm_the_new_address(build: Build) -> None:
+    actor, watch = build()
+    token = link_token(actor.app, f"change:{NEW_ADDRESS}")
+    watch.mark()
+    assert actor.confirm_email(token) == "changed"
+    assert watch.effects() == Effects([(Event.EMAIL_CHANGED, "ada", {})], [])
+    assert actor.other().sign_in(NEW_ADDRESS) == "signed-in"
+
+
+def test_confirming_an_address_taken_meanwhile_changes_nothing(build: Build) -> None:
+    actor, watch = build()
+    token = link_token(actor.app, f"change:{NEW_ADDRESS}")
+    make_user(actor.app, "grace", NEW_ADDRESS)
+    watch.mark()
+    assert actor.confirm_email(token) == "refused"
+    assert watch.effects() == Effects([], [])
+    assert actor.other().sign_in("ada@example.com") == "signed-in"
+
+
+DELETE: dict[str, tuple[str, Expected]] = {
+    "right": (PASSWORD, Expected("deleted", rows=((Event.ACCOUNT_DELETED, "ada", {}),))),
+    "wrong-password": ("not the password at all", Expected("refused")),
+}
+
+
+@pytest.mark.parametrize("case", DELETE)
+def test_delete_the_account(build: Build, adapter: str, case: str) -> None:
+    password, expected = DELETE[case]
+    actor, watch = build()
+    assert actor.sign_in() == "signed-in"
+    watch.mark()
+    assert actor.delete_account(password) == expected.outcome
+    assert watch.effects() == expected.effects(adapter)
+    with actor.app.app_context():
+        gone = get_state(actor.app).accounts.get_by_email("ada@example.com") is None
+    assert gone == (expected.outcome == "deleted")

@@ -52,6 +52,15 @@ class ChangePassword(Body):
     new_password: Password
 
 
+class ChangeEmail(Body):
+    password: Password = Field(description="The current password.")
+    email: Text = Field(description="The new address.", examples=["ada@example.org"])
+
+
+class PasswordBody(Body):
+    password: Password = Field(description="The current password.")
+
+
 class EmailBody(Body):
     email: Text = Field(examples=["ada@example.com"])
 

@@ -33,6 +33,7 @@ from .problems import Unauthorized
 from .signup import extra_values
 
 AUTH_ERRORS = (401,)
+WRONG_PASSWORD = "That is not your current password."
 CHECK_INBOX = "Check your inbox: follow the link we sent to confirm the address, then sign in."
 
 
@@ -226,6 +227,58 @@ def me() -> Response:
 
 
 @endpoint(
+    "/me",
+    "DELETE",
+    summary="Delete the account and all its data (asks for the password)",
+    body=schemas.PasswordBody,
+    status=204,
+    auth=True,
+    errors=(401, 422, 429),
+)
+def delete_account(data: schemas.PasswordBody) -> tuple[str, int]:
+    user, _ = bearer()
+    try:
+        self_service.delete_account(get_state(), client(), user, data.password)
+    except InvalidCredentials:
+        raise FieldError("password", WRONG_PASSWORD) from None
+    return "", 204
+
+
+@endpoint(
+    "/email",
+    "POST",
+    summary="Move to a new address: a link goes to it, and nothing changes until it is followed",
+    body=schemas.ChangeEmail,
+    response=schemas.Accepted,
+    status=202,
+    auth=True,
+    errors=(401, 409, 422, 429, 503),
+)
+def change_email(data: schemas.ChangeEmail) -> tuple[Response, int]:
+    user, _ = bearer()
+    try:
+        email = self_service.request_email_change(
+            get_state(), client(), user, data.password, data.email
+        )
+    except InvalidCredentials:
+        raise FieldError("password", WRONG_PASSWORD) from None
+    return accepted(f"A confirmation link is on its way to {mask_email(email)}.")
+
+
+@endpoint(
+    "/email/confirm",
+    "POST",
+    summary="Switch to the new address with the token from the mail",
+    body=schemas.TokenBody,
+    response=schemas.User,
+    errors=(400, 409),
+)
+def confirm_email(data: schemas.TokenBody) -> Response:
+    user = self_service.confirm_email_change(get_state(), client(), data.token)
+    return jsonify(user_body(user))
+
+
+@endpoint(
     "/password",
     "POST",
     summary="Change the password; every session and refresh token ends",
@@ -241,7 +294,7 @@ def change_password(data: schemas.ChangePassword) -> tuple[str, int]:
         passwords.change_password(state, client(), user, data.current_password, data.new_password)
     except InvalidCredentials:
         # A wrong *current* password is a field error: the bearer token itself is fine.
-        raise FieldError("current_password", "That is not your current password.") from None
+        raise FieldError("current_password", WRONG_PASSWORD) from None
     except PasswordRejected as exc:
         raise FieldError("new_password", " ".join(exc.reasons)) from None
     return "", 204
