@@ -24,6 +24,7 @@ from joserfc.errors import (
 from joserfc.jwk import KeySet
 
 from .identity_providers import (
+    HTTP,
     GitHubEmail,
     GitHubProvider,
     GitHubUser,
@@ -75,7 +76,7 @@ def token_request(
     oidc_provider: OidcProvider, client: OAuthClient, *, timeout: float = 10.0, **fields: str
 ) -> httpx.Response:
     """POST to the token endpoint by hand (client_secret_basic)."""
-    return httpx.post(
+    return HTTP.post(
         oidc_provider.metadata()["token_endpoint"],
         data={"grant_type": "authorization_code", "redirect_uri": CALLBACK, **fields},
         auth=(client.client_id, client.client_secret),
@@ -87,7 +88,7 @@ def verify_id_token(
     oidc_provider: OidcProvider, client: OAuthClient, id_token: str, nonce: str
 ) -> dict[str, Any]:
     """Check an ID token as a relying party must (OpenID Connect Core 3.1.3.7)."""
-    keys = KeySet.import_key_set(httpx.get(oidc_provider.metadata()["jwks_uri"]).json())
+    keys = KeySet.import_key_set(HTTP.get(oidc_provider.metadata()["jwks_uri"]).json())
     token = jwt.decode(id_token, keys, algorithms=["RS256"])
     jwt.JWTClaimsRegistry(
         iss={"essential": True, "value": oidc_provider.issuer},
@@ -114,7 +115,7 @@ def test_discovery_document_describes_the_provider(oidc_provider: OidcProvider) 
 
 
 def test_jwks_publishes_the_public_signing_key(oidc_provider: OidcProvider) -> None:
-    keys = httpx.get(oidc_provider.metadata()["jwks_uri"]).json()["keys"]
+    keys = HTTP.get(oidc_provider.metadata()["jwks_uri"]).json()["keys"]
     assert [(k["kty"], k["alg"], k["use"]) for k in keys] == [("RSA", "RS256", "sig")]
     assert keys[0]["kid"]
     assert "d" not in keys[0], "the JWKS must not carry the private key"
@@ -258,7 +259,7 @@ def test_slow_token_endpoint_times_a_client_out(
     oidc_provider: OidcProvider, oidc_client: OAuthClient
 ) -> None:
     with oidc_provider.token_endpoint_fails("slow", delay=1.0), pytest.raises(httpx.ReadTimeout):
-        httpx.post(oidc_provider.metadata()["token_endpoint"], timeout=0.2)
+        HTTP.post(oidc_provider.metadata()["token_endpoint"], timeout=0.2)
 
 
 NOW = int(time.time())
@@ -346,7 +347,7 @@ def github_code(
 def github_token(
     github_provider: GitHubProvider, app: OAuthClient, **fields: str
 ) -> httpx.Response:
-    return httpx.post(
+    return HTTP.post(
         github_provider.access_token_url,
         data={"client_id": app.client_id, "client_secret": app.client_secret, **fields},
         headers={"Accept": "application/json"},
@@ -379,7 +380,7 @@ def test_github_answers_a_form_unless_asked_for_json(
     github_provider: GitHubProvider, github_app: OAuthClient
 ) -> None:
     _, back, verifier = github_code(github_provider, github_app)
-    response = httpx.post(
+    response = HTTP.post(
         github_provider.access_token_url,
         data={
             "client_id": github_app.client_id,
@@ -493,8 +494,8 @@ def test_github_api_needs_a_token_and_the_email_scope(
     github_provider: GitHubProvider, github_app: OAuthClient
 ) -> None:
     api = github_provider.api_base_url
-    assert httpx.get(api + "user").status_code == 401
-    bad = httpx.get(api + "user", headers={"Authorization": "Bearer gho_nope"})
+    assert HTTP.get(api + "user").status_code == 401
+    bad = HTTP.get(api + "user", headers={"Authorization": "Bearer gho_nope"})
     assert (bad.status_code, bad.json()["message"]) == (401, "Bad credentials")
     session, back, verifier = github_code(github_provider, github_app, scope="read:user")
     session.fetch_token(
@@ -522,4 +523,4 @@ def test_github_endpoint_fails_on_request(
 
 def test_dead_url_refuses_connections() -> None:
     with pytest.raises(httpx.ConnectError):
-        httpx.post(dead_url("/login/oauth/access_token"))
+        HTTP.post(dead_url("/login/oauth/access_token"))
