@@ -20,15 +20,18 @@ from .trusted import trust_this_browser
 PENDING_LIFETIME = 15 * 60
 
 
-def complete_sign_in(user: UserMixin, *, remember: bool, **detail: str) -> None:
+def complete_sign_in(
+    user: UserMixin, *, remember: bool, greeting: str | None = None, **detail: str
+) -> None:
     """Sign ``user`` in on this browser after every factor was given, and trust the browser
     (its device cookie gives it its own sign-in budget from now on). A provider identity
-    waiting for this account's owner is linked now: they proved the account."""
+    waiting for this account's owner is linked now: they proved the account.
+    ``greeting`` replaces the usual "Signed in as" message (a new account's welcome)."""
     pending = session.get(PENDING_IDENTITY)
     sign_in(user, remember=remember)
     signin.signed_in(get_state(), this_client(), user, remember=remember, **detail)
     trust_this_browser(user)
-    flash(f"Signed in as {user.username}.", "success")
+    flash(greeting or f"Signed in as {user.username}.", "success")
     link_pending(user, pending)
 
 

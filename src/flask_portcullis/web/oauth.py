@@ -158,6 +158,8 @@ def provider_signup(provider: str) -> ResponseReturnValue:
     """A new person: choose a username (the provider's suggestion filled in) and confirm
     the address. The account has no password until its owner sets one."""
     label = configured(provider).label
+    if not get_state().settings.registration:
+        abort(404)
     identity = held_identity()
     if identity is None or identity.provider != provider or current_user.is_authenticated:
         flash("Please start again.", "info")
@@ -180,8 +182,8 @@ def provider_signup(provider: str) -> ResponseReturnValue:
                 return render_template(
                     "portcullis/check_inbox.html", reason="verify", email=user.email
                 )
-            complete_sign_in(user, remember=False, provider=provider)
-            flash(f"Welcome, {user.username}! Your account is ready.", "success")
+            welcome = f"Welcome, {user.username}! Your account is ready."
+            complete_sign_in(user, remember=False, greeting=welcome, provider=provider)
             return redirect(url_for(state.settings.post_login_view))
     return render_form(
         "portcullis/provider_signup.html", form, label=label, vouched=identity.email_verified
