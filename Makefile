@@ -13,8 +13,17 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 
-install-dev: $(BIN)/python
+# The OpenID Connect provider the tests start (tests/oidc_provider) is Node's oidc-provider,
+# installed here when npm is on PATH (.ci/run installs Node first); without it those tests skip.
+OIDC_PROVIDER := tests/oidc_provider
+NPM := $(shell command -v npm 2>/dev/null)
+
+install-dev: $(BIN)/python $(if $(NPM),$(OIDC_PROVIDER)/node_modules/.package-lock.json)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+
+$(OIDC_PROVIDER)/node_modules/.package-lock.json: $(OIDC_PROVIDER)/package-lock.json
+	npm ci --prefix $(OIDC_PROVIDER) --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Serve the demo on http://localhost:5000 (passkeys need a host name) with SQLite in ./instance.
 # Debug mode because this is a local, plain-HTTP server: cookies are marked
@@ -46,4 +55,4 @@ bench: $(BIN)/python
 	$(BIN)/python bench/users_scale.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache $(OIDC_PROVIDER)/node_modules

@@ -37,8 +37,9 @@ from flask_portcullis.usecases.client import Client
 from .databases import BACKENDS, Server, database_server
 
 # pytester runs host test suites (test_testing_kit.py); the kit's fixtures serve the demo app
-# below too. Plugins may be named only here, in the top-level conftest.
-pytest_plugins = ["pytester", "flask_portcullis.testing"]
+# below too; identity_providers has the oidc_provider and github_provider fixtures. Plugins may
+# be named only here, in the top-level conftest.
+pytest_plugins = ["pytester", "flask_portcullis.testing", "tests.identity_providers"]
 
 PASSWORD = "correct horse battery staple"
 # Cheap argon2id for speed; the real parameters are tested in test_passwords.py.

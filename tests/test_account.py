@@ -109,6 +109,7 @@ EXPORT_FIELDS = [
     "activity",
     "passkeys",
     "trusted_devices",
+    "sign_in_providers",
 ]
 
 

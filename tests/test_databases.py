@@ -58,9 +58,11 @@ PORTCULLIS_TABLES = {
     "recovery_codes",
     "passkeys",
     "trusted_devices",
+    "provider_links",
 }
 # Children before parents, so the foreign keys never object (MariaDB checks them per row).
 CLEANUP_ORDER = (
+    "provider_links",
     "trusted_devices",
     "refresh_tokens",
     "two_factor",
@@ -167,7 +169,7 @@ def test_upgrade_creates_every_table_and_matches_the_models(fresh_app: Flask) ->
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
-            assert context.get_current_revision() == "0009_constraint_names"
+            assert context.get_current_revision() == "0010_provider_links"
             differences = compare_metadata(context, db.metadata)
             dialect = conn.dialect.name
             stored = _constraint_names(conn, dialect)

@@ -39,6 +39,10 @@ from .sessions import SessionService
 from .settings import Settings
 from .throttling import LoginGuard
 
+# The stored hash of an account without a password: no password verifies against it (an
+# unknown format costs a dummy verify and fails, see passwords.PasswordHashing.verify).
+NO_PASSWORD = ""
+
 
 class AccountService:
     """Everything that creates, checks or changes a user account."""
@@ -163,7 +167,7 @@ class AccountService:
         self,
         username: str,
         email: str,
-        password: str,
+        password: str | None,
         *,
         verified: bool = False,
         client: str | None = None,
@@ -173,6 +177,9 @@ class AccountService:
 
         ``extra`` holds values for the host's own user columns (its sign-up
         fields, already validated); Portcullis's own columns are refused.
+        ``password`` None makes an account with no password (made through a
+        sign-in provider): no password opens it until its owner sets one
+        through "forgot password".
 
         Uniqueness is decided by the database's unique indexes, so two
         simultaneous sign-ups with one name, or with two names that look
@@ -187,9 +194,11 @@ class AccountService:
             self._guard.before_registration(client)
         username = clean_username(username)
         email = clean_email(email)
-        self.policy.require(password, username=username, email=email)
-        # Hash first: a taken address then costs as much as a new one (no timing tell).
-        password_hash = self.hashing.hash(password)
+        password_hash = NO_PASSWORD
+        if password is not None:
+            self.policy.require(password, username=username, email=email)
+            # Hash first: a taken address then costs as much as a new one (no timing tell).
+            password_hash = self.hashing.hash(password)
         key = username_key(username)
         skeleton = username_skeleton(key)
         self._raise_if_taken(key, skeleton, email)
@@ -279,6 +288,12 @@ class AccountService:
         user.roles.clear()
         self._db.delete(user)
         self._db.commit()
+
+
+def has_password(user: UserMixin) -> bool:
+    """Tell whether a password can open the account (one made through a provider may
+    have none yet)."""
+    return user.password_hash != NO_PASSWORD
 
 
 def guard_key(user: UserMixin | None, identity: str) -> str:

@@ -29,6 +29,8 @@ class Event(StrEnum):
     PASSKEY_ADDED = "passkey-added"
     PASSKEY_REMOVED = "passkey-removed"
     DEVICE_REVOKED = "device-revoked"
+    PROVIDER_LINKED = "provider-linked"
+    PROVIDER_UNLINKED = "provider-unlinked"
 
 
 LABELS: dict[Event, str] = {
@@ -55,4 +57,6 @@ LABELS: dict[Event, str] = {
     Event.PASSKEY_ADDED: "Passkey added",
     Event.PASSKEY_REMOVED: "Passkey removed",
     Event.DEVICE_REVOKED: "Trusted device removed",
+    Event.PROVIDER_LINKED: "Sign-in provider linked",
+    Event.PROVIDER_UNLINKED: "Sign-in provider unlinked",
 }

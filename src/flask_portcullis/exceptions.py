@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     INVALID_CODE = "invalid_code"
     PASSKEY_REJECTED = "passkey_rejected"
+    PROVIDER_FAILED = "provider_failed"
 
 
 class PortcullisError(Exception):
@@ -191,3 +192,15 @@ class PasskeyRejected(PortcullisError):
     or removed passkey, or a sign counter that went backwards."""
 
     code: ClassVar[ErrorCode] = ErrorCode.PASSKEY_REJECTED
+
+
+class ProviderFailed(PortcullisError):
+    """A sign-in provider's answer cannot be used: refused by the person, forged, replayed,
+    or the provider unreachable. The message is for the person; ``reason`` for the log."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.PROVIDER_FAILED
+
+    def __init__(self, message: str, reason: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.unreachable = unreachable  # the provider, not the answer, is at fault (502)

@@ -7,6 +7,7 @@ from typing import Any
 
 from .audit import AuditLog, activity_row
 from .devices import DeviceService
+from .federation import Federation
 from .models import UserMixin
 from .passkeys import PasskeyService
 from .sessions import SessionService
@@ -25,14 +26,17 @@ class AccountExport:
         devices: DeviceService,
         audit: AuditLog,
         passkeys: PasskeyService,
+        federation: Federation,
     ) -> None:
         self._sessions = sessions
         self._devices = devices
         self._audit = audit
         self._passkeys = passkeys
+        self._federation = federation
 
     def collect(self, user: UserMixin) -> dict[str, Any]:
-        """Return the profile, sessions, recent activity, passkeys and trusted devices."""
+        """Return the profile, sessions, recent activity, passkeys, trusted devices and the
+        sign-in providers linked."""
         return {
             "username": user.username,
             "email": user.email,
@@ -71,6 +75,16 @@ class AccountExport:
                     "user_agent": device.user_agent,
                 }
                 for device in self._devices.list_for(user.id)
+            ],
+            "sign_in_providers": [
+                {
+                    "provider": link.provider,
+                    "subject": link.subject,
+                    "email": link.email,
+                    "created_at": _iso(link.created_at),
+                    "last_used_at": _iso(link.last_used_at),
+                }
+                for link in self._federation.links_of(user.id)
             ],
         }
 

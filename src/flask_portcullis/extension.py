@@ -21,6 +21,7 @@ from .devices import DeviceService
 from .email_links import EmailLinks
 from .exceptions import ConfigurationError
 from .export import AccountExport
+from .federation import Federation
 from .hosts import TrustedHosts, trusted_hosts
 from .mail import MailSender, sender_from_config
 from .migrating import enforce_sqlite_foreign_keys
@@ -114,6 +115,18 @@ class Portcullis:
         if not app.config.get("SECRET_KEY"):
             raise ConfigurationError("Set SECRET_KEY before portcullis.init_app(app).")
         hosts = trusted_hosts(app.config)
+        if (
+            settings.oauth_providers
+            and not settings.oauth_redirect_base
+            and not app.config.get("SERVER_NAME")
+            and hosts.source != "default"
+        ):
+            raise ConfigurationError(
+                "PORTCULLIS_OAUTH_PROVIDERS needs the site's address for the redirect URI "
+                "registered with each provider: set PORTCULLIS_OAUTH_REDIRECT_BASE (e.g. "
+                '"https://accounts.example.com") or SERVER_NAME. It is never taken from '
+                "a request's Host header."
+            )
         # Flask's rotation convention: old keys still verify, the current one signs.
         keys = [*(app.config.get("SECRET_KEY_FALLBACKS") or []), app.config["SECRET_KEY"]]
         tokens = TokenService(keys, clock)
@@ -141,6 +154,7 @@ class Portcullis:
         two_factor = TwoFactorService(session, self.models, keys, settings.site_name, clock)
         audit = AuditLog(session, self.models, clock, sender=app)
         passkeys = PasskeyService(session, self.models, two_factor, clock)
+        federation = Federation(session, self.models, clock)
         state = State(
             settings=settings,
             models=self.models,
@@ -169,7 +183,8 @@ class Portcullis:
             refresh_tokens=RefreshTokens(session, self.models, sessions, clock),
             two_factor=two_factor,
             passkeys=passkeys,
-            export=AccountExport(sessions, devices, audit, passkeys),
+            federation=federation,
+            export=AccountExport(sessions, devices, audit, passkeys, federation),
             debug=app.debug,
             clock=clock,
             hosts=hosts,

@@ -355,6 +355,28 @@ class TrustedDeviceMixin:
     kind: Mapped[str] = mapped_column(String(16))  # "browser" or "api"
 
 
+class ProviderLinkMixin:
+    """An identity at a sign-in provider, linked to one account: the provider's name and the
+    ``subject`` it gives that person (stable and never reassigned, unlike an address).
+
+    ``email`` is the address the provider last gave, shown on the owner's
+    connections page only: sign-in goes by subject, never by address.
+    """
+
+    if TYPE_CHECKING:
+
+        def __init__(self, **columns: Any) -> None: ...
+
+        user_id: Mapped[int]  # mapped by build_models, with the foreign key
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
 class AuditEventMixin:
     """One security event. Append-only: rows are added, and pruned by age, never edited.
 
@@ -425,6 +447,7 @@ class Models:
     RecoveryCode: type[RecoveryCodeMixin]
     Passkey: type[PasskeyMixin]
     TrustedDevice: type[TrustedDeviceMixin]
+    ProviderLink: type[ProviderLinkMixin]
     user_roles: Table
     role_permissions: Table
 
@@ -492,6 +515,16 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
             ForeignKey(user_fk, ondelete="CASCADE", name="fk_trusted_devices_user_id_users")
         )
 
+    class ProviderLink(ProviderLinkMixin, base):
+        __tablename__ = "provider_links"
+        __table_args__ = (
+            # One account per identity; one identity per provider and account (the
+            # uniques' leading columns serve the lookups by identity and by account).
+            UniqueConstraint("provider", "subject", name="uq_provider_links_provider_subject"),
+            UniqueConstraint("user_id", "provider", name="uq_provider_links_user_id_provider"),
+        )
+        user_id: Mapped[int] = mapped_column(ForeignKey(user_fk, ondelete="CASCADE"))
+
     user_roles = Table(
         "user_roles",
         db.metadata,
@@ -507,7 +540,8 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
     # A user's roles come with the per-request session lookup (one query; see
     # SessionService.resolve_id); a role's permissions only when a check needs them.
     own = (Role, Permission, Session, AuditEvent, RefreshToken, TwoFactor, RecoveryCode, Passkey)
-    for table in [*(model.__table__ for model in own), TrustedDevice.__table__]:
+    tables = [*(model.__table__ for model in own), TrustedDevice.__table__, ProviderLink.__table__]
+    for table in tables:
         name_constraints(table, None)
     name_constraints(user_roles)
     name_constraints(role_permissions)
@@ -528,6 +562,7 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         RecoveryCode,
         Passkey,
         TrustedDevice,
+        ProviderLink,
         user_roles,
         role_permissions,
     )

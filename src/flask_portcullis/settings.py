@@ -16,6 +16,7 @@ from limits import parse_many
 
 from .csp import Directives, directive_problems
 from .exceptions import ConfigurationError
+from .providers import Provider, parse_providers
 
 PREFIX = "PORTCULLIS_"
 
@@ -101,6 +102,15 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     # The JSON API at /api/v1 (its routes, hooks and OpenAPI document), or none of it.
     api: bool = True
+    # Sign-in providers (see providers.py): any OpenID Connect provider, or a preset.
+    oauth_providers: tuple[Provider, ...] = dataclasses.field(
+        default=(), metadata={"providers": True}
+    )
+    # Where providers send the browser back (+ /login/oauth/<name>/callback). Empty: from
+    # SERVER_NAME and PREFERRED_URL_SCHEME; with neither, only on the local default hosts.
+    oauth_redirect_base: str = ""
+    # An account with a second factor is asked for it after a provider too.
+    oauth_second_factor: bool = True
     redis_url: str = ""
     redis_prefix: str = "portcullis"
     rate_limits: bool = True
@@ -116,6 +126,9 @@ class Settings:
             value = config[key]
             if "flag" in field.metadata:  # false, true or a named value; validate() checks it
                 values[field.name] = field.metadata["flag"][value] if type(value) is bool else value
+                continue
+            if "providers" in field.metadata:
+                values[field.name] = parse_providers(value)
                 continue
             if "mapping" in field.metadata:
                 value = _pairs(key, value, field.metadata["example"])
@@ -214,6 +227,13 @@ class Settings:
                 parse_many(getattr(self, name))
             except ValueError:
                 problems.append(f"{PREFIX}{name.upper()} must read like '3/hour' or '10 per day'.")
+        base = urlsplit(self.oauth_redirect_base)
+        if self.oauth_redirect_base and (
+            base.scheme not in ("https", "http") or not base.netloc or base.query or base.fragment
+        ):
+            problems.append(
+                'PORTCULLIS_OAUTH_REDIRECT_BASE is the site\'s address, e.g. "https://example.com".'
+            )
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             problems.append("PORTCULLIS_REDIS_URL must be a redis://, rediss:// or unix:// URL.")
         for name in (

@@ -44,6 +44,8 @@ recovery_code_used = _signals.signal(f"portcullis.{Event.RECOVERY_CODE_USED}")
 passkey_added = _signals.signal(f"portcullis.{Event.PASSKEY_ADDED}")
 passkey_removed = _signals.signal(f"portcullis.{Event.PASSKEY_REMOVED}")
 device_revoked = _signals.signal(f"portcullis.{Event.DEVICE_REVOKED}")
+provider_linked = _signals.signal(f"portcullis.{Event.PROVIDER_LINKED}")
+provider_unlinked = _signals.signal(f"portcullis.{Event.PROVIDER_UNLINKED}")
 
 BY_EVENT: dict[Event, NamedSignal] = {
     Event(name.removeprefix("portcullis.")): signal

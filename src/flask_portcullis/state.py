@@ -21,6 +21,7 @@ from .clock import Clock
 from .devices import DeviceService
 from .email_links import EmailLinks
 from .export import AccountExport
+from .federation import Federation
 from .hosts import TrustedHosts
 from .models import Models
 from .notify import Notifier
@@ -54,6 +55,7 @@ class State:
     refresh_tokens: RefreshTokens
     two_factor: TwoFactorService
     passkeys: PasskeyService
+    federation: Federation  # accounts' links to sign-in providers
     export: AccountExport  # a user's own data, for /account/export
     debug: bool  # as configured when the app was set up (the CLI resets app.debug later)
     clock: Clock

@@ -20,6 +20,7 @@ from . import (  # noqa: F401  (registers the routes)
     health,
     hosts,
     links,
+    oauth,
     passkeys,
     recovery_codes,
     two_factor,
@@ -43,11 +44,18 @@ def throttled(error: Throttled) -> ResponseReturnValue:
     return page, 429, {"Retry-After": str(error.retry_after)}
 
 
+def csp_additions(state: State) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The host's CSP additions, and the providers' origins as form-action: the sign-in
+    buttons' POST answers with a redirect there, which browsers check against it."""
+    origins = tuple(o for p in state.settings.oauth_providers for o in p.origins)
+    return (*state.settings.csp, ("form-action", origins)) if origins else state.settings.csp
+
+
 def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:
     init_login_manager(login_manager)
     app.register_blueprint(bp)
     app.register_blueprint(admin_bp)
-    headers.init_app(app, scope=state.settings.security_headers, extra=state.settings.csp)
+    headers.init_app(app, scope=state.settings.security_headers, extra=csp_additions(state))
     health.init_app(app)
     if state.settings.require_2fa_for_roles:
         app.before_request(two_factor.require_second_factor)

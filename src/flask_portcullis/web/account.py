@@ -201,4 +201,7 @@ def reauthenticate() -> ResponseReturnValue:
     if state.passkeys.count(user):
         ceremony = state.passkeys.authentication_options(relying_party(), user)
         options = begin("reauthenticate", ceremony)
-    return render_form("portcullis/reauthenticate.html", form, passkey_options=options)
+    linked = bool(state.settings.oauth_providers and state.federation.links_of(user.id))
+    return render_form(
+        "portcullis/reauthenticate.html", form, passkey_options=options, linked_providers=linked
+    )

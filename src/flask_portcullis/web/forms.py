@@ -90,3 +90,21 @@ class AddPasskeyForm(PasskeyForm):
         ],
     )
     password = PasswordField("Current password", validators=required_field("current password"))
+
+
+class ProviderForm(Form):
+    """The button that sends the browser to a sign-in provider: what for, and a CSRF token
+    (a sign-in started by another site's page would sign you in to their account)."""
+
+    intent = HiddenField(default="sign-in")
+
+
+class ProviderSignupForm(Form):
+    """A new person arriving from a provider: their username (suggested) and address."""
+
+    username = StringField("Username", validators=required_field("username"))
+    email = EmailField("Email address", validators=required_field("email address"))
+
+
+class UnlinkForm(Form):
+    provider = HiddenField(validators=[DataRequired(), Length(max=32)])

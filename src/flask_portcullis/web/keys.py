@@ -16,6 +16,12 @@ CEREMONY = "_portcullis_webauthn"
 # The address a signed-out visitor may ask to re-send a confirmation link to: set after a
 # sign-up (new or taken: both look alike) and after a sign-in refused for want of one.
 PENDING_VERIFICATION = "_portcullis_verify"
+# A sign-in provider's round trip: its state, what it is for (sign in, link, re-authenticate)
+# and where to go after, until the provider sends the browser back.
+PROVIDER_FLOW = "_portcullis_provider_flow"
+# An identity a provider vouched for that opens no account yet: waiting for a new person's
+# username, or for the owner of the account with its address to sign in and link it.
+PENDING_IDENTITY = "_portcullis_provider_identity"
 
 # A cookie of its own, beside the session: the trusted-device tokens of this browser.
 DEVICE_COOKIE = "portcullis_device"

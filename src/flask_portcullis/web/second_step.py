@@ -14,21 +14,31 @@ from ..exceptions import TokenInvalid
 from ..models import UserMixin
 from ..state import get_state
 from .events import complete_sign_in
-from .keys import SECOND_STEP
+from .keys import PENDING_IDENTITY, SECOND_STEP
 from .redirects import safe_next
 
 
 def start_second_step(
-    user: UserMixin, *, remember: bool, next_url: str | None
+    user: UserMixin, *, remember: bool, next_url: str | None, **detail: str
 ) -> ResponseReturnValue:
     """Hold the sign-in until the second factor: nothing is signed in yet.
 
     The pending state is the same signed challenge the API hands out: it
-    expires after five minutes and dies with a password change.
+    expires after five minutes and dies with a password change. ``detail``
+    goes on the sign-in's audit row (which provider, say). A provider
+    identity waiting for this account is kept for when the sign-in completes.
     """
+    identity = session.get(PENDING_IDENTITY)
     session.clear()
+    if identity is not None:
+        session[PENDING_IDENTITY] = identity
     challenge = get_state().authenticator.make_challenge(user)
-    session[SECOND_STEP] = {"challenge": challenge, "remember": remember, "next": next_url}
+    session[SECOND_STEP] = {
+        "challenge": challenge,
+        "remember": remember,
+        "next": next_url,
+        "detail": detail,
+    }
     return redirect(url_for("portcullis.login_two_factor"))
 
 
@@ -59,6 +69,8 @@ def finish_second_step(
     user: UserMixin, pending: dict[str, Any], *, factor: str
 ) -> ResponseReturnValue:
     get_state().authenticator.admit(user)  # the pending challenge is used up
-    complete_sign_in(user, remember=bool(pending.get("remember")), factor=factor)
+    detail = pending.get("detail")
+    detail = {str(k): str(v) for k, v in detail.items()} if isinstance(detail, dict) else {}
+    complete_sign_in(user, remember=bool(pending.get("remember")), factor=factor, **detail)
     target = safe_next(pending.get("next"))
     return redirect(target or url_for(get_state().settings.post_login_view))
