@@ -15,7 +15,7 @@ same ``db``, so one migration history covers every table. Without a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -171,10 +171,112 @@ class UserMixin(flask_login.UserMixin):
 
     def has_permission(self, name: str) -> bool:
         """The one permission check: does any of the user's roles grant ``name``?"""
-        return any(perm.name == name for role in self.roles for perm in role.permissions)
+        return name in self.permission_names
+
+    @property
+    def permission_names(self) -> frozenset[str]:
+        """Every permission the user's roles grant."""
+        return frozenset(perm.name for role in self.roles for perm in role.permissions)
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.username!r}>"
+
+
+#: What a signed-in request reads of its user with its session, in one statement.
+IDENTITY_FIELDS = (
+    "id",
+    "username",
+    "email",
+    "email_verified_at",
+    "active",
+    "created_at",
+    "last_login_at",
+)
+
+
+@dataclass(frozen=True)
+class RoleName:
+    """A role as the signed-in user carries it: its name (the ORM role: ``user.entity``)."""
+
+    name: str
+
+
+class SignedInUser(flask_login.UserMixin):
+    """The signed-in user as every page sees it (``current_user``).
+
+    Its identity fields and role names come with the session check, in one
+    statement and without building ORM objects; anything else, such as a
+    host's own columns and relationships, is read from the ORM entity,
+    loaded on first use (``entity``). Services take the entity.
+    """
+
+    if TYPE_CHECKING:
+        id: int
+        username: str
+        email: str
+        email_verified_at: datetime | None
+        active: bool
+        created_at: datetime
+        last_login_at: datetime | None
+
+    def __init__(
+        self,
+        fields: dict[str, Any],
+        roles: tuple[str, ...],
+        load: Callable[[int], UserMixin | None],
+        permissions: Callable[[int], frozenset[str]],
+    ) -> None:
+        self.__dict__.update(fields)
+        self.roles = tuple(RoleName(name) for name in roles)
+        self._load = load
+        self._permissions = permissions
+        self._entity: UserMixin | None = None
+        self._permission_names: frozenset[str] | None = None
+
+    @property
+    def entity(self) -> UserMixin:
+        """The ORM user, loaded once (in the request's database session)."""
+        if self._entity is None:
+            loaded = self._load(self.id)
+            if loaded is None:
+                raise LookupError(f"user {self.id} is gone")
+            self._entity = loaded
+        return self._entity
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for what the identity fields lack: the entity's other columns and methods.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.entity, name)
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
+
+    def has_role(self, name: str) -> bool:
+        return any(role.name == name for role in self.roles)
+
+    def has_permission(self, name: str) -> bool:
+        return name in self.permission_names
+
+    @property
+    def permission_names(self) -> frozenset[str]:
+        """Every permission the roles grant: one query, on first use."""
+        if self._permission_names is None:
+            self._permission_names = self._permissions(self.id)
+        return self._permission_names
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.username!r}>"
+
+
+def entity(user: UserMixin | SignedInUser) -> UserMixin:
+    """The ORM user behind ``current_user`` (or the user itself when it is one)."""
+    return user.entity if isinstance(user, SignedInUser) else user
 
 
 #: The columns Portcullis itself sets and relies on; never a sign-up field.

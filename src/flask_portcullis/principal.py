@@ -52,8 +52,8 @@ def _add_needs(sender: Any, identity: Identity) -> None:
     identity.provides.add(UserNeed(current_user.id))
     for role in current_user.roles:
         identity.provides.add(RoleNeed(role.name))
-        for permission in role.permissions:
-            identity.provides.add(PermissionNeed(permission.name))
+    for name in current_user.permission_names:
+        identity.provides.add(PermissionNeed(name))
 
 
 def init_app(app: Flask) -> None:

@@ -14,13 +14,17 @@ from flask import g, request, session
 from flask_login import LoginManager, current_user, login_user, logout_user
 
 from ..caller import client_ip
-from ..models import SessionMixin, UserMixin
+from ..models import SignedInUser, UserMixin, entity
+from ..sessions import SessionView
 from ..state import get_state
 from .keys import AUTHENTICATED_AT, SESSION_KEY
 
 
-def load_user(user_id: str) -> UserMixin | None:
-    """Flask-Login user loader: the user of the live server-side session, or None."""
+def load_user(user_id: str) -> SignedInUser | None:
+    """Flask-Login user loader: the user of the live server-side session, or None.
+
+    ``current_user`` is then a SignedInUser: its identity fields and roles came
+    with the session check; the ORM entity loads only when something asks for more."""
     token = session.get(SESSION_KEY)
     if not isinstance(token, str):
         return None
@@ -38,9 +42,9 @@ def current_session_token() -> str | None:
     return value if isinstance(value, str) else None
 
 
-def current_session_record() -> SessionMixin | None:
-    """Return the record of the current browser's session (set by load_user)."""
-    record: SessionMixin | None = g.get("portcullis_session")
+def current_session_record() -> SessionView | None:
+    """Return the current browser's session as load_user found it."""
+    record: SessionView | None = g.get("portcullis_session")
     return record
 
 
@@ -93,6 +97,6 @@ def mark_fresh() -> None:
 
 
 def me() -> UserMixin:
-    """The signed-in user itself (not Flask-Login's proxy), for pages behind login_required."""
-    user: UserMixin = current_user._get_current_object()
-    return user
+    """The signed-in user's ORM entity (not Flask-Login's proxy), for pages behind
+    login_required that hand it to a service."""
+    return entity(current_user._get_current_object())
