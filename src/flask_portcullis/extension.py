@@ -23,6 +23,7 @@ from .exceptions import ConfigurationError
 from .export import AccountExport
 from .federation import Federation
 from .hosts import TrustedHosts, trusted_hosts
+from .identities import Identities
 from .mail import MailSender, sender_from_config
 from .migrating import enforce_sqlite_foreign_keys
 from .models import UserMixin, build_models
@@ -136,7 +137,8 @@ class Portcullis:
             prefix=settings.redis_prefix,
         )
         session = self.db.session
-        sessions = SessionService(session, self.models, settings, clock)
+        identities = Identities(session, self.models)
+        sessions = SessionService(session, self.models, identities, settings, clock)
         guard = LoginGuard(
             throttle,
             per_client=settings.login_limit_per_client,
@@ -165,6 +167,7 @@ class Portcullis:
             ),
             links=EmailLinks(session, self.models, tokens, settings, clock, accounts.get),
             sessions=sessions,
+            identities=identities,
             devices=devices,
             roles=RoleService(session, self.models),
             notifier=Notifier(

@@ -18,10 +18,11 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, bindparam, delete, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, delete, select, update
 
 from .clock import Clock
-from .models import IDENTITY_FIELDS, DbSession, Models, SessionMixin, SignedInUser, UserMixin
+from .identities import Identities
+from .models import DbSession, Models, SessionMixin, SignedInUser, UserMixin
 from .settings import Settings
 
 # Write last-seen at most this often: one UPDATE a minute, not one per request.
@@ -72,8 +73,16 @@ SESSION_FIELDS = ("id", "user_id", "created_at", "last_seen_at", "expires_at", "
 class SessionService:
     """Start, resolve, list and end server-side sessions."""
 
-    def __init__(self, db: DbSession, models: Models, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: DbSession,
+        models: Models,
+        identities: Identities,
+        settings: Settings,
+        clock: Clock,
+    ) -> None:
         self._db = db
+        self._identities = identities
         self._models = models
         self._settings = settings
         self._clock = clock
@@ -105,34 +114,27 @@ class SessionService:
     @cached_property
     def _lookup(self) -> Select[Any]:
         """The per-request statement, composed once: the session, its user's identity fields
-        and role names in one round trip (a row per role), as plain rows (building ORM
-        objects was most of the check's cost)."""
-        Session, User, Role = self._models.Session, self._models.User, self._models.Role
-        links = self._models.user_roles
+        and role names in one round trip (a row per role), as plain rows."""
+        Session, User = self._models.Session, self._models.User
         columns = [getattr(Session, name).label(f"s_{name}") for name in SESSION_FIELDS]
-        columns += [getattr(User, name).label(f"u_{name}") for name in IDENTITY_FIELDS]
-        return (
-            select(*columns, Role.name.label("role"))
-            .join(User, User.id == Session.user_id)
-            .outerjoin(links, links.c.user_id == User.id)
-            .outerjoin(Role, Role.id == links.c.role_id)
-            .where(Session.id == bindparam("session_id"), ~self._over())
+        query = select(*columns, *self._identities.columns()).join(User, User.id == Session.user_id)
+        return self._identities.with_roles(query).where(
+            Session.id == bindparam("session_id"), ~self._over()
         )
 
     def resolve_id(self, session_id: str) -> ActiveSession | None:
         """Like resolve, by the stored id (API sessions, whose raw id is never handed out).
 
-        Read on a connection of its own, outside the ORM session: the check is a
-        single SELECT (and, once a minute, an UPDATE of last-seen).
+        Read on a connection of its own, outside the ORM session (see identities.py):
+        one SELECT, and once a minute an UPDATE of last-seen.
         """
         times = self._times()
         Session = self._models.Session
-        with self._engine.connect() as connection:
+        with self._identities.engine.connect() as connection:
             rows = connection.execute(self._lookup, {"session_id": session_id, **times}).all()
             if not rows:  # unknown, or over: then it goes now (it would on its owner's list)
-                connection.execute(
-                    delete(Session).where(Session.id == session_id, self._over()), times
-                )
+                gone = delete(Session).where(Session.id == session_id, self._over())
+                connection.execute(gone, times)
                 connection.commit()
                 return None
             first = rows[0]._mapping
@@ -144,28 +146,7 @@ class SessionService:
                 touch = update(Session).where(Session.id == session_id).values(last_seen_at=now)
                 connection.execute(touch)
                 connection.commit()
-        fields = {name: first[f"u_{name}"] for name in IDENTITY_FIELDS}
-        roles = tuple(row.role for row in rows if row.role is not None)
-        user = SignedInUser(fields, roles, self._load_user, self._permission_names)
-        return ActiveSession(record, user)
-
-    @cached_property
-    def _engine(self) -> Engine:
-        return self._db.get_bind(mapper=self._models.Session)  # type: ignore[return-value]
-
-    def _load_user(self, user_id: int) -> UserMixin | None:
-        return self._db.get(self._models.User, user_id)
-
-    def _permission_names(self, user_id: int) -> frozenset[str]:
-        Permission, links = self._models.Permission, self._models.user_roles
-        grants = self._models.role_permissions
-        query = (
-            select(Permission.name)
-            .join(grants, grants.c.permission_id == Permission.id)
-            .join(links, links.c.role_id == grants.c.role_id)
-            .where(links.c.user_id == user_id)
-        )
-        return frozenset(self._db.scalars(query))
+        return ActiveSession(record, self._identities.build(rows))
 
     def end(self, token: str) -> None:
         """End one session by the token the browser holds."""

@@ -23,6 +23,7 @@ from .email_links import EmailLinks
 from .export import AccountExport
 from .federation import Federation
 from .hosts import TrustedHosts
+from .identities import Identities
 from .models import Models
 from .notify import Notifier
 from .passkeys import PasskeyService
@@ -46,6 +47,7 @@ class State:
     authenticator: Authenticator
     links: EmailLinks  # the links mailed to an address
     sessions: SessionService
+    identities: Identities  # signed-in users as plain rows (the per-request check)
     devices: DeviceService
     roles: RoleService
     notifier: Notifier

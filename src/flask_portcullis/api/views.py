@@ -23,7 +23,7 @@ from ..exceptions import (
     TokenInvalid,
 )
 from ..identity import mask_email
-from ..models import UserMixin
+from ..models import SignedInUser, UserMixin, entity
 from ..state import State, get_state
 from ..usecases import passwords, self_service, signin, signup
 from . import schemas
@@ -37,7 +37,7 @@ WRONG_PASSWORD = "That is not your current password."
 CHECK_INBOX = "Check your inbox: follow the link we sent to confirm the address, then sign in."
 
 
-def bearer() -> tuple[UserMixin, dict[str, Any]]:
+def bearer() -> tuple[SignedInUser, dict[str, Any]]:
     """The user and claims of this request's access token, or raise Unauthorized."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -51,7 +51,7 @@ def bearer() -> tuple[UserMixin, dict[str, Any]]:
     subject = str(claims["sub"])
     user = None
     if re.fullmatch(r"[0-9]{1,18}", subject):
-        user = state.accounts.get_with_roles(int(subject))
+        user = state.identities.get(int(subject))
     if user is None or not user.active:
         raise Unauthorized("The account of this token is not available.", invalid=True)
     return user, claims
@@ -70,7 +70,7 @@ def presented(device_token: str | None) -> list[str]:
     return [device_token] if device_token else []
 
 
-def user_body(user: UserMixin) -> dict[str, Any]:
+def user_body(user: UserMixin | SignedInUser) -> dict[str, Any]:
     return schemas.User(
         id=user.id,
         username=user.username,
@@ -238,7 +238,7 @@ def me() -> Response:
 def delete_account(data: schemas.PasswordBody) -> tuple[str, int]:
     user, _ = bearer()
     try:
-        self_service.delete_account(get_state(), client(), user, data.password)
+        self_service.delete_account(get_state(), client(), entity(user), data.password)
     except InvalidCredentials:
         raise FieldError("password", WRONG_PASSWORD) from None
     return "", 204
@@ -258,7 +258,7 @@ def change_email(data: schemas.ChangeEmail) -> tuple[Response, int]:
     user, _ = bearer()
     try:
         email = self_service.request_email_change(
-            get_state(), client(), user, data.password, data.email
+            get_state(), client(), entity(user), data.password, data.email
         )
     except InvalidCredentials:
         raise FieldError("password", WRONG_PASSWORD) from None
@@ -291,7 +291,9 @@ def change_password(data: schemas.ChangePassword) -> tuple[str, int]:
     user, _ = bearer()
     state = get_state()
     try:
-        passwords.change_password(state, client(), user, data.current_password, data.new_password)
+        passwords.change_password(
+            state, client(), entity(user), data.current_password, data.new_password
+        )
     except InvalidCredentials:
         # A wrong *current* password is a field error: the bearer token itself is fine.
         raise FieldError("current_password", WRONG_PASSWORD) from None
@@ -312,7 +314,7 @@ def change_password(data: schemas.ChangePassword) -> tuple[str, int]:
 def request_verification() -> tuple[Response, int]:
     user, _ = bearer()
     state = get_state()
-    if not signup.send_verification(state, client(), user):
+    if not signup.send_verification(state, client(), entity(user)):
         return accepted("The address is already verified.")
     return accepted(f"A verification link is on its way to {mask_email(user.email)}.")
 
