@@ -58,6 +58,14 @@ def create_host_app(database_uri: str, **config: object) -> Flask:
     def shoes() -> str:
         return f"{current_user.username} wears size {current_user.shoe_size}"
 
+    @app.post("/shoes/<int:size>")
+    @login_required  # type: ignore[untyped-decorator]
+    def new_shoes(size: int) -> str:
+        # Writes through current_user, as many apps do: they must reach the database.
+        current_user.shoe_size = size
+        db.session.commit()
+        return "ok"
+
     with app.app_context():
         db.create_all()
     return app

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
 from flask_portcullis import get_state
@@ -97,6 +98,34 @@ def test_host_user_with_extra_columns_registers_and_signs_in(host: Flask) -> Non
         customer.shoe_size = 38
         db.session.commit()
     assert client.get("/shoes").get_data(as_text=True) == "grace wears size 38"
+
+
+def test_current_user_reads_and_writes_the_hosts_own_columns(tmp_path: Path) -> None:
+    """current_user is a light object (identity fields from the session check); a host's own
+    column is read from, and written to, its ORM user, loaded only then."""
+    host = create_host_app(f"sqlite:///{tmp_path / 'host.db'}", WTF_CSRF_ENABLED=False)
+    make_user(host, "grace", "grace@example.com", extra={"shoe_size": 38})
+    client = host.test_client()
+    login(client, "grace")
+    with host.app_context():
+        engine = db.engine
+    seen: list[str] = []
+
+    def record(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get("/").status_code == 200  # the nav: identity fields only
+        assert len(seen) == 1, seen
+        assert client.get("/shoes").get_data(as_text=True) == "grace wears size 38"
+        assert len(seen) == 3, seen  # the session check, then the ORM user for shoe_size
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert client.post("/shoes/41").status_code == 200
+    assert client.get("/shoes").get_data(as_text=True) == "grace wears size 41"
+    with host.app_context():
+        assert db.session.scalars(db.select(Customer.shoe_size)).one() == 41
 
 
 def test_host_layout_overrides_the_base_template(host: Flask) -> None:

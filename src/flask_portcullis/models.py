@@ -212,6 +212,11 @@ class SignedInUser(flask_login.UserMixin):
 
     if TYPE_CHECKING:
         id: int
+        roles: tuple[RoleName, ...]
+        _entity: UserMixin | None
+        _permission_names: frozenset[str] | None
+        _load: Callable[[int], UserMixin | None]
+        _permissions: Callable[[int], frozenset[str]]
         username: str
         email: str
         email_verified_at: datetime | None
@@ -226,12 +231,14 @@ class SignedInUser(flask_login.UserMixin):
         load: Callable[[int], UserMixin | None],
         permissions: Callable[[int], frozenset[str]],
     ) -> None:
-        self.__dict__.update(fields)
-        self.roles = tuple(RoleName(name) for name in roles)
-        self._load = load
-        self._permissions = permissions
-        self._entity: UserMixin | None = None
-        self._permission_names: frozenset[str] | None = None
+        self.__dict__.update(
+            fields,
+            roles=tuple(RoleName(name) for name in roles),
+            _load=load,
+            _permissions=permissions,
+            _entity=None,
+            _permission_names=None,
+        )
 
     @property
     def entity(self) -> UserMixin:
@@ -248,6 +255,15 @@ class SignedInUser(flask_login.UserMixin):
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.entity, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A change is a change to the user: it goes to the entity, to be committed with it.
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+            return
+        setattr(self.entity, name, value)
+        if name in self.__dict__:
+            self.__dict__[name] = value
 
     @property
     def is_active(self) -> bool:
