@@ -233,6 +233,16 @@ def user_id(app: Flask, email: str) -> int:
         ),
         ({"Bad Name": {"client_id": "a", "client_secret": "b"}}, "provider name"),
         ({"github": {"client_id": "a", "client_secret": "b", "colour": "x"}}, "unknown setting"),
+        (
+            {
+                "cancel": {
+                    "server_metadata_url": "https://id.example.com/x",
+                    "client_id": "a",
+                    "client_secret": "b",
+                }
+            },
+            "provider name",
+        ),
         ("github", "must be a mapping"),
     ],
 )
@@ -483,8 +493,11 @@ def test_an_address_that_matches_an_account_never_signs_into_it(
     assert "already have an account" in page
     assert "Example ID" in page
     assert links(site) == []
-    # The owner signs in to it with the password: now the provider is linked.
-    assert logged_in(browser, "ada", PASSWORD)
+    # The owner signs in to it with the password, and is asked: only then is it linked.
+    assert path_of(login(browser, "ada", PASSWORD)) == f"/login/oauth/{IDP}/confirm"
+    assert links(site) == []
+    assert "ada@example.com" in text(browser.get(f"/login/oauth/{IDP}/confirm"))
+    submit(browser, f"/login/oauth/{IDP}/confirm", {"decision": "link"})
     assert links(site) == [(user_id(site, "ada@example.com"), IDP, ADA.sub)]
     wait_for_mail(outbox, "ada@example.com", lambda m: "linked" in m.text)
     fresh = site.test_client()
@@ -629,8 +642,12 @@ def test_the_last_way_in_cannot_be_unlinked(
     assert path_of(unlink) == "/account/connections"
     assert "only way to sign in" in text(browser.get("/account/connections"))
     assert len(links(site)) == 1
-    # With a password (set through the reset link), it can go.
-    reset_by_link(site, ada, "a brand new passphrase")
+    # With a password, it can go.
+    with site.app_context():
+        state = get_state(site)
+        user = state.accounts.get(ada)
+        assert user is not None
+        state.accounts.set_password(user, "a brand new passphrase")
     assert logged_in(browser, "ada", "a brand new passphrase")
     submit(browser, "/account/connections", {"provider": IDP})
     assert links(site) == []
@@ -660,13 +677,112 @@ def test_export_lists_the_links_and_deletion_removes_them(
     make_user(site)
     browser = site.test_client()
     via_provider(browser, oidc_provider)
-    assert logged_in(browser, "ada", PASSWORD)  # links the identity
+    assert logged_in(browser, "ada", PASSWORD)
+    submit(browser, f"/login/oauth/{IDP}/confirm", {"decision": "link"})
     exported = browser.get("/account/export").get_json()
     assert [(p["provider"], p["subject"]) for p in exported["sign_in_providers"]] == [
         (IDP, ADA.sub)
     ]
     assert submit(browser, "/account/delete", {"password": PASSWORD}).status_code == 302
     assert links(site) == []
+
+
+def test_what_someone_left_waiting_in_the_browser_is_linked_only_if_the_owner_says_so(
+    site: Flask, oidc_provider: OidcProvider
+) -> None:
+    """An attacker signs in with a provider account carrying ada's address, reaches the
+    "you already have an account" page, and leaves; ada signs in at the same browser."""
+    make_user(site)
+    browser = site.test_client()
+    mallory = OidcUser("mallory-9", "ada@example.com", True, "Mallory", "mallory")
+    assert path_of(via_provider(browser, oidc_provider, mallory)) == f"/login/oauth/{IDP}/existing"
+    assert path_of(login(browser, "ada", PASSWORD)) == f"/login/oauth/{IDP}/confirm"
+    assert links(site) == []  # nothing yet: ada is asked
+    declined = submit(browser, f"/login/oauth/{IDP}/confirm", {"decision": "skip"})
+    assert declined.status_code == 302
+    assert links(site) == []
+    assert signed_in(browser)
+    assert browser.get(f"/login/oauth/{IDP}/confirm").status_code == 302  # asked once
+
+
+def test_a_reset_by_email_unlinks_every_provider(site: Flask, oidc_provider: OidcProvider) -> None:
+    """Whoever linked a provider account of theirs while the address was not the owner's
+    keeps no way in once the owner resets the password through the address."""
+    new_account(site.test_client(), oidc_provider)
+    ada = user_id(site, "ada@example.com")
+    reset_by_link(site, ada, "a brand new passphrase")
+    assert links(site) == []
+    assert rows(site, Event.PROVIDER_UNLINKED)[-1]["scope"] == "reset"
+    fresh = site.test_client()
+    assert path_of(via_provider(fresh, oidc_provider)) == f"/login/oauth/{IDP}/existing"
+
+
+def test_re_authenticating_asks_the_provider_to_sign_in_again(
+    site: Flask, oidc_provider: OidcProvider
+) -> None:
+    browser = site.test_client()
+    new_account(browser, oidc_provider)
+    query = parse_qs(urlsplit(start(browser, intent="reauthenticate")).query)
+    assert query["prompt"] == ["login"]
+    assert query["max_age"] == ["0"]
+    url = oidc_provider.consent(start(browser, intent="reauthenticate"), ADA)
+    with oidc_provider.forged_id_tokens(claims={"auth_time": 1_000_000_000}):
+        assert_refused(callback(browser, url), words="did not ask for your sign-in again")
+
+
+def test_github_cannot_stand_in_for_the_password_on_re_authentication(
+    site: Flask, github_provider: GitHubProvider
+) -> None:
+    make_user(site)
+    browser = site.test_client()
+    assert logged_in(browser, "ada", PASSWORD)
+    token = csrf_token(browser, "/reauthenticate")
+    response = browser.post(
+        "/login/oauth/github", data={"csrf_token": token, "intent": "reauthenticate"}
+    )
+    assert path_of(response) == "/reauthenticate"
+
+
+def test_a_taken_address_looks_like_a_new_one_when_verification_is_required(
+    build: Build, oidc_provider: OidcProvider, outbox: Any
+) -> None:
+    site = build(PORTCULLIS_EMAIL_VERIFICATION="required")
+    make_user(site)
+    unverified = OidcUser("mallory-2", "ada@example.com", False, "Mallory", "mallory")
+    browser = site.test_client()
+    assert path_of(via_provider(browser, oidc_provider, unverified)) == f"/login/oauth/{IDP}/signup"
+    token = csrf_token(browser, f"/login/oauth/{IDP}/signup")
+    answer = browser.post(
+        f"/login/oauth/{IDP}/signup",
+        data={"csrf_token": token, "username": "mallory", "email": "ada@example.com"},
+    )
+    assert answer.status_code == 200
+    assert "Check your inbox" in text(answer)
+    assert links(site) == []
+    wait_for_mail(outbox, "ada@example.com", lambda m: "tried to sign up" in m.subject)
+
+
+def test_an_account_without_a_password_deletes_itself_after_re_authenticating(
+    site: Flask, oidc_provider: OidcProvider
+) -> None:
+    browser = site.test_client()
+    new_account(browser, oidc_provider)
+    page = text(browser.get("/account/delete"))
+    assert 'name="password"' not in page  # it has none to give
+    assert submit(browser, "/account/delete", {}).status_code == 302
+    assert links(site) == []
+    with site.app_context():
+        assert get_state(site).accounts.get_by_email("ada@example.com") is None
+
+
+def test_an_account_without_a_password_must_be_fresh_to_delete(
+    site: Flask, oidc_provider: OidcProvider
+) -> None:
+    browser = site.test_client()
+    new_account(browser, oidc_provider)
+    with browser.session_transaction() as session:
+        session["_portcullis_auth_at"] = 0
+    assert path_of(browser.get("/account/delete")) == "/reauthenticate"
 
 
 # -- GitHub ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy import Select, bindparam, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
@@ -258,13 +258,18 @@ class AccountService:
         self._sessions.stage_end_all(user.id)
         self._db.commit()
 
-    def reset_password(self, user: UserMixin, new: str) -> None:
+    def reset_password(self, user: UserMixin, new: str) -> int:
         """Set a new password for an owner who proved control of the address: every session
-        ends and every trusted device is forgotten, in the transaction of the new hash
-        (whoever held a device token is trusted no more)."""
+        ends, every trusted device is forgotten and every sign-in provider unlinked, in the
+        transaction of the new hash. Whoever held a device token, or linked a provider
+        account of theirs while the address was not the owner's, is shut out. Returns how
+        many provider links went."""
         self.policy.require(new, username=user.username, email=user.email)  # before any write
         self._devices.stage_revoke_all(user.id)
+        ProviderLink = self._models.ProviderLink
+        links = self._db.execute(delete(ProviderLink).where(ProviderLink.user_id == user.id))
         self.set_password(user, new)
+        return int(links.rowcount)  # type: ignore[attr-defined]
 
     def end_everywhere(
         self, user_id: int, *, keep_token: str | None = None, keep_device: str | None = None

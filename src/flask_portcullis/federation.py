@@ -8,7 +8,7 @@ account made with someone else's address must not open their account).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -75,15 +75,18 @@ class Federation:
         self._clock = clock
 
     def account_of(self, identity: Identity) -> UserMixin | None:
-        """The account this identity is linked to, if any; the link notes its use."""
+        """The account this identity is linked to, if any."""
         link = self._find(identity.provider, identity.subject)
-        if link is None:
-            return None
-        link.last_used_at = self._clock()
-        if identity.email:
-            link.email = identity.email[:EMAIL_MAX]
-        self._db.commit()
-        return self._db.get(self._models.User, link.user_id)
+        return None if link is None else self._db.get(self._models.User, link.user_id)
+
+    def used(self, identity: Identity) -> None:
+        """Note a sign-in with the identity (when, and the address it gave this time)."""
+        link = self._find(identity.provider, identity.subject)
+        if link is not None:
+            link.last_used_at = self._clock()
+            if identity.email:
+                link.email = identity.email[:EMAIL_MAX]
+            self._db.commit()
 
     def link(self, user: UserMixin, identity: Identity) -> ProviderLinkMixin:
         """Link ``identity`` to the account; Conflict when it, or another identity at the
@@ -106,11 +109,10 @@ class Federation:
         self._db.add(link)
         try:
             self._db.commit()
-        except IntegrityError:
+        except IntegrityError:  # a race with another link of the identity, or of the account
             self._db.rollback()
             raise Conflict(
-                "Your account is linked to another account at that provider already; "
-                "unlink it first."
+                "That account at the provider, or another one there, is linked already."
             ) from None
         return link
 
@@ -120,14 +122,16 @@ class Federation:
         query = select(Link).where(Link.user_id == user_id).order_by(Link.id)
         return self._db.scalars(query).all()
 
-    def unlink(self, user: UserMixin, provider: str) -> ProviderLinkMixin:
+    def unlink(self, user: UserMixin, provider: str, usable: Collection[str]) -> ProviderLinkMixin:
         """Remove the account's link to ``provider``; refuse (Conflict) when it is the last
-        way in: no password, no passkey and no other link would be left."""
+        way in: no password, no passkey and no other link to a provider still ``usable``
+        (configured) would be left."""
         links = self.links_of(user.id)
         link = next((link for link in links if link.provider == provider), None)
         if link is None:
             raise Conflict("Your account is not linked to that provider.")
-        if len(links) == 1 and not has_password(user) and not self._has_passkey(user.id):
+        others = [other for other in links if other is not link and other.provider in usable]
+        if not others and not has_password(user) and not self._has_passkey(user.id):
             raise Conflict(
                 "This is the only way to sign in to your account. Set a password first "
                 '(use "Forgot your password?" on the sign-in page) or add a passkey, '

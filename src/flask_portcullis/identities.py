@@ -8,17 +8,19 @@ of the check's cost. The entity and the permissions load on first use.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Engine, Row, Select, bindparam, select
+from sqlalchemy import Connection, Engine, Row, Select, bindparam, select
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from .models import IDENTITY_FIELDS, DbSession, Models, SignedInUser, UserMixin
 
 
 class Identities:
-    """Read signed-in users as SignedInUser objects."""
+    """Signed-in users from plain rows, on the connection the per-request check uses."""
 
     def __init__(self, db: DbSession, models: Models) -> None:
         self._db = db
@@ -46,9 +48,27 @@ class Identities:
 
     def get(self, user_id: int) -> SignedInUser | None:
         """The user ``user_id`` (with their roles), or None."""
-        with self.engine.connect() as connection:
+        with self.connection() as connection:
             rows = connection.execute(self._by_id, {"user_id": user_id}).all()
         return self.build(rows) if rows else None
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A connection for the per-request check: a pooled one of its own (cheaper than the
+        ORM session's transaction). Where the pool has one shared connection (SQLite in
+        memory), the session's: returning the shared one would roll back its work."""
+        if isinstance(self.engine.pool, StaticPool | SingletonThreadPool):
+            yield self._db.connection()
+            return
+        with self.engine.connect() as connection:
+            yield connection
+
+    def commit(self, connection: Connection) -> None:
+        """Commit what the check wrote on ``connection`` (see ``connection``)."""
+        if isinstance(self.engine.pool, StaticPool | SingletonThreadPool):
+            self._db.commit()
+        else:
+            connection.commit()
 
     @cached_property
     def _by_id(self) -> Select[Any]:

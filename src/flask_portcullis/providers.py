@@ -23,6 +23,7 @@ EXAMPLE = (
 )
 # A name goes into paths (/login/oauth/<name>) and the links table.
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+RESERVED = frozenset({"cancel"})  # /login/oauth/cancel is a page of its own
 OIDC = "oidc"
 OIDC_SCOPE = "openid email profile"
 GITHUB = "github"
@@ -94,10 +95,12 @@ def parse_providers(value: Any) -> tuple[Provider, ...]:
 
 def _provider(name: str, options: Any) -> Provider:
     where = f"{KEY}[{name!r}]"
-    if not NAME.fullmatch(name):
+    if not NAME.fullmatch(name) or name in RESERVED:
         raise ConfigurationError(
             f"{where}: a provider name is 1-32 lower-case letters, digits, - or _, "
-            "starting with a letter (it is part of the callback URL)."
+            "starting with a letter (it is part of the callback URL), and not "
+            + ", ".join(sorted(RESERVED))
+            + "."
         )
     if not isinstance(options, Mapping):
         raise ConfigurationError(f"{where} must be a mapping, e.g. {EXAMPLE}.")

@@ -130,12 +130,12 @@ class SessionService:
         """
         times = self._times()
         Session = self._models.Session
-        with self._identities.engine.connect() as connection:
+        with self._identities.connection() as connection:
             rows = connection.execute(self._lookup, {"session_id": session_id, **times}).all()
             if not rows:  # unknown, or over: then it goes now (it would on its owner's list)
                 gone = delete(Session).where(Session.id == session_id, self._over())
                 connection.execute(gone, times)
-                connection.commit()
+                self._identities.commit(connection)
                 return None
             first = rows[0]._mapping
             if not first["u_active"]:
@@ -145,7 +145,7 @@ class SessionService:
             if now - record.last_seen_at >= TOUCH_INTERVAL:
                 touch = update(Session).where(Session.id == session_id).values(last_seen_at=now)
                 connection.execute(touch)
-                connection.commit()
+                self._identities.commit(connection)
         return ActiveSession(record, self._identities.build(rows))
 
     def end(self, token: str) -> None:

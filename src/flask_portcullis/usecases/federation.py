@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..audit_events import Event
-from ..exceptions import AccountInactive, EmailNotVerified, ProviderFailed
+from ..exceptions import AccountInactive, Conflict, EmailNotVerified, EmailTaken, ProviderFailed
 from ..federation import Identity
 from ..identity import clean_email, identity_key
 from ..models import UserMixin
@@ -57,6 +57,7 @@ def arrive(state: State, client: Client, identity: Identity) -> Arrival:
         except (AccountInactive, EmailNotVerified) as exc:
             sign_in_failed(state, client, exc.user_id, exc.reason, provider=identity.provider)
             raise
+        state.federation.used(identity)
         return Arrival(identity, user=user)
     if identity.email_verified and identity.email:
         owner = state.accounts.get_by_email(identity.email)
@@ -67,20 +68,37 @@ def arrive(state: State, client: Client, identity: Identity) -> Arrival:
 
 def sign_up(
     state: State, client: Client, identity: Identity, username: str, email: str
-) -> UserMixin:
+) -> UserMixin | None:
     """Make an account with no password for a new person, linked to their identity.
 
     The address counts as confirmed only when it is the one the provider
     vouched for; any other is mailed a confirmation link, as on the sign-up
-    page. FieldError, EmailTaken (a verified address that is taken sends the
-    person to sign in instead), Throttled and NotFound (sign-up closed) reach
-    the caller.
+    page. A taken address is answered as the sign-up page answers it: with
+    verification required, its owner is told and None returned (the caller
+    says "check your inbox", as for a new account: no enumeration); else
+    EmailTaken. Conflict (the identity got linked meanwhile: two tabs) leaves
+    no account behind. FieldError, Throttled and NotFound (sign-up closed)
+    reach the caller.
     """
+    if state.federation.account_of(identity) is not None:
+        raise Conflict("That account at the provider is linked already: sign in with it.")
     email = clean_email(email)
     vouched = identity.email_verified and identity_key(email) == identity_key(identity.email)
-    user = state.accounts.register(username, email, None, verified=vouched, client=client.ip)
+    try:
+        user = state.accounts.register(username, email, None, verified=vouched, client=client.ip)
+    except EmailTaken:
+        if state.settings.email_verification != "required":
+            raise
+        owner = state.accounts.get_by_email(email)
+        if owner is not None:
+            state.notifier.registration_attempt(owner, client.device, client.ip)
+        return None
+    try:
+        state.federation.link(user, identity)
+    except Conflict:
+        state.accounts.delete(user)  # the race's loser: no account without its way in
+        raise
     record(state, Event.ACCOUNT_CREATED, user.id, client, provider=identity.provider)
-    state.federation.link(user, identity)
     record(state, Event.PROVIDER_LINKED, user.id, client, provider=identity.provider)
     if not vouched and state.settings.email_verification != "off":
         state.notifier.verification(user, state.links.verification_token(user), quiet=True)
@@ -102,7 +120,8 @@ def link(state: State, client: Client, user: UserMixin, identity: Identity, labe
 
 def unlink(state: State, client: Client, user: UserMixin, provider: str, label: str) -> None:
     """Remove a link; Conflict when it is the last way into the account. Mailed."""
-    state.federation.unlink(user, provider)
+    usable = {p.name for p in state.settings.oauth_providers}
+    state.federation.unlink(user, provider, usable)
     record(state, Event.PROVIDER_UNLINKED, user.id, client, provider=provider)
     state.notifier.factor_changed(
         user, client.device, change=f"{label} was unlinked: it no longer signs you in."

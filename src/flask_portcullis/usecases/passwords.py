@@ -33,8 +33,10 @@ def offer_reset(state: State, client: Client, address: str) -> None:
 def reset_password(state: State, client: Client, token: str, new: str) -> UserMixin:
     """Set a new password through a mailed link: every session ends, nobody is signed in."""
     user = state.links.check(Purpose.RESET_PASSWORD, token)
-    state.accounts.reset_password(user, new)
+    unlinked = state.accounts.reset_password(user, new)
     state.authenticator.lift_lock(user)  # the owner proved control of the address
     record(state, Event.PASSWORD_RESET, user.id, client)
+    if unlinked:
+        record(state, Event.PROVIDER_UNLINKED, user.id, client, count=unlinked, scope="reset")
     state.notifier.password_changed(user, client.device, reset=True)
     return user

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..accounts import has_password
 from ..audit_events import Event
 from ..identity import mask_email
 from ..models import UserMixin
@@ -11,8 +12,16 @@ from ..state import State
 from .client import Client, record
 
 
+def prove_owner(state: State, user: UserMixin, password: str | None) -> None:
+    """Check the password again; None stands for a recent re-authentication the adapter
+    checked, for an account that has no password (made through a sign-in provider)."""
+    if password is None and not has_password(user):
+        return
+    state.authenticator.require_password(user, password or "")
+
+
 def request_email_change(
-    state: State, client: Client, user: UserMixin, password: str, new_email: str
+    state: State, client: Client, user: UserMixin, password: str | None, new_email: str
 ) -> str:
     """Mail a confirmation link to a new address (after the password); return the address.
 
@@ -21,7 +30,7 @@ def request_email_change(
     caller; nothing changes until the link is followed.
     """
     state.notifier.limit(new_email, client.ip)
-    state.authenticator.require_password(user, password)
+    prove_owner(state, user, password)
     email, token = state.links.email_change_token(user, new_email)
     state.notifier.email_change(user, email, token, client.device)
     record(state, Event.EMAIL_CHANGE_REQUESTED, user.id, client, new=mask_email(email))
@@ -35,10 +44,11 @@ def confirm_email_change(state: State, client: Client, token: str) -> UserMixin:
     return user
 
 
-def delete_account(state: State, client: Client, user: UserMixin, password: str) -> None:
-    """Delete the account after re-checking the password (InvalidCredentials otherwise)."""
+def delete_account(state: State, client: Client, user: UserMixin, password: str | None) -> None:
+    """Delete the account after re-checking the password (InvalidCredentials otherwise;
+    see prove_owner for None)."""
     user_id = user.id
-    state.authenticator.require_password(user, password)
+    prove_owner(state, user, password)
     state.accounts.delete(user)
     record(state, Event.ACCOUNT_DELETED, user_id, client)
 

@@ -8,12 +8,14 @@ from flask import Response, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from ..accounts import has_password
 from ..audit import activity_row
 from ..caller import this_client
 from ..decorators import login_required
 from ..exceptions import DeliveryFailed, FieldError, InvalidCredentials, PasswordRejected
 from ..identity import mask_email
 from ..models import UserMixin
+from ..providers import OIDC
 from ..state import get_state
 from ..usecases import passwords, self_service
 from .blueprints import bp
@@ -47,15 +49,28 @@ def account() -> ResponseReturnValue:
     return render_template("portcullis/account.html", user=current_user)
 
 
+def without_password(form: ChangeEmailForm | DeleteAccountForm) -> bool:
+    """An account made through a sign-in provider may have no password: its form then asks
+    for none, and a recent re-authentication (through the provider) stands in for it."""
+    if has_password(me()):
+        return False
+    del form.password
+    return True
+
+
 @bp.route("/account/email", methods=["GET", "POST"])
 @login_required
 def change_email() -> ResponseReturnValue:
     form = ChangeEmailForm()
+    passwordless = without_password(form)
+    if passwordless and not is_fresh():
+        return ask_for_password()
     if form.validate_on_submit():
         user, state = me(), get_state()
+        password = None if passwordless else form.password.data or ""
         try:
             email = self_service.request_email_change(
-                state, this_client(), user, form.password.data or "", form.email.data or ""
+                state, this_client(), user, password, form.email.data or ""
             )
         except InvalidCredentials:
             form.password.errors = [WRONG_PASSWORD]
@@ -105,9 +120,13 @@ def change_password() -> ResponseReturnValue:
 @login_required
 def delete_account() -> ResponseReturnValue:
     form = DeleteAccountForm()
+    passwordless = without_password(form)
+    if passwordless and not is_fresh():
+        return ask_for_password()
     if form.validate_on_submit():
+        password = None if passwordless else form.password.data or ""
         try:
-            self_service.delete_account(get_state(), this_client(), me(), form.password.data or "")
+            self_service.delete_account(get_state(), this_client(), me(), password)
         except InvalidCredentials:
             form.password.errors = [WRONG_PASSWORD]
         else:
@@ -203,7 +222,9 @@ def reauthenticate() -> ResponseReturnValue:
     if state.passkeys.count(user):
         ceremony = state.passkeys.authentication_options(relying_party(), user)
         options = begin("reauthenticate", ceremony)
-    linked = bool(state.settings.oauth_providers and state.federation.links_of(user.id))
+    # Only providers that can be asked to sign the person in again (OpenID Connect).
+    oidc = {p.name for p in state.settings.oauth_providers if p.kind == OIDC}
+    linked = [link.provider for link in state.federation.links_of(user.id) if link.provider in oidc]
     return render_form(
         "portcullis/reauthenticate.html", form, passkey_options=options, linked_providers=linked
     )

@@ -118,8 +118,8 @@ def login() -> ResponseReturnValue:
                 return start_second_step(
                     user, remember=remember, next_url=safe_next(request.args.get("next"))
                 )
-            complete_sign_in(user, remember=remember)
-            return redirect(after_login_url())
+            first = complete_sign_in(user, remember=remember)
+            return redirect(first or after_login_url())
     return login_page(form)
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, session
+from flask import flash, session, url_for
 
 from ..caller import this_client
-from ..exceptions import Conflict
 from ..federation import Identity
 from ..models import UserMixin
 from ..state import get_state
-from ..usecases import federation, signin
+from ..usecases import signin
 from .keys import PENDING_IDENTITY
 from .login_bridge import sign_in
 from .trusted import trust_this_browser
@@ -22,17 +21,25 @@ PENDING_LIFETIME = 15 * 60
 
 def complete_sign_in(
     user: UserMixin, *, remember: bool, greeting: str | None = None, **detail: str
-) -> None:
+) -> str | None:
     """Sign ``user`` in on this browser after every factor was given, and trust the browser
-    (its device cookie gives it its own sign-in budget from now on). A provider identity
-    waiting for this account's owner is linked now: they proved the account.
-    ``greeting`` replaces the usual "Signed in as" message (a new account's welcome)."""
+    (its device cookie gives it its own sign-in budget from now on). ``greeting`` replaces
+    the usual "Signed in as" message (a new account's welcome).
+
+    Returns where to go first, if anywhere: when a provider identity waits for this
+    account (its address matched), the owner, now proven, is asked whether to link it.
+    Linking without asking would let whoever left it waiting in this browser in.
+    """
     pending = session.get(PENDING_IDENTITY)
     sign_in(user, remember=remember)
     signin.signed_in(get_state(), this_client(), user, remember=remember, **detail)
     trust_this_browser(user)
     flash(greeting or f"Signed in as {user.username}.", "success")
-    link_pending(user, pending)
+    identity = _fresh_identity(pending, user)
+    if identity is None:
+        return None
+    hold_identity(identity, user)  # again: signing in emptied the session
+    return url_for("portcullis.provider_confirm", provider=identity.provider)
 
 
 def hold_identity(identity: Identity, owner: UserMixin | None) -> None:
@@ -58,26 +65,6 @@ def _fresh_identity(pending: Any, owner: UserMixin | None) -> Identity | None:
     if owner is not None and pending.get("owner") != owner.id:
         return None
     return Identity.from_dict(pending)
-
-
-def link_pending(user: UserMixin, pending: object) -> None:
-    """Link the identity held for ``user``'s account (``pending``, read before signing in
-    emptied the session), now that its owner proved the account."""
-    identity = _fresh_identity(pending, user)
-    if identity is None:
-        return
-    state = get_state()
-    label = next(
-        (p.label for p in state.settings.oauth_providers if p.name == identity.provider), None
-    )
-    if label is None:  # the provider is no longer configured
-        return
-    try:
-        federation.link(state, this_client(), user, identity, label)
-    except Conflict as exc:
-        flash(str(exc), "error")
-    else:
-        flash(f"Your {label} account is linked: you can sign in with it from now on.", "success")
 
 
 def verify_second_factor(user: UserMixin, code: str, **detail: str) -> str:

@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from ..caller import this_client
+from ..decorators import login_required
 from ..exceptions import (
     AccountInactive,
     Conflict,
@@ -18,8 +19,8 @@ from ..exceptions import (
     ProviderFailed,
 )
 from ..federation import Identity
-from ..identity import mask_email
-from ..providers import Provider
+from ..identity import clean_email, mask_email
+from ..providers import OIDC, Provider
 from ..state import get_state
 from ..usecases import federation
 from .blueprints import bp
@@ -29,11 +30,11 @@ from .forms import ConfirmForm, ProviderForm, ProviderSignupForm, UnlinkForm
 from .fresh import fresh_login_required
 from .keys import PENDING_IDENTITY, PENDING_VERIFICATION
 from .login_bridge import is_fresh, mark_fresh, me
-from .oauth_client import finish, providers, start
+from .oauth_client import REAUTHENTICATE, finish, providers, start
 from .redirects import after_login_url, safe_next
 from .second_step import start_second_step
 
-SIGN_IN, LINK, REAUTHENTICATE = "sign-in", "link", "reauthenticate"
+SIGN_IN, LINK = "sign-in", "link"
 CONNECTIONS = "portcullis.connections"
 
 
@@ -54,7 +55,7 @@ def problem(error: ProviderFailed) -> ResponseReturnValue:
 def provider_start(provider: str) -> ResponseReturnValue:
     """Send the browser to the provider. POST with a CSRF token only: a sign-in another
     site starts (or finishes) in your browser would sign you in to their account."""
-    configured(provider)
+    kind = configured(provider).kind
     form = ProviderForm()
     if not form.validate_on_submit() or form.intent.data not in (SIGN_IN, LINK, REAUTHENTICATE):
         flash("That form expired; press the button again.", "error")
@@ -66,6 +67,10 @@ def provider_start(provider: str) -> ResponseReturnValue:
         return redirect(url_for("portcullis.login"))
     if intent == LINK and not is_fresh():
         return redirect(url_for("portcullis.reauthenticate", next=url_for(CONNECTIONS)))
+    if intent == REAUTHENTICATE and kind != OIDC:
+        # GitHub cannot be asked to sign the person in again: one click would do.
+        flash("Please confirm with your password.", "error")
+        return redirect(url_for("portcullis.reauthenticate"))
     try:
         return start(provider, intent, safe_next(request.args.get("next")))
     except ProviderFailed as exc:
@@ -115,8 +120,8 @@ def finish_sign_in(identity: Identity, next_url: str | None) -> ResponseReturnVa
             return start_second_step(
                 user, remember=False, next_url=next_url, provider=identity.provider
             )
-        complete_sign_in(user, remember=False, provider=identity.provider)
-        return redirect(next_url or url_for(state.settings.post_login_view))
+        first = complete_sign_in(user, remember=False, provider=identity.provider)
+        return redirect(first or next_url or url_for(state.settings.post_login_view))
     hold_identity(identity, arrival.owner)
     if arrival.owner is not None:
         return redirect(url_for("portcullis.provider_existing", provider=identity.provider))
@@ -171,16 +176,23 @@ def provider_signup(provider: str) -> ResponseReturnValue:
             user = federation.sign_up(
                 state, this_client(), identity, form.username.data or "", form.email.data or ""
             )
-        except EmailTaken:
+        except EmailTaken:  # only without required verification: see federation.sign_up
             form.email.errors = ["That address is taken: sign in to its account, or use another."]
         except FieldError as exc:
             show_error(form, exc)
+        except Conflict as exc:
+            session.pop(PENDING_IDENTITY, None)
+            flash(str(exc), "error")
+            return redirect(url_for("portcullis.login"))
         else:
             session.pop(PENDING_IDENTITY, None)
-            if state.settings.email_verification == "required" and not user.email_verified:
-                session[PENDING_VERIFICATION] = user.email
+            if user is None or (
+                state.settings.email_verification == "required" and not user.email_verified
+            ):  # a taken address is answered exactly like a new one
+                address = user.email if user is not None else clean_email(form.email.data or "")
+                session[PENDING_VERIFICATION] = address
                 return render_template(
-                    "portcullis/check_inbox.html", reason="verify", email=user.email
+                    "portcullis/check_inbox.html", reason="verify", email=address
                 )
             welcome = f"Welcome, {user.username}! Your account is ready."
             complete_sign_in(user, remember=False, greeting=welcome, provider=provider)
@@ -203,6 +215,37 @@ def provider_existing(provider: str) -> ResponseReturnValue:
         label=label,
         email=mask_email(identity.email),
         form=ConfirmForm(),
+    )
+
+
+@bp.route("/login/oauth/<provider>/confirm", methods=["GET", "POST"])
+@login_required
+def provider_confirm(provider: str) -> ResponseReturnValue:
+    """After its owner signed in: link the provider identity that found this account by its
+    address? Asked, not assumed: whoever left it waiting in this browser may not be them."""
+    label = configured(provider).label
+    user = me()
+    identity = held_identity(user)
+    if identity is None or identity.provider != provider:
+        return redirect(url_for(get_state().settings.post_login_view))
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        session.pop(PENDING_IDENTITY, None)
+        if request.form.get("decision") != "link":
+            flash(f"{label} was not linked.", "info")
+            return redirect(url_for(get_state().settings.post_login_view))
+        try:
+            federation.link(get_state(), this_client(), user, identity, label)
+        except Conflict as exc:
+            flash(str(exc), "error")
+        else:
+            flash(f"{label} is linked: you can sign in with it from now on.", "success")
+        return redirect(url_for(CONNECTIONS))
+    return render_template(
+        "portcullis/provider_confirm.html",
+        label=label,
+        email=identity.email,
+        form=form,
     )
 
 

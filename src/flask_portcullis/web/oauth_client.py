@@ -10,7 +10,9 @@ the answer, and a ``redirect_uri`` built from configuration.
 
 from __future__ import annotations
 
+import hmac
 import threading
+import time
 from typing import Any
 
 import requests
@@ -33,6 +35,10 @@ EXTENSION_KEY = "portcullis.oauth"
 FLOW_LIFETIME = 15 * 60
 TIMEOUT = 10  # seconds for each call to the provider: its token, JWKS and user endpoints
 CHANGED = "This sign-in was started in another browser, took too long, or was used already."
+UNVERIFIED = "The sign-in provider's answer could not be verified. Please try again."
+# Clocks differ a little: the provider's auth_time may be this much before our "started".
+AUTH_TIME_LEEWAY = 60
+REAUTHENTICATE = "reauthenticate"
 _lock = threading.Lock()
 
 
@@ -101,27 +107,43 @@ def redirect_uri(name: str) -> str:
 
 def start(name: str, intent: str, next_url: str | None) -> Response:
     """Send the browser to the provider; what it is for (``intent``) stays in this browser's
-    session with the state, so only this browser can finish it."""
+    session with the state, so only this browser can finish it.
+
+    To re-authenticate, the provider is asked to sign the person in again
+    (``prompt=login``, ``max_age=0``); its ID token must then say so (``auth_time``).
+    """
     app = client(name)
     uri = redirect_uri(name)
+    extra = {"prompt": "login", "max_age": 0} if intent == REAUTHENTICATE else {}
     try:
-        answer = app.create_authorization_url(uri)
+        answer = app.create_authorization_url(uri, **extra)
     except (requests.RequestException, AuthlibBaseError, RuntimeError, ValueError) as exc:
         raise ProviderFailed(
             "The sign-in provider cannot be reached. Please try again later.",
             f"discovery: {type(exc).__name__}",
             unreachable=True,
         ) from exc
-    app.save_authorize_data(redirect_uri=uri, **answer)
+    _forget_flows(app)  # one flow at a time: the signed cookie must not grow with each
+    # Only what the callback needs (not the whole authorization URL: it rides in the cookie).
+    kept = {key: answer[key] for key in ("code_verifier", "nonce") if key in answer}
+    app.save_authorize_data(redirect_uri=uri, state=answer["state"], **kept)
     session[PROVIDER_FLOW] = {
         "provider": name,
         "state": answer["state"],
         "intent": intent,
         "next": next_url,
+        "started": int(time.time()),  # the provider's clock, not the app's: auth_time
     }
     response = Response(status=302)
     response.headers["Location"] = answer["url"]
     return response
+
+
+def _forget_flows(app: FlaskOAuth2App) -> None:
+    for name in providers():
+        prefix = f"_state_{name}_"
+        for key in [key for key in session if key.startswith(prefix)]:
+            session.pop(key, None)
 
 
 def finish(name: str) -> tuple[Identity, dict[str, Any]]:
@@ -129,9 +151,18 @@ def finish(name: str) -> tuple[Identity, dict[str, Any]]:
     flow this browser started (its ``intent`` and ``next``); or raise ProviderFailed."""
     flow = session.pop(PROVIDER_FLOW, None)
     state = request.args.get("state", "")
+    app = client(name)
+    try:
+        return _finish(app, flow, state), flow
+    finally:
+        app.framework.clear_state_data(session, state)  # used or refused: gone either way
+
+
+def _finish(app: FlaskOAuth2App, flow: Any, state: str) -> Identity:
+    name = app.name
     if not (isinstance(flow, dict) and flow.get("provider") == name and state):
         raise ProviderFailed(CHANGED, "no-flow")
-    if flow.get("state") != state:
+    if not hmac.compare_digest(str(flow.get("state", "")).encode(), state.encode()):
         raise ProviderFailed(CHANGED, "state")
     # Single use across every worker, even if the session cookie is replayed with it.
     if not get_state().throttle.claim_once("provider-state", f"{name}:{state}", FLOW_LIFETIME):
@@ -143,15 +174,14 @@ def finish(name: str) -> tuple[Identity, dict[str, Any]]:
         raise ProviderFailed(
             "The sign-in provider refused the request. Please try again.", f"error: {error[:64]}"
         )
-    app = client(name)
     _check_issuer(app)
     try:
         token = app.authorize_access_token()
-        identity = (
-            _github_identity(app, name)
-            if providers()[name].kind == GITHUB
-            else _oidc_identity(token, name)
-        )
+        if providers()[name].kind == GITHUB:
+            return _github_identity(app, name)
+        if flow.get("intent") == REAUTHENTICATE:
+            _check_signed_in_again(token, int(flow.get("started", 0)))
+        return _oidc_identity(token, name)
     except ProviderFailed:
         raise
     except requests.RequestException as exc:
@@ -162,10 +192,20 @@ def finish(name: str) -> tuple[Identity, dict[str, Any]]:
         ) from exc
     except (AuthlibBaseError, JoseError, ValueError, KeyError, TypeError) as exc:
         raise ProviderFailed(
-            "The sign-in provider's answer could not be verified. Please try again.",
-            f"invalid: {type(exc).__name__}: {str(exc)[:120]}",
+            UNVERIFIED, f"invalid: {type(exc).__name__}: {str(exc)[:120]}"
         ) from exc
-    return identity, flow
+
+
+def _check_signed_in_again(token: dict[str, Any], started: int) -> None:
+    """Re-authentication: the provider must have signed the person in after we asked
+    (its ``auth_time``), not merely found them signed in (ASVS 3.7.1)."""
+    claims = token.get("userinfo") or {}
+    at = claims.get("auth_time")
+    if not isinstance(at, int) or at < started - AUTH_TIME_LEEWAY:
+        raise ProviderFailed(
+            "The provider did not ask for your sign-in again. Please use your password.",
+            "auth_time",
+        )
 
 
 def _check_issuer(app: FlaskOAuth2App) -> None:
@@ -191,10 +231,7 @@ def _check_issuer(app: FlaskOAuth2App) -> None:
 def _oidc_identity(token: dict[str, Any], name: str) -> Identity:
     claims = token.get("userinfo")  # the ID token's claims, verified by Authlib
     if not claims:
-        raise ProviderFailed(
-            "The sign-in provider's answer could not be verified. Please try again.",
-            "no-id-token",
-        )
+        raise ProviderFailed(UNVERIFIED, "no-id-token")
     email = str(claims.get("email") or "")
     username = str(claims.get("preferred_username") or claims.get("nickname") or "")
     return _identity(
@@ -223,9 +260,7 @@ def _github_identity(app: FlaskOAuth2App, name: str) -> Identity:
 
 def _identity(name: str, subject: str, email: str, verified: bool, username: str) -> Identity:
     if not subject or len(subject) > SUBJECT_MAX:
-        raise ProviderFailed(
-            "The sign-in provider's answer could not be verified. Please try again.", "subject"
-        )
+        raise ProviderFailed(UNVERIFIED, "subject")
     if len(email) > EMAIL_MAX or "@" not in email:
         email, verified = "", False
     return Identity(name, subject, email, verified, username[:64])

@@ -131,8 +131,8 @@ def login_passkey() -> ResponseReturnValue:
     except (AccountInactive, EmailNotVerified):
         flash("This account cannot sign in yet: sign in with your password to see why.", "error")
         return back
-    complete_sign_in(user, remember=bool(request.form.get("remember")), factor="passkey")
-    return redirect(after_login_url())
+    first = complete_sign_in(user, remember=bool(request.form.get("remember")), factor="passkey")
+    return redirect(first or after_login_url())
 
 
 @bp.route("/login/two-factor/passkey", methods=["POST"])

@@ -71,6 +71,7 @@ def finish_second_step(
     get_state().authenticator.admit(user)  # the pending challenge is used up
     detail = pending.get("detail")
     detail = {str(k): str(v) for k, v in detail.items()} if isinstance(detail, dict) else {}
-    complete_sign_in(user, remember=bool(pending.get("remember")), factor=factor, **detail)
-    target = safe_next(pending.get("next"))
+    remember = bool(pending.get("remember"))
+    first = complete_sign_in(user, remember=remember, factor=factor, **detail)
+    target = first or safe_next(pending.get("next"))
     return redirect(target or url_for(get_state().settings.post_login_view))
