@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
 import pytest
 from flask import Flask
@@ -783,6 +783,72 @@ def test_an_account_without_a_password_must_be_fresh_to_delete(
     with browser.session_transaction() as session:
         session["_portcullis_auth_at"] = 0
     assert path_of(browser.get("/account/delete")) == "/reauthenticate"
+
+
+def test_the_owner_with_a_second_factor_links_after_giving_it(
+    site: Flask, oidc_provider: OidcProvider, clock: FakeClock
+) -> None:
+    ada = make_user(site)
+    secret = enable_totp(site, ada, clock)
+    browser = site.test_client()
+    via_provider(browser, oidc_provider)
+    assert path_of(login(browser, "ada", PASSWORD)) == "/login/two-factor"
+    assert links(site) == []
+    done = submit(browser, "/login/two-factor", {"code": code_for(secret, clock)})
+    assert path_of(done) == f"/login/oauth/{IDP}/confirm"  # still waiting, now asked
+    submit(browser, f"/login/oauth/{IDP}/confirm", {"decision": "link"})
+    assert links(site) == [(ada, IDP, ADA.sub)]
+
+
+def test_a_waiting_identity_expires(
+    site: Flask, oidc_provider: OidcProvider, clock: FakeClock
+) -> None:
+    make_user(site)
+    browser = site.test_client()
+    via_provider(browser, oidc_provider)
+    clock.advance(minutes=16)
+    assert path_of(login(browser, "ada", PASSWORD)) != f"/login/oauth/{IDP}/confirm"
+    assert links(site) == []
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "/\\evil.example", "https://evil.example/"])
+def test_next_through_the_provider_stays_on_the_site(
+    site: Flask, oidc_provider: OidcProvider, target: str
+) -> None:
+    new_account(site.test_client(), oidc_provider)
+    browser = site.test_client()
+    token = csrf_token(browser, "/login")
+    started = browser.post(
+        f"/login/oauth/{IDP}?next={quote(target)}", data={"csrf_token": token, "intent": "sign-in"}
+    )
+    response = callback(browser, oidc_provider.consent(started.headers["Location"], ADA))
+    assert response.status_code == 302
+    assert urlsplit(response.headers["Location"]).netloc in ("", "localhost")
+    assert not response.headers["Location"].startswith("//")
+
+
+def test_a_passkey_is_a_way_in_so_the_only_link_may_go(
+    site: Flask, oidc_provider: OidcProvider
+) -> None:
+    browser = site.test_client()
+    new_account(browser, oidc_provider)
+    ada = user_id(site, "ada@example.com")
+    with site.app_context():
+        state = get_state(site)
+        Passkey = state.models.Passkey
+        state.db.session.add(
+            Passkey(
+                user_id=ada,
+                credential_key="k" * 64,
+                credential_id="cred",
+                public_key=b"key",
+                name="Phone",
+                created_at=state.clock(),
+            )
+        )
+        state.db.session.commit()
+    submit(browser, "/account/connections", {"provider": IDP})
+    assert links(site) == []
 
 
 # -- GitHub ----------------------------------------------------------------------------------

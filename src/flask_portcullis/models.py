@@ -15,7 +15,7 @@ same ``db``, so one migration history covers every table. Without a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -121,7 +121,38 @@ def _default_skeleton(context: Any) -> str:
     return username_skeleton(key)
 
 
-class UserMixin(flask_login.UserMixin):
+class UserChecks(flask_login.UserMixin):
+    """The checks every view of a user answers alike: the ORM user (``UserMixin``) and the
+    light one a signed-in request gets (``SignedInUser``)."""
+
+    if TYPE_CHECKING:
+        active: bool
+        email_verified_at: datetime | None
+
+        @property
+        def roles(self) -> Sequence[Any]: ...
+
+        @property
+        def permission_names(self) -> frozenset[str]: ...
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users.
+        return self.active
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
+
+    def has_role(self, name: str) -> bool:
+        """Tell whether the user holds the role called ``name``."""
+        return any(role.name == name for role in self.roles)
+
+    def has_permission(self, name: str) -> bool:
+        """The one permission check: does any of the user's roles grant ``name``?"""
+        return name in self.permission_names
+
+
+class UserMixin(UserChecks):
     """The columns Portcullis needs on a user; add your own beside them."""
 
     if TYPE_CHECKING:
@@ -158,22 +189,6 @@ class UserMixin(flask_login.UserMixin):
         return {"sqlite_autoincrement": True}
 
     @property
-    def is_active(self) -> bool:  # Flask-Login refuses inactive users.
-        return self.active
-
-    @property
-    def email_verified(self) -> bool:
-        return self.email_verified_at is not None
-
-    def has_role(self, name: str) -> bool:
-        """Tell whether the user holds the role called ``name``."""
-        return any(role.name == name for role in self.roles)
-
-    def has_permission(self, name: str) -> bool:
-        """The one permission check: does any of the user's roles grant ``name``?"""
-        return name in self.permission_names
-
-    @property
     def permission_names(self) -> frozenset[str]:
         """Every permission the user's roles grant."""
         return frozenset(perm.name for role in self.roles for perm in role.permissions)
@@ -201,7 +216,7 @@ class RoleName:
     name: str
 
 
-class SignedInUser(flask_login.UserMixin):
+class SignedInUser(UserChecks):
     """The signed-in user as every page sees it (``current_user``).
 
     Its identity fields and role names come with the session check, in one
@@ -264,20 +279,6 @@ class SignedInUser(flask_login.UserMixin):
         setattr(self.entity, name, value)
         if name in self.__dict__:
             self.__dict__[name] = value
-
-    @property
-    def is_active(self) -> bool:
-        return self.active
-
-    @property
-    def email_verified(self) -> bool:
-        return self.email_verified_at is not None
-
-    def has_role(self, name: str) -> bool:
-        return any(role.name == name for role in self.roles)
-
-    def has_permission(self, name: str) -> bool:
-        return name in self.permission_names
 
     @property
     def permission_names(self) -> frozenset[str]:
