@@ -42,6 +42,7 @@ from .totp import STEP, code_for
 
 IDP = "idp"
 CALLBACK = f"http://localhost/login/oauth/{IDP}/callback"
+SIGNUP = f"/login/oauth/{IDP}/signup"
 GITHUB_CALLBACK = "http://localhost/login/oauth/github/callback"
 
 
@@ -539,11 +540,7 @@ def test_an_unverified_provider_address_never_matches(
     browser = site.test_client()
     response = via_provider(browser, oidc_provider, unverified)
     assert path_of(response) == f"/login/oauth/{IDP}/signup"  # a new person, not ada's
-    token = csrf_token(browser, f"/login/oauth/{IDP}/signup")
-    taken = browser.post(
-        f"/login/oauth/{IDP}/signup",
-        data={"csrf_token": token, "username": "mallory", "email": "ada@example.com"},
-    )
+    taken = submit(browser, SIGNUP, {"username": "mallory", "email": "ada@example.com"})
     assert taken.status_code == 422
     assert "That address is taken" in text(taken)
     assert links(site) == []
@@ -751,11 +748,7 @@ def test_a_taken_address_looks_like_a_new_one_when_verification_is_required(
     unverified = OidcUser("mallory-2", "ada@example.com", False, "Mallory", "mallory")
     browser = site.test_client()
     assert path_of(via_provider(browser, oidc_provider, unverified)) == f"/login/oauth/{IDP}/signup"
-    token = csrf_token(browser, f"/login/oauth/{IDP}/signup")
-    answer = browser.post(
-        f"/login/oauth/{IDP}/signup",
-        data={"csrf_token": token, "username": "mallory", "email": "ada@example.com"},
-    )
+    answer = submit(browser, SIGNUP, {"username": "mallory", "email": "ada@example.com"})
     assert answer.status_code == 200
     assert "Check your inbox" in text(answer)
     assert links(site) == []
