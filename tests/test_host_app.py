@@ -220,3 +220,15 @@ def test_host_sign_out_button_works_with_csrf_turned_off(tmp_path: Path) -> None
     action, token, _, _ = sign_out_forms(page.get_data(as_text=True))[0]
     assert client.post(action, data={"csrf_token": token}).status_code == 302
     assert client.get("/shoes").status_code == 302
+
+
+def test_the_nav_links_follow_the_mount_point_of_each_request(host: Flask) -> None:
+    """The layout's links are built once per mount point (web/urls.py), never shared
+    between an app served at / and the same app under a prefix."""
+    client = host.test_client()
+    plain = client.get("/").get_data(as_text=True)
+    mounted = client.get("/", base_url="http://localhost/accounts").get_data(as_text=True)
+    assert 'href="/login"' in plain
+    assert 'href="/accounts/login"' in mounted
+    assert 'href="/login"' not in mounted
+    assert 'href="/login"' in client.get("/").get_data(as_text=True)

@@ -28,6 +28,7 @@ from . import (  # noqa: F401  (registers the routes)
 from .blueprints import admin_bp, bp
 from .field_attrs import render_kw_attributes, widget_attributes
 from .login_bridge import init_login_manager
+from .urls import cached_url_for
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -71,4 +72,6 @@ def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:
         # For _macros.html's field(): a field's render_kw, the macro's own attributes winning.
         portcullis_render_kw=render_kw_attributes,
         portcullis_widget_attributes=widget_attributes,
+        # The layout's and the nav's fixed links, built once per mount point (web/urls.py).
+        portcullis_url=cached_url_for,
     )
