@@ -57,7 +57,7 @@ class Identities:
         """A connection for the per-request check: a pooled one of its own (cheaper than the
         ORM session's transaction). Where the pool has one shared connection (SQLite in
         memory), the session's: returning the shared one would roll back its work."""
-        if isinstance(self.engine.pool, StaticPool | SingletonThreadPool):
+        if self._shared_pool:
             yield self._db.connection()
             return
         with self.engine.connect() as connection:
@@ -65,7 +65,7 @@ class Identities:
 
     def commit(self, connection: Connection) -> None:
         """Commit what the check wrote on ``connection`` (see ``connection``)."""
-        if isinstance(self.engine.pool, StaticPool | SingletonThreadPool):
+        if self._shared_pool:
             self._db.commit()
         else:
             connection.commit()
@@ -74,6 +74,11 @@ class Identities:
     def _by_id(self) -> Select[Any]:
         User = self._models.User
         return self.with_roles(select(*self.columns())).where(User.id == bindparam("user_id"))
+
+    @cached_property
+    def _shared_pool(self) -> bool:
+        """Whether the pool hands every caller one connection (decided once, not per request)."""
+        return isinstance(self.engine.pool, StaticPool | SingletonThreadPool)
 
     @cached_property
     def engine(self) -> Engine:

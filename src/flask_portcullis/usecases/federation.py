@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..audit_events import Event
 from ..exceptions import AccountInactive, Conflict, EmailNotVerified, EmailTaken, ProviderFailed
@@ -20,6 +21,8 @@ from ..models import UserMixin
 from ..state import State
 from .client import Client, record
 from .signin import sign_in_failed
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,12 +36,11 @@ class Arrival:
     owner: UserMixin | None = None
 
 
-def take_answer(
-    state: State, client: Client, provider: str, exchange: Callable[[], Identity]
-) -> Identity:
+def take_answer(state: State, client: Client, provider: str, exchange: Callable[[], T]) -> T:
     """Take a provider's answer on the callback: count the client's attempt first (Throttled
     before anything is fetched), then let ``exchange`` check the answer and fetch the
-    identity; a ProviderFailed is recorded as a failed sign-in and raised."""
+    identity (with what the adapter keeps beside it); a ProviderFailed is recorded as a
+    failed sign-in and raised."""
     state.authenticator.guard.before_client_attempt(client.ip)
     try:
         return exchange()

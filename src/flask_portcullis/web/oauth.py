@@ -82,18 +82,12 @@ def provider_callback(provider: str) -> ResponseReturnValue:
     """The provider's answer: checked (oauth_client.finish), counted per client, then
     used for what this browser started it for."""
     configured(provider)
-    flows: list[dict[str, object]] = []
-
-    def exchange() -> Identity:
-        identity, flow = finish(provider)
-        flows.append(flow)
-        return identity
-
     try:
-        identity = federation.take_answer(get_state(), this_client(), provider, exchange)
+        identity, flow = federation.take_answer(
+            get_state(), this_client(), provider, lambda: finish(provider)
+        )
     except ProviderFailed as exc:
         return problem(exc)
-    flow = flows[0]
     next_url = safe_next(str(flow.get("next") or "")) if flow.get("next") else None
     if flow.get("intent") == LINK:
         return finish_link(identity)

@@ -123,7 +123,7 @@ def start(name: str, intent: str, next_url: str | None) -> Response:
             f"discovery: {type(exc).__name__}",
             unreachable=True,
         ) from exc
-    _forget_flows(app)  # one flow at a time: the signed cookie must not grow with each
+    _forget_flows()  # one flow at a time: the signed cookie must not grow with each
     # Only what the callback needs (not the whole authorization URL: it rides in the cookie).
     kept = {key: answer[key] for key in ("code_verifier", "nonce") if key in answer}
     app.save_authorize_data(redirect_uri=uri, state=answer["state"], **kept)
@@ -139,7 +139,7 @@ def start(name: str, intent: str, next_url: str | None) -> Response:
     return response
 
 
-def _forget_flows(app: FlaskOAuth2App) -> None:
+def _forget_flows() -> None:
     for name in providers():
         prefix = f"_state_{name}_"
         for key in [key for key in session if key.startswith(prefix)]:
