@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -67,7 +67,7 @@ class ActiveSession:
     user: SignedInUser
 
 
-SESSION_FIELDS = ("id", "user_id", "created_at", "last_seen_at", "expires_at", "remember")
+SESSION_FIELDS = tuple(field.name for field in fields(SessionView))  # read per request
 
 
 class SessionService:
