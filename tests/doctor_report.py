@@ -26,6 +26,7 @@ STANDARDS = {
     "host of links": "OWASP WSTG-INPV-17",
     "passkey site": "WebAuthn Level 3, 5.1.3",
     "database": "operations",
+    "session store": "operations",
     "look-alike usernames": "Unicode UTS #39",
     "adopted duplicates": "RFC 8265 / docs/adopting.md",
 }

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_portcullis import get_state
-from flask_portcullis.models import SessionMixin
+from flask_portcullis.sessions import SessionRecord
 from flask_portcullis.web.keys import SESSION_KEY
 
 from .conftest import (
@@ -38,7 +38,7 @@ def cookie_session(app: Flask, client: FlaskClient) -> dict[str, object]:
     return data
 
 
-def records(app: Flask, user_id: int) -> list[SessionMixin]:
+def records(app: Flask, user_id: int) -> list[SessionRecord]:
     with app.app_context():
         return list(get_state(app).sessions.list_for(user_id))
 

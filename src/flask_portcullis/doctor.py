@@ -180,6 +180,15 @@ def examine(app: Flask, state: State) -> list[Finding]:
             "operations",
             severe=True,
         ),
+        _check(
+            health.store_ok(state.sessions.store),
+            "session store",
+            f"{state.sessions.store.kind}, reachable",
+            f"{state.sessions.store.kind} at PORTCULLIS_SESSION_STORE does not answer: "
+            "nobody can sign in",
+            "operations",
+            severe=True,
+        ),
         _look_alikes(state),
         _adopted_duplicates(state),
     ]

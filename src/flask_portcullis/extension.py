@@ -7,15 +7,18 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event
+from sqlalchemy.orm import Session as OrmSession
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .access_tokens import AccessTokens
 from .accounts import AccountService
 from .audit import AuditLog
 from .authentication import Authenticator
+from .caches import UserCache, changed_users, committed, mark_stale, rolled_back
 from .clock import Clock, utcnow
 from .devices import DeviceService
 from .email_links import EmailLinks
@@ -33,6 +36,7 @@ from .password_policy import PasswordPolicy, PasswordValidator
 from .passwords import Hasher, PasswordHashing
 from .rbac import RoleService
 from .refresh_tokens import RefreshTokens
+from .session_stores import open_store
 from .sessions import SessionService
 from .settings import Settings
 from .signup import require_signup_fields
@@ -138,7 +142,10 @@ class Portcullis:
         )
         session = self.db.session
         identities = Identities(session, self.models)
-        sessions = SessionService(session, self.models, identities, settings, clock)
+        store = open_store(settings, session, self.models, identities)
+        sessions = SessionService(session, self.models, store, settings, clock)
+        if store.users is not None:
+            watch_user_changes()
         guard = LoginGuard(
             throttle,
             per_client=settings.login_limit_per_client,
@@ -245,3 +252,38 @@ class Portcullis:
             app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
         # Remember-me makes the cookie permanent: let it live as long as the server-side record.
         app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(seconds=settings.remember_lifetime)
+
+
+# -- the session store's cache of users follows every change to them --------------------------
+
+
+def watch_user_changes() -> None:
+    """Once per process: every ORM flush that changes a user's identity fields or roles marks
+    their cached entry stale, before the commit and after it (caches.py)."""
+    if not event.contains(OrmSession, "before_flush", _before_flush):
+        event.listen(OrmSession, "before_flush", _before_flush)
+        event.listen(OrmSession, "after_commit", _after_commit)
+        event.listen(OrmSession, "after_rollback", rolled_back)
+
+
+def _users_of_this_app() -> tuple[UserCache, State] | None:
+    if not has_app_context():
+        return None
+    state: State | None = current_app.extensions.get("portcullis")
+    if state is None or state.sessions.store.users is None:
+        return None
+    return state.sessions.store.users, state
+
+
+def _before_flush(session: OrmSession, *_: object) -> None:
+    found = _users_of_this_app()
+    if found is not None:
+        users, state = found
+        ids = changed_users(session, state.models)
+        mark_stale(users.cache, session, [users.key(user_id) for user_id in ids])
+
+
+def _after_commit(session: OrmSession) -> None:
+    found = _users_of_this_app()
+    if found is not None:
+        committed(found[0].cache, session)

@@ -7,7 +7,9 @@ import logging
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from .exceptions import Unavailable
 from .models import UserMixin
+from .session_stores import SessionStore
 from .throttling import Throttle
 
 logger = logging.getLogger("flask_portcullis.health")
@@ -27,12 +29,26 @@ def database_ok(engine: Engine, user_model: type[UserMixin]) -> bool:
     return True
 
 
+def store_ok(store: SessionStore) -> bool:
+    """Whether the session store answers (the SQL store is the database: checked apart)."""
+    try:
+        store.ping()
+    except Unavailable:
+        return False
+    return True
+
+
 def checks(
-    engine: Engine, user_model: type[UserMixin], throttle: Throttle | None
+    engine: Engine,
+    user_model: type[UserMixin],
+    throttle: Throttle | None,
+    store: SessionStore | None = None,
 ) -> dict[str, str]:
     """Map each dependency to "ok" or "unreachable" (Redis only when it is configured: pass
-    its throttle, else None)."""
+    its throttle, else None; the session store when it is not the database)."""
     result = {"database": "ok" if database_ok(engine, user_model) else "unreachable"}
     if throttle is not None:
         result["redis"] = "ok" if throttle.healthy() else "unreachable"
+    if store is not None and store.kind != "sql":
+        result["session_store"] = "ok" if store_ok(store) else "unreachable"
     return result

@@ -44,6 +44,10 @@ class Identities:
         first = rows[0]._mapping
         fields = {name: first[f"u_{name}"] for name in IDENTITY_FIELDS}
         roles = tuple(row.role for row in rows if row.role is not None)
+        return self.make(fields, roles)
+
+    def make(self, fields: dict[str, Any], roles: tuple[str, ...]) -> SignedInUser:
+        """A user of these identity fields and role names (from rows, or a cache)."""
         return SignedInUser(fields, roles, self._load_user, self._permission_names)
 
     def get(self, user_id: int) -> SignedInUser | None:

@@ -609,7 +609,9 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
     class RefreshToken(RefreshTokenMixin, base):
         __tablename__ = "refresh_tokens"
         __table_args__ = (Index("ix_refresh_tokens_session_id", "session_id"),)
-        session_id: Mapped[str] = mapped_column(ForeignKey("user_sessions.id", ondelete="CASCADE"))
+        # No foreign key: the session may live in Redis (session_stores.py). Ending a
+        # session deletes its tokens (SessionService), whichever store holds it.
+        session_id: Mapped[str] = mapped_column(String(64))
 
     class TwoFactor(TwoFactorMixin, base):
         __tablename__ = "two_factor"

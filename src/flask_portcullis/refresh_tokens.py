@@ -2,7 +2,8 @@
 
 Each API sign-in opens a server-side session (the same records the browser
 uses, so it shows on the devices page and ends with every "sign out
-everywhere", password change, deactivation or deletion) and hands out one
+everywhere", password change, deactivation or deletion, whichever store holds
+it: ending a session deletes its tokens too) and hands out one
 refresh token: 256 random bits, stored only as a SHA-256 digest. A refresh
 uses it up and returns the next one. Presenting a used token again means it
 was copied: the whole family (the session and all its tokens) ends at once.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import delete, update
+from sqlalchemy import update
 
 from .clock import Clock
 from .exceptions import RefreshTokenReused, TokenInvalid
@@ -83,15 +84,5 @@ class RefreshTokens:
         return token
 
     def _end_family(self, record_id: str) -> int | None:
-        """End a session and so all its tokens; return its user's id (for the audit log).
-
-        Only the session row is deleted: refresh_tokens.session_id is ON DELETE CASCADE
-        (SQLite too: init_app turns its foreign keys on), so the family goes with it in the
-        same statement, as it does when any other path ends the session.
-        """
-        Session = self._models.Session
-        record = self._db.get(Session, record_id)
-        user_id = record.user_id if record is not None else None
-        self._db.execute(delete(Session).where(Session.id == record_id))
-        self._db.commit()
-        return user_id
+        """End a session and so all its tokens; return its user's id (for the audit log)."""
+        return self._sessions.end_id(record_id)

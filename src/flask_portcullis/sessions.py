@@ -4,8 +4,9 @@ Two names, never mixed: the browser holds a random session *token* (256
 bits) inside Flask's signed cookie; the database holds only its SHA-256
 digest, the session's *id* (the row's key, what lists show and the API's
 ``/sessions/{session_id}`` names), so a leaked table cannot be replayed.
-Every request resolves the token, so ending a row ends the session at once
-(OWASP ASVS 3.3.1, 3.3.3).
+Every request resolves the token, so ending a record ends the session at once
+(OWASP ASVS 3.3.1, 3.3.3). The records live in a store (session_stores.py);
+the rules here hold for every store.
 """
 
 from __future__ import annotations
@@ -13,16 +14,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import cached_property
-from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, delete, select, update
+from sqlalchemy import delete
 
 from .clock import Clock
-from .identities import Identities
-from .models import DbSession, Models, SessionMixin, SignedInUser, UserMixin
+from .models import DbSession, Models, SignedInUser, UserMixin
+from .session_stores import SessionRecord, SessionStore, SessionView, seconds_left
 from .settings import Settings
 
 # Write last-seen at most this often: one UPDATE a minute, not one per request.
@@ -48,18 +47,6 @@ def stored_client(ip: str, user_agent: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
-class SessionView:
-    """A live session as a request sees it (the ORM record is for the device list)."""
-
-    id: str
-    user_id: int
-    created_at: datetime
-    last_seen_at: datetime
-    expires_at: datetime
-    remember: bool
-
-
-@dataclass(frozen=True)
 class ActiveSession:
     """A resolved, still-valid session and its user."""
 
@@ -67,145 +54,141 @@ class ActiveSession:
     user: SignedInUser
 
 
-SESSION_FIELDS = tuple(field.name for field in fields(SessionView))  # read per request
+__all__ = ["ActiveSession", "SessionRecord", "SessionService", "SessionView", "digest"]
 
 
 class SessionService:
-    """Start, resolve, list and end server-side sessions."""
+    """Start, resolve, list and end server-side sessions, in whichever store holds them."""
 
     def __init__(
         self,
         db: DbSession,
         models: Models,
-        identities: Identities,
+        store: SessionStore,
         settings: Settings,
         clock: Clock,
     ) -> None:
         self._db = db
-        self._identities = identities
         self._models = models
+        self.store = store
         self._settings = settings
         self._clock = clock
+        self._idle = timedelta(seconds=settings.session_idle_timeout)
 
     def start(self, user: UserMixin, *, remember: bool, ip: str, user_agent: str) -> str:
-        """Create a session for ``user`` and return its id: a new one each time (no fixation)."""
+        """Create a session for ``user`` and return its token: a new one each time (no
+        fixation)."""
         token = secrets.token_urlsafe(32)
         now = self._clock()
         lifetime = self._settings.remember_lifetime if remember else self._settings.session_lifetime
         ip, user_agent = stored_client(ip, user_agent)
-        record = self._models.Session(
+        record = SessionRecord(
             id=digest(token),
             user_id=user.id,
             created_at=now,
             last_seen_at=now,
             expires_at=now + timedelta(seconds=lifetime),
+            remember=remember,
             ip=ip,
             user_agent=user_agent,
-            remember=remember,
         )
-        self._db.add(record)
+        self.store.add(record, self._ttl(record, now))
         self._db.commit()
         return token
 
-    def resolve(self, token: str) -> ActiveSession | None:
+    def resolve(self, token: str, user_hint: int | None = None) -> ActiveSession | None:
         """Return the live session of a token, or None when unknown, ended or expired."""
-        return self.resolve_id(digest(token))
+        return self.resolve_id(digest(token), user_hint)
 
-    @cached_property
-    def _lookup(self) -> Select[Any]:
-        """The per-request statement, composed once: the session, its user's identity fields
-        and role names in one round trip (a row per role), as plain rows."""
-        Session, User = self._models.Session, self._models.User
-        columns = [getattr(Session, name).label(f"s_{name}") for name in SESSION_FIELDS]
-        query = select(*columns, *self._identities.columns()).join(User, User.id == Session.user_id)
-        return self._identities.with_roles(query).where(
-            Session.id == bindparam("session_id"), ~self._over()
-        )
-
-    def resolve_id(self, session_id: str) -> ActiveSession | None:
+    def resolve_id(self, session_id: str, user_hint: int | None = None) -> ActiveSession | None:
         """Like resolve, by the stored id (API sessions, whose raw id is never handed out).
 
-        Read on a connection of its own, outside the ORM session (see identities.py):
-        one SELECT, and once a minute an UPDATE of last-seen.
+        One read of the store (with the SQL store: one SELECT), and once a minute a
+        write of last-seen. ``user_hint``: the user the client claims, to read at once.
         """
-        times = self._times()
-        Session = self._models.Session
-        with self._identities.connection() as connection:
-            rows = connection.execute(self._lookup, {"session_id": session_id, **times}).all()
-            if not rows:  # unknown, or over: then it goes now (it would on its owner's list)
-                gone = delete(Session).where(Session.id == session_id, self._over())
-                connection.execute(gone, times)
-                self._identities.commit(connection)
-                return None
-            first = rows[0]._mapping
-            if not first["u_active"]:
-                return None
-            record = SessionView(*(first[f"s_{name}"] for name in SESSION_FIELDS))
-            now = times["now"]
-            if now - record.last_seen_at >= TOUCH_INTERVAL:
-                touch = update(Session).where(Session.id == session_id).values(last_seen_at=now)
-                connection.execute(touch)
-                self._identities.commit(connection)
-        return ActiveSession(record, self._identities.build(rows))
+        found = self.store.find(session_id, user_hint)
+        if found is None:
+            return None
+        record, user = found
+        now = self._clock()
+        if self.over(record, now):  # it goes now (it would stay on its owner's list)
+            self._end([session_id])
+            return None
+        if user is None or not user.active:
+            return None
+        if now - record.last_seen_at >= TOUCH_INTERVAL:
+            record = replace(record, last_seen_at=now)
+            self.store.touch(record, self._ttl(record, now))
+        return ActiveSession(record, user)
+
+    def user(self, user_id: int) -> SignedInUser | None:
+        """A user as a signed-in request sees them (the bearer-token check), from the store's
+        source: the database, or its cache."""
+        return self.store.user(user_id)
 
     def end(self, token: str) -> None:
         """End one session by the token the browser holds."""
-        self._db.execute(
-            delete(self._models.Session).where(self._models.Session.id == digest(token))
-        )
-        self._db.commit()
+        self._end([digest(token)])
+
+    def end_id(self, session_id: str) -> int | None:
+        """End one session by its id; return its user's id (None when it was gone)."""
+        found = self.store.find(session_id, None)
+        self._end([session_id])
+        return None if found is None else found[0].user_id
 
     def end_all(self, user_id: int, *, keep: str | None = None) -> int:
-        """End every session of a user at once (but the one of token ``keep``); count them."""
-        Session = self._models.Session
-        self._purge_expired(user_id)  # already over: not counted as ended now
-        condition = Session.user_id == user_id
-        if keep is not None:
-            condition &= Session.id != digest(keep)
-        result = self._db.execute(delete(Session).where(condition))
+        """End every session of a user at once (but the one of token ``keep``); count those
+        still live (the timed-out ones ended already, lazily)."""
+        count = self.stage_end_all(user_id, keep=keep)
         self._db.commit()
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return count
 
     def end_one(self, user_id: int, session_id: str) -> bool:
         """End one of ``user_id``'s sessions by its id; tell whether there was one."""
-        Session = self._models.Session
-        condition = (Session.id == session_id) & (Session.user_id == user_id)
-        result = self._db.execute(delete(Session).where(condition))
+        ended = self.store.remove([session_id], user_id)
+        self._forget_refresh_tokens(ended)
         self._db.commit()
-        return int(result.rowcount) > 0  # type: ignore[attr-defined]
+        return bool(ended)
 
-    def stage_end_all(self, user_id: int) -> int:
-        """Delete a user's sessions in the caller's transaction, to commit with its other writes."""
-        Session = self._models.Session
-        result = self._db.execute(delete(Session).where(Session.user_id == user_id))
-        return int(result.rowcount)  # type: ignore[attr-defined]
+    def stage_end_all(self, user_id: int, *, keep: str | None = None) -> int:
+        """End a user's sessions with the caller's transaction (the SQL store's rows commit
+        with its other writes; Redis's go at once, before it: failing safe, signed out)."""
+        now = self._clock()
+        ended = self.store.remove_user(user_id, None if keep is None else digest(keep))
+        self._forget_refresh_tokens([view.id for view in ended])
+        return sum(not self.over(view, now) for view in ended)
 
-    def list_for(self, user_id: int) -> Sequence[SessionMixin]:
-        """Return a user's live sessions, most recently used first."""
-        Session = self._models.Session
-        self._purge_expired(user_id)
-        query = select(Session).where(Session.user_id == user_id)
-        return self._db.scalars(query.order_by(Session.last_seen_at.desc())).all()
+    def list_for(self, user_id: int) -> Sequence[SessionRecord]:
+        """Return a user's live sessions, most recently used first (ending the timed-out)."""
+        now = self._clock()
+        records = self.store.of_user(user_id)
+        over = [record.id for record in records if self.over(record, now)]
+        if over:
+            self._end(over)
+        live = [record for record in records if record.id not in over]
+        return sorted(live, key=lambda record: record.last_seen_at, reverse=True)
 
-    def _purge_expired(self, user_id: int) -> None:
-        """Delete the user's sessions that timed out (they end lazily, on their next request)."""
-        Session = self._models.Session
-        query = delete(Session).where(Session.user_id == user_id, self._over())
-        self._db.execute(query, self._times())
-        self._db.commit()
-
-    def _over(self) -> ColumnElement[bool]:
+    def over(self, record: SessionView, now: datetime) -> bool:
         """The one rule for a session that has ended by time: past its absolute lifetime, or
         idle too long unless remembered (remember-me sessions are bounded by their lifetime
-        only, ASVS 3.3.2). Bound to ``now`` and ``idle_since`` (see _times)."""
-        Session = self._models.Session
-        return (Session.expires_at <= bindparam("now")) | (
-            Session.remember.is_(False) & (Session.last_seen_at <= bindparam("idle_since"))
-        )
+        only, ASVS 3.3.2)."""
+        if record.expires_at <= now:
+            return True
+        return not record.remember and record.last_seen_at <= now - self._idle
 
-    def _times(self) -> dict[str, datetime]:
-        now = self._clock()
-        return {
-            "now": now,
-            "idle_since": now - timedelta(seconds=self._settings.session_idle_timeout),
-        }
+    def _ttl(self, record: SessionView, now: datetime) -> int:
+        """How long a store may keep ``record`` (then it is over anyway)."""
+        until = record.expires_at
+        if not record.remember:
+            until = min(until, record.last_seen_at + self._idle)
+        return seconds_left(until, now)
+
+    def _end(self, session_ids: Sequence[str]) -> None:
+        self._forget_refresh_tokens(self.store.remove(session_ids))
+        self._db.commit()
+
+    def _forget_refresh_tokens(self, session_ids: Sequence[str]) -> None:
+        """An ended session's refresh tokens go with it (in the caller's transaction)."""
+        if session_ids:
+            RefreshToken = self._models.RefreshToken
+            self._db.execute(delete(RefreshToken).where(RefreshToken.session_id.in_(session_ids)))

@@ -38,6 +38,23 @@ HEADER_SCOPES = ("all", "portcullis", "off")
 JWT_ALGORITHMS = ("EdDSA", "ES256", "HS256")
 
 
+def store_url_ok(url: str) -> bool:
+    """Whether ``url`` names a session store: ``sql``, Redis, or one Memcached server."""
+    if url == "sql" or url.startswith(("redis://", "rediss://", "unix://")):
+        return True
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    return (
+        parts.scheme == "memcached"
+        and bool(parts.hostname)
+        and port is not None
+        and (parts.path in ("", "/") and not parts.query)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every extension setting with its safe default (documented in docs/configuration.md)."""
@@ -113,6 +130,9 @@ class Settings:
     oauth_second_factor: bool = True
     redis_url: str = ""
     redis_prefix: str = "portcullis"
+    # Where server-side sessions live (see session_stores.py): "sql", a redis:// URL or
+    # memcached://host:port.
+    session_store: str = "sql"
     rate_limits: bool = True
 
     @classmethod
@@ -236,6 +256,11 @@ class Settings:
             )
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             problems.append("PORTCULLIS_REDIS_URL must be a redis://, rediss:// or unix:// URL.")
+        if not store_url_ok(self.session_store):
+            problems.append(
+                'PORTCULLIS_SESSION_STORE must be "sql", a redis://, rediss:// or unix:// URL, '
+                'or "memcached://host:port".'
+            )
         for name in (
             "session_idle_timeout",
             "session_lifetime",

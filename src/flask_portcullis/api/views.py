@@ -51,7 +51,7 @@ def bearer() -> tuple[SignedInUser, dict[str, Any]]:
     subject = str(claims["sub"])
     user = None
     if re.fullmatch(r"[0-9]{1,18}", subject):
-        user = state.identities.get(int(subject))
+        user = state.sessions.user(int(subject))
     if user is None or not user.active:
         raise Unauthorized("The account of this token is not available.", invalid=True)
     return user, claims

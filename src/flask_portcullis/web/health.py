@@ -30,7 +30,10 @@ def healthz() -> ResponseReturnValue:
     """Liveness and reachability as JSON: 200 when everything answers, else 503."""
     state = get_state()
     checks = health.checks(
-        state.db.engine, state.models.User, state.throttle if state.settings.redis_url else None
+        state.db.engine,
+        state.models.User,
+        state.throttle if state.settings.redis_url else None,
+        state.sessions.store,
     )
     ok = all(value == "ok" for value in checks.values())
     body = jsonify(status="ok" if ok else "unavailable", checks=checks)

@@ -28,7 +28,8 @@ def load_user(user_id: str) -> SignedInUser | None:
     token = session.get(SESSION_KEY)
     if not isinstance(token, str):
         return None
-    active = get_state().sessions.resolve(token)
+    hint = int(user_id) if user_id.isdigit() and len(user_id) < 19 else None
+    active = get_state().sessions.resolve(token, hint)
     if active is None or str(active.user.id) != user_id:
         session.pop(SESSION_KEY, None)
         return None
