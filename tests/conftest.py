@@ -35,6 +35,7 @@ from flask_portcullis.usecases import passwords
 from flask_portcullis.usecases.client import Client
 
 from .databases import BACKENDS, Server, database_server
+from .stores import REDIS_URL, Memcached, free_port, memcached_server
 
 # pytester runs host test suites (test_testing_kit.py); the kit's fixtures serve the demo app
 # below too; identity_providers has the oidc_provider and github_provider fixtures. Plugins may
@@ -141,15 +142,7 @@ class Outbox:
         raise AssertionError(f"{address} got {len(self.to(address))} mails, expected {count}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 
 
 @contextmanager
@@ -181,6 +174,20 @@ def redis_prefix() -> Iterator[str]:
     """A Redis key prefix of this test's own (on the real server); its keys go afterwards."""
     with redis_key_prefix() as prefix:
         yield prefix
+
+
+@pytest.fixture(scope="session")
+def memcached() -> Iterator[Memcached]:
+    """One Memcached server of this run's own (tests use their own key prefixes)."""
+    with memcached_server() as server:
+        yield server
+
+
+@pytest.fixture
+def memcached_url(memcached: Memcached) -> str:
+    if memcached.process is None:  # a test stopped it and failed before starting it again
+        memcached.start()
+    return memcached.url
 
 
 @pytest.fixture(scope="session")

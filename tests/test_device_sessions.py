@@ -17,6 +17,7 @@ from flask_portcullis.audit_events import Event
 
 from .conftest import (
     PASSWORD,
+    AppFactory,
     FakeClock,
     csrf_token,
     login,
@@ -25,6 +26,7 @@ from .conftest import (
     submit,
 )
 from .rows import session_count
+from .stores import STORES, store_config
 
 LAPTOP = ("198.51.100.10", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
 PHONE = ("198.51.100.20", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5) Safari/604.1")
@@ -33,6 +35,12 @@ ROW = re.compile(r"<tr>(.*?)</tr>", re.S)
 CELL = re.compile(r"<td>(.*?)</td>", re.S)
 SESSION_FIELD = re.compile(r'name="session" value="([0-9a-f]{64})"')
 SIGN_OUT_OTHERS = "Sign out every other device"
+
+
+@pytest.fixture(params=STORES)
+def app(request: pytest.FixtureRequest, make_demo_app: AppFactory, clock: FakeClock) -> Flask:
+    """The demo app on each session store in turn: every promise here holds for all three."""
+    return make_demo_app("", clock=clock, **store_config(request, request.param))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from flask_portcullis.web.keys import SESSION_KEY
 
 from .conftest import (
     PASSWORD,
+    AppFactory,
     FakeClock,
     deactivate,
     login,
@@ -25,8 +26,15 @@ from .conftest import (
     submit,
 )
 from .rows import get_user
+from .stores import STORES, same_store, store_config
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
+
+
+@pytest.fixture(params=STORES)
+def app(request: pytest.FixtureRequest, make_demo_app: AppFactory, clock: FakeClock) -> Flask:
+    """The demo app on each session store in turn: every promise here holds for all three."""
+    return make_demo_app("", clock=clock, **store_config(request, request.param))
 
 
 def cookie_session(app: Flask, client: FlaskClient) -> dict[str, object]:
@@ -222,7 +230,7 @@ def test_sessions_survive_an_app_restart(
     login(client)
     cookie = client.get_cookie("session")
     assert cookie is not None
-    restarted = make_app(tmp_path, clock)
+    restarted = make_app(tmp_path, clock, **same_store(app))
     fresh = restarted.test_client()
     fresh.set_cookie("session", cookie.value)
     assert signed_in(fresh)

@@ -123,10 +123,14 @@ def reachable() -> Iterator[None]:
 
 
 def is_outage(exc: BaseException) -> bool:
+    """A server down, unreachable or failing; not a bug of ours (an illegal key, say)."""
     if isinstance(exc, OSError):  # refused, reset, timed out (pymemcache raises these as is)
         return True
-    kind = type(exc).__module__.split(".")[0]
-    return kind in ("redis", "pymemcache")
+    names = {kind.__name__ for kind in type(exc).__mro__}
+    return bool(
+        names & {"ConnectionError", "TimeoutError", "BusyLoadingError", "ReadOnlyError"}
+        or names & {"MemcacheUnexpectedCloseError", "MemcacheServerError"}
+    )
 
 
 # -- what a user's entry holds -------------------------------------------------------------

@@ -12,6 +12,7 @@ the rules here hold for every store.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from .settings import Settings
 
 # Write last-seen at most this often: one UPDATE a minute, not one per request.
 TOUCH_INTERVAL = timedelta(seconds=60)
+SESSION_ID = re.compile(r"[0-9a-f]{64}")  # what digest() makes
 IP_MAX = 45  # an IPv6 address with an IPv4 tail
 USER_AGENT_MAX = 512
 
@@ -145,6 +147,8 @@ class SessionService:
 
     def end_one(self, user_id: int, session_id: str) -> bool:
         """End one of ``user_id``'s sessions by its id; tell whether there was one."""
+        if not SESSION_ID.fullmatch(session_id):  # from a form or a URL: nothing to end
+            return False
         ended = self.store.remove([session_id], user_id)
         self._forget_refresh_tokens(ended)
         self._db.commit()
