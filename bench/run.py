@@ -1,10 +1,12 @@
 """Measure Portcullis beside the apps a Flask developer would otherwise pick: ``make bench``.
 
-Four systems run under the same server (gunicorn, 2 sync workers on
+The systems run under the same server (gunicorn, 2 sync workers on
 127.0.0.1), each from its own temporary directory and SQLite database: a bare
 Flask route (the floor every ratio is taken against), the tutorial-style app
 (``tutorial_app.py``), Flask-Security-Too (``fst_app.py``, in its own venv)
-and the Portcullis demo. Pages, sign-in and sign-up go through ``wrk``, whose
+and the Portcullis demo, once per session store (``sql``; ``redis`` on the
+machine's Redis under a prefix of the run's own; ``memcached`` on a server
+the run starts and stops). Pages, sign-in and sign-up go through ``wrk``, whose
 Lua hook checks every response; token refresh, where each request needs the
 answer to the one before, through a bounded client here. Scenarios are
 interleaved across systems in each round, so a busy machine hurts all alike,
@@ -53,6 +55,7 @@ VENV_BIN = Path(sys.executable).parent  # the project venv: Portcullis, the tuto
 FST_VENV = BENCH / ".venv-fst"
 FST_REQUIREMENTS = BENCH / "requirements-fst.txt"
 OUT = BENCH / "out"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 RESULTS = BENCH / "RESULTS.md"
 NOTES_MARKER = "<!-- Everything below this line is written by hand; bench/run.py keeps it. -->"
 
@@ -329,7 +332,8 @@ class System:
         return self.server.port
 
 
-def make_systems(workdir: Path) -> list[System]:
+def make_systems(workdir: Path, stores: dict[str, str]) -> list[System]:
+    """The contestants; ``stores`` maps a session store's name to its URL (beside ``sql``)."""
     secret = secrets.token_hex(32)
     portcullis_env = {
         "FLASK_SECRET_KEY": secret,
@@ -368,6 +372,26 @@ def make_systems(workdir: Path) -> list[System]:
             env=portcullis_env,
         ),
     ]
+    for store, url in stores.items():  # the pages a store changes: those behind a session
+        systems.append(
+            System(
+                f"portcullis-{store}",
+                f"Portcullis demo, {store} sessions",
+                VENV_BIN,
+                "flask_portcullis.demo:create_app()",
+                ("auth", "me"),
+                after_sign_in="/",
+                env={
+                    **portcullis_env,
+                    "PORTCULLIS_INSTANCE_PATH": str(workdir / f"portcullis-{store}"),
+                    "FLASK_SQLALCHEMY_DATABASE_URI": (
+                        f"sqlite:///{workdir / f'portcullis-{store}' / 'bench.db'}"
+                    ),
+                    "FLASK_PORTCULLIS_SESSION_STORE": url,
+                    "FLASK_PORTCULLIS_REDIS_PREFIX": BENCH_PREFIX,
+                },
+            )
+        )
     for system in systems:
         system.workdir = workdir / system.key
         system.workdir.mkdir(parents=True, exist_ok=True)
@@ -407,7 +431,7 @@ def prepare(system: System) -> None:
     if system.key in ("tutorial", "fst"):
         script = BENCH / f"{system.key}_app.py"
         run([python, script, "init", USERNAME, EMAIL, PASSWORD], env=env, cwd=system.workdir)
-    elif system.key == "portcullis":
+    elif system.key.startswith("portcullis"):
         flask: list[str | Path] = [system.bin / "flask", "--app", "flask_portcullis.demo"]
         run([*flask, "db", "upgrade"], env=env, cwd=system.workdir)
         create = ["users", "create", "--username", USERNAME, "--email", EMAIL, "--password-stdin"]
@@ -663,7 +687,7 @@ class Results:
     ratios: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # x bare
     idle_ratios: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     hashes: dict[str, list[HashCost]] = field(default_factory=dict)
-    memory_run: dict[str, Any] = field(default_factory=dict)
+    memory_runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # per Portcullis
     peak_rss_kib: dict[str, int] = field(default_factory=dict)
 
 
@@ -687,7 +711,7 @@ def measure(systems: list[System], args: argparse.Namespace, script: Path) -> Re
         rotated = systems[shift:] + systems[:shift]
         for system in rotated:
             refresh_credentials(system)
-            if system.key != "bare":
+            if "login" in system.scenarios:
                 results.hashes.setdefault(system.key, []).append(
                     hash_cost(system, args.hash_rounds)
                 )
@@ -716,25 +740,30 @@ def measure(systems: list[System], args: argparse.Namespace, script: Path) -> Re
 
 
 def memory_run(system: System, script: Path, total: int, results: Results) -> None:
-    """Serve ``total`` signed-in pages in chunks; record each worker's RSS as it goes."""
+    """Serve ``total`` signed-in pages in chunks; record each worker's RSS and the server's
+    CPU per request as it goes (neither may grow)."""
     assert system.server is not None
     refresh_credentials(system)
     before = system.server.memory_kib()
-    served, chunks = 0, []
+    served, chunks, costs = 0, [], []
     rate = median(s.rps for s in results.samples[(system.key, "auth")])
     for _ in range(20):  # bounded, whatever the rate turns out to be
         if served >= total:
             break
         seconds = max(2.0, min(10.0, (total - served) / rate + 0.5))
-        served += wrk(system, "auth", seconds, script).requests
+        sample = wrk(system, "auth", seconds, script)
+        served += sample.requests
         chunks.append([rss for rss, _ in system.server.memory_kib()])
-    results.memory_run = {
+        costs.append(sample.cpu_ms)
+    run = {
         "requests": served,
         "before": [rss for rss, _ in before],
         "chunks": chunks,
+        "costs": costs,
         "after": [rss for rss, _ in system.server.memory_kib()],
     }
-    print(f"memory: {served} signed-in pages, RSS per worker {results.memory_run}", flush=True)
+    results.memory_runs[system.key] = run
+    print(f"memory of {system.key}: {served} signed-in pages, {run}", flush=True)
 
 
 def profile(system: System, script: Path, seconds: float) -> None:
@@ -743,7 +772,9 @@ def profile(system: System, script: Path, seconds: float) -> None:
     OUT.mkdir(exist_ok=True)
     refresh_credentials(system)
     for scenario in ("auth", "anon", "me"):
-        raw = OUT / f"profile-{scenario}.txt"
+        if scenario not in system.scenarios:
+            continue
+        raw = OUT / f"profile-{system.key}-{scenario}.txt"
         spy = subprocess.Popen(  # noqa: S603 (our own fixed command)
             [
                 str(VENV_BIN / "py-spy"),
@@ -765,7 +796,7 @@ def profile(system: System, script: Path, seconds: float) -> None:
         time.sleep(0.5)
         wrk(system, scenario, seconds + 1, script)
         spy.wait(timeout=60)
-        summary = OUT / f"profile-{scenario}-top.txt"
+        summary = OUT / f"profile-{system.key}-{scenario}-top.txt"
         summary.write_text(hottest_frames(raw.read_text()))
         print(f"profile of {scenario}: {summary.relative_to(ROOT)}", flush=True)
 
@@ -861,36 +892,50 @@ def hash_share(results: Results, key: str, scenario: str, *, idle: bool = False)
     return median([(s.idle_rps if idle else s.rps) / cost.bound for s, cost in pairs])
 
 
+def rps_of(results: Results, key: str, scenario: str) -> float:
+    return median([sample.rps for sample in results.samples[(key, scenario)]])
+
+
 def targets(results: Results) -> str:
-    """The issue's targets for Portcullis: measured, and what CPU cost alone would allow."""
+    """The issue's targets for Portcullis, as ratios of medians in this run."""
     rows = []
-    for scenario, title, target in (
-        ("auth", "authenticated page view", 0.6),
-        ("anon", "anonymous login page", 0.6),
-        ("me", "JSON /me with a bearer token", 0.7),
+    tutorial, fst = rps_of(results, "tutorial", "auth"), rps_of(results, "fst", "auth")
+    for key, scenario, versus, base, target in (
+        ("portcullis", "auth", "the tutorial app's", tutorial, 1.2),
+        ("portcullis-redis", "auth", "the tutorial app's", tutorial, 1.5),
+        ("portcullis-memcached", "auth", "the tutorial app's", tutorial, 1.2),
+        ("portcullis", "auth", "Flask-Security-Too's", fst, 2.0),
+        ("portcullis-redis", "auth", "Flask-Security-Too's", fst, 2.0),
+        ("portcullis", "anon", "the tutorial app's", rps_of(results, "tutorial", "anon"), 1.3),
+        ("portcullis", "me", "the tutorial app's signed-in page:", tutorial, 1.5),
     ):
-        got = median(results.ratios[("portcullis", scenario)])
-        idle = median(results.idle_ratios[("portcullis", scenario)])
-        rows.append((f"{title} ≥ {target}x bare", f"{got:.2f}x", f"{idle:.2f}x", got >= target))
+        if (key, scenario) not in results.samples:
+            continue
+        got = rps_of(results, key, scenario) / base
+        title = f"{key}: {SCENARIOS[scenario]} ≥ {target}x {versus}"
+        rows.append((title, f"{got:.2f}x", got >= target))
     for scenario, title in (("login", "login"), ("register", "registration")):
         got = hash_share(results, "portcullis", scenario)
-        idle = hash_share(results, "portcullis", scenario, idle=True)
-        rows.append((f"{title} ≥ 90% of the hash bound", f"{got:.0%}", f"{idle:.0%}", got >= 0.9))
-    memory = results.memory_run
-    growth = max(a - b for a, b in zip(memory["after"], memory["before"], strict=True)) / 1024
-    rows.append(
-        (
-            f"no RSS growth over {memory['requests']:,} signed-in pages",
-            f"{growth:+.1f} MiB per worker at most",
-            "",
-            growth < 1.0,
+        rows.append((f"portcullis: {title} ≥ 90% of the hash bound", f"{got:.0%}", got >= 0.9))
+    for key, run in results.memory_runs.items():
+        growth = max(a - b for a, b in zip(run["after"], run["before"], strict=True)) / 1024
+        rows.append(
+            (
+                f"{key}: no RSS growth over {run['requests']:,} signed-in pages",
+                f"{growth:+.1f} MiB per worker at most",
+                growth < 1.0,
+            )
         )
-    )
-    lines = [
-        "| target (Portcullis) | measured | from CPU cost alone | met |",
-        "| --- | --- | --- | --- |",
-    ]
-    lines += [f"| {t} | {m} | {i} | {'met' if ok else '**not met**'} |" for t, m, i, ok in rows]
+        first, last = run["costs"][0], run["costs"][-1]
+        rows.append(
+            (
+                f"{key}: no CPU cost growth over the same run",
+                f"{first:.2f} → {last:.2f} ms/request",
+                last <= first * 1.15,
+            )
+        )
+    lines = ["| target | measured | met |", "| --- | --- | --- |"]
+    lines += [f"| {t} | {m} | {'met' if ok else '**not met**'} |" for t, m, ok in rows]
     return "\n".join(lines)
 
 
@@ -929,6 +974,48 @@ def write_results(text: str) -> None:
     RESULTS.write_text(text.rstrip() + "\n\n" + NOTES_MARKER + (notes or "\n"))
 
 
+BENCH_PREFIX = f"portcullis-bench-{secrets.token_hex(4)}"  # the run's own Redis keys
+
+
+@contextlib.contextmanager
+def session_stores() -> Iterator[dict[str, str]]:
+    """Redis (the machine's, keys under BENCH_PREFIX, deleted afterwards) and a Memcached of
+    the run's own, when each is there; a store that is missing is left out, and said so."""
+    stores: dict[str, str] = {}
+    memcached: subprocess.Popen[bytes] | None = None
+    try:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        client.ping()
+        stores["redis"] = REDIS_URL
+    except Exception as exc:  # any failure: no Redis to measure
+        print(f"no Redis at {REDIS_URL} ({exc}): the redis store is not measured", flush=True)
+        client = None
+    binary = shutil.which("memcached")
+    if binary:
+        port = free_port()
+        command = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"]
+        command += ["-u", "root"] if os.geteuid() == 0 else []
+        memcached = subprocess.Popen(  # noqa: S603 (our own fixed command)
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        stores["memcached"] = f"memcached://127.0.0.1:{port}"
+    else:
+        print("no memcached binary (apt-get install memcached): not measured", flush=True)
+    try:
+        yield stores
+    finally:
+        if memcached is not None:
+            memcached.terminate()
+            memcached.wait(timeout=10)
+        if client is not None:
+            keys = list(client.scan_iter(f"{BENCH_PREFIX}*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
+
+
 @contextlib.contextmanager
 def servers(systems: list[System]) -> Iterator[None]:
     try:
@@ -960,18 +1047,23 @@ def main() -> int:
     script = workdir / "check.lua"
     script.write_text(WRK_SCRIPT)
     try:
-        systems = make_systems(workdir)
-        for system in systems:
-            prepare(system)
-        with servers(systems):
-            results = measure(systems, args, script)
-            portcullis = systems[-1]
-            memory_run(portcullis, script, args.memory_requests, results)
+        with session_stores() as stores:
+            systems = make_systems(workdir, stores)
             for system in systems:
-                assert system.server is not None
-                results.peak_rss_kib[system.key] = max(p for _, p in system.server.memory_kib())
-            if args.profile:
-                profile(portcullis, script, args.seconds)
+                prepare(system)
+            with servers(systems):
+                results = measure(systems, args, script)
+                for system in systems:
+                    if system.key.startswith("portcullis"):
+                        memory_run(system, script, args.memory_requests, results)
+                for system in systems:
+                    assert system.server is not None
+                    peak = max(p for _, p in system.server.memory_kib())
+                    results.peak_rss_kib[system.key] = peak
+                if args.profile:
+                    for system in systems:
+                        if system.key.startswith("portcullis"):
+                            profile(system, script, args.seconds)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -1015,19 +1107,21 @@ def main() -> int:
 
 
 def memory_section(results: Results) -> str:
-    memory = results.memory_run
-    if not memory:
+    if not results.memory_runs:
         return ""
 
     def mib(kib: list[int]) -> str:
         return ", ".join(f"{k / 1024:.1f}" for k in kib)
 
-    return (
-        "## Memory\n\n"
-        f"Portcullis, {memory['requests']:,} signed-in page views after the rounds: RSS per "
-        f"worker {mib(memory['before'])} MiB before, {mib(memory['after'])} MiB after "
-        f"(after each chunk: {'; '.join(mib(c) for c in memory['chunks'])})."
-    )
+    lines = ["## Memory and cost over a long run"]
+    for key, run in results.memory_runs.items():
+        lines.append(
+            f"{key}, {run['requests']:,} signed-in page views after the rounds: RSS per "
+            f"worker {mib(run['before'])} MiB before, {mib(run['after'])} MiB after "
+            f"(after each chunk: {'; '.join(mib(c) for c in run['chunks'])}); server CPU "
+            f"ms per request by chunk: {', '.join(f'{c:.2f}' for c in run['costs'])}."
+        )
+    return "\n\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -169,7 +169,7 @@ def test_upgrade_creates_every_table_and_matches_the_models(fresh_app: Flask) ->
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
-            assert context.get_current_revision() == "0010_provider_links"
+            assert context.get_current_revision() == "0011_refresh_tokens_unbound"
             differences = compare_metadata(context, db.metadata)
             dialect = conn.dialect.name
             stored = _constraint_names(conn, dialect)

@@ -62,10 +62,11 @@ class RoleService:
             raise Conflict("The admin role is built in and cannot be deleted.")
         role = self.require(name)
         role.permissions.clear()
+        self._db.delete(role)
+        self._db.flush()  # first: the flush sees who held it (a session store's cached users)
         self._db.execute(
             self._models.user_roles.delete().where(self._models.user_roles.c.role_id == role.id)
         )
-        self._db.delete(role)
         self._db.commit()
 
     def grant_permission(self, role_name: str, permission: str) -> PermissionMixin:

@@ -216,12 +216,10 @@ class MemcachedStore(SqlStore):
             self.cache.cas(key, encode(record), 60 * 60, token)
 
     def remove(self, session_ids: Sequence[str], user_id: int | None = None) -> list[str]:
-        mark_stale(self.cache, self._db, [self._prefix + id for id in session_ids])
         return super().remove(session_ids, user_id)
 
     def remove_user(self, user_id: int, keep: str | None = None) -> list[SessionView]:
         ended = super().remove_user(user_id, keep)
-        mark_stale(self.cache, self._db, [self._prefix + view.id for view in ended])
         return ended
 
     def user(self, user_id: int) -> SignedInUser | None:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 
+from .caches import mark_stale
 from .clock import Clock
 from .models import DbSession, Models, SignedInUser, UserMixin
 from .session_stores import SessionRecord, SessionStore, SessionView, seconds_left
@@ -127,6 +128,14 @@ class SessionService:
         """A user as a signed-in request sees them (the bearer-token check), from the store's
         source: the database, or its cache."""
         return self.store.user(user_id)
+
+    def users_changed(self, user_ids: Sequence[int]) -> None:
+        """Say that these users' identity fields or roles changed outside the ORM (a Core
+        UPDATE): a store's cached copies are marked stale now and again at the commit. ORM
+        changes are seen without this."""
+        users = self.store.users
+        if users is not None:
+            mark_stale(users.cache, self._db, [users.key(user_id) for user_id in user_ids])
 
     def end(self, token: str) -> None:
         """End one session by the token the browser holds."""

@@ -28,7 +28,9 @@ def load_user(user_id: str) -> SignedInUser | None:
     token = session.get(SESSION_KEY)
     if not isinstance(token, str):
         return None
-    hint = int(user_id) if user_id.isdigit() and len(user_id) < 19 else None
+    # The id Flask-Login kept in the signed cookie: the store reads that user with the session.
+    ok = isinstance(user_id, str) and user_id.isascii() and user_id.isdigit() and len(user_id) < 19
+    hint = int(user_id) if ok else None
     active = get_state().sessions.resolve(token, hint)
     if active is None or str(active.user.id) != user_id:
         session.pop(SESSION_KEY, None)
