@@ -8,7 +8,6 @@ import email.policy
 import re
 import secrets
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -35,7 +34,9 @@ from flask_portcullis.usecases import passwords
 from flask_portcullis.usecases.client import Client
 
 from .databases import BACKENDS, Server, database_server
-from .stores import REDIS_URL, Memcached, free_port, memcached_server
+from .stores import REDIS_URL as REDIS_URL  # tests import these from here too
+from .stores import Memcached, memcached_server
+from .stores import free_port as free_port
 
 # pytester runs host test suites (test_testing_kit.py); the kit's fixtures serve the demo app
 # below too; identity_providers has the oidc_provider and github_provider fixtures. Plugins may

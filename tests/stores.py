@@ -51,7 +51,8 @@ class Memcached:
     def __init__(self) -> None:
         binary = shutil.which("memcached")
         if binary is None:
-            service_unavailable("Memcached", "127.0.0.1", "no memcached binary (apt install memcached)")
+            reason = "no memcached binary (apt-get install memcached)"
+            service_unavailable("Memcached", "127.0.0.1", reason)
         self.binary = binary
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None

@@ -2,11 +2,15 @@
 
 Two real HTTP servers, each its own process (as on two machines behind a load
 balancer), run the demo with one ``SECRET_KEY`` on one database made for this
-run and one Redis key prefix of this run. Clients talk HTTP to both, so
+run and one Redis key prefix of this run. Every test runs twice: with the
+sessions in the database (``PORTCULLIS_SESSION_STORE=sql``) and in Redis, where
+each server also caches the signed-in users. Clients talk HTTP to both, so
 nothing here can pass by sharing memory with the test:
 
-- a sign-in on one server is valid on the other (sessions are database rows);
+- a sign-in on one server is valid on the other (the sessions are shared);
 - a sign-out or an ended device on one is anonymous on the other at once;
+- a role taken away or an account deactivated by an operator (the CLI, a third
+  process) holds on either server's very next request, whatever it cached;
 - sign-in limits count attempts made on both (Redis);
 - API tokens from one verify on the other, and refresh-token rotation and
   reuse detection span both (keys derived from ``SECRET_KEY``, tokens in
@@ -21,25 +25,24 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 
 from flask_portcullis import get_state
+from flask_portcullis.caches import STALE, decode_user
 
-from .conftest import (
-    FAST_HASH,
-    PASSWORD,
-    REDIS_URL,
-    make_app,
-    make_user,
-    redis_key_prefix,
-)
-from .databases import database_server
+from .conftest import FAST_HASH, PASSWORD, make_app, make_user, redis_key_prefix
+from .databases import Server, database_server
 from .servers import AppServer, Browser, Reply, server_environment, start_servers
+from .stores import REDIS_URL
 
 pytestmark = pytest.mark.services
 
@@ -53,7 +56,9 @@ LIMITS = {
     "PORTCULLIS_LOGIN_LIMIT_PER_ACCOUNT_CLIENT": f"{ATTEMPTS_PER_ACCOUNT} per 15 minutes",
     "PORTCULLIS_LOGIN_FREE_FAILURES": FREE_FAILURES,
 }
-USERS = ("ada", "bob", "cleo", "dora", "eve", "fay", "gus")
+USERS = ("ada", "bob", "cleo", "dora", "eve", "fay", "gus", "ivy")
+ADMINS = ("hal",)  # users with the admin role (its page is /admin/)
+CLI_TIMEOUT = 60.0
 
 
 def api(
@@ -76,50 +81,78 @@ def api(
 
 
 @pytest.fixture(scope="module")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL database of this run's own, dropped afterwards."""
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The PostgreSQL server; the databases made here are dropped afterwards."""
     with database_server("postgresql", tmp_path_factory.mktemp("postgresql")) as server:
-        yield server.create_database()
+        yield server
 
 
 @dataclass
 class Cluster:
     one: AppServer
     two: AppServer
+    store: str  # PORTCULLIS_SESSION_STORE: "sql" or "redis"
+    prefix: str  # the Redis key prefix of this cluster
+    env: dict[str, str]  # the servers' environment (their FLASK_* settings)
+    folder: Path
+    user_ids: dict[str, int]
+
+    def cli(self, *args: str) -> str:
+        """Run ``flask <args>`` as an operator would: a process of its own, on the servers'
+        settings (database, Redis, session store); return what it printed."""
+        command = [sys.executable, "-m", "flask", "--app", "flask_portcullis.demo", *args]
+        done = subprocess.run(
+            command,
+            env=self.env,
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
 
 
-def migrate_and_add_users(app: Flask) -> None:
-    """Apply the shipped migrations (done by make_app) and add USERS, then let go of the
-    database so only the servers hold connections."""
+def migrate_and_add_users(app: Flask) -> dict[str, int]:
+    """Apply the shipped migrations (done by make_app) and add USERS and ADMINS, then let go
+    of the database so only the servers hold connections. Return their ids by name."""
     try:
-        for name in USERS:
-            make_user(app, name, f"{name}@example.com")
+        ids = {name: make_user(app, name, f"{name}@example.com") for name in USERS}
+        for name in ADMINS:
+            ids[name] = make_user(app, name, f"{name}@example.com", roles=("admin",))
+        return ids
     finally:
         with app.app_context():
             get_state(app).db.engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def cluster(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Two demo servers on this run's database and Redis prefix, with one SECRET_KEY."""
-    folder = tmp_path_factory.mktemp("scale-out")
+@pytest.fixture(scope="module", params=["sql", "redis"])
+def cluster(
+    request: pytest.FixtureRequest, postgres: Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """Two demo servers on a database and a Redis prefix of their own, with one SECRET_KEY,
+    their sessions in the database or in Redis (the parameter)."""
+    store: str = request.param
+    folder = tmp_path_factory.mktemp(f"scale-out-{store}")
     with redis_key_prefix() as prefix:
         config: dict[str, Any] = {
             "SECRET_KEY": SECRET_KEY,
-            "SQLALCHEMY_DATABASE_URI": postgres_url,
+            "SQLALCHEMY_DATABASE_URI": postgres.create_database(),
             "PORTCULLIS_REDIS_URL": REDIS_URL,
             "PORTCULLIS_REDIS_PREFIX": prefix,
+            "PORTCULLIS_SESSION_STORE": REDIS_URL if store == "redis" else "sql",
             # Plain HTTP on loopback: the cookie must not be Secure-only.
             "PORTCULLIS_SECURE_COOKIES": False,
             "PORTCULLIS_NEW_DEVICE_NOTICE": False,
             **FAST_HASH,
             **LIMITS,
         }
-        migrate_and_add_users(make_app(folder / "setup", None, **config))
+        ids = migrate_and_add_users(make_app(folder / "setup", None, **config))
         env = server_environment(config, folder / "instance")
         one, two = start_servers(("one", "two"), env, folder)
         try:
-            yield Cluster(one, two)
+            yield Cluster(one, two, store, prefix, env, folder, ids)
         finally:
             one.stop()
             two.stop()
@@ -204,6 +237,49 @@ def test_ending_a_device_on_one_server_signs_it_out_on_the_other(cluster: Cluste
 
     assert_sent_to_login(laptop.get(cluster.one, "/account"))
     assert_account_page(phone.get(cluster.one, "/account"), "bob")
+
+
+def cached_roles(cluster: Cluster, browser: Browser, username: str) -> tuple[str, ...] | None:
+    """The roles server two caches in Redis for ``browser``'s user, once the stale mark left
+    by the sign-in has run out (deleted here, as its TTL would) and the browser's next
+    request has read them; None for the SQL store, which caches none."""
+    if cluster.store != "redis":
+        return None
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        key = f"{cluster.prefix}:u:{cluster.user_ids[username]}"
+        if client.get(key) == STALE:
+            client.delete(key)
+        assert_account_page(browser.get(cluster.two, "/account"), username)
+        entry: bytes | None = client.get(key)  # type: ignore[assignment]
+        assert entry is not None
+        assert entry != STALE
+        return decode_user(entry)[1]
+    finally:
+        client.close()
+
+
+def test_an_operators_change_holds_on_the_other_servers_next_request(cluster: Cluster) -> None:
+    """A role removed and an account deactivated from the CLI (a process of its own, as on
+    the first server's machine) hold on server two's very next request, though server two
+    had the user cached (with the Redis store: checked, so the change has a copy to undo)."""
+    admin = signed_in(cluster.one, "hal")
+    ivy = signed_in(cluster.one, "ivy")
+    caching = cluster.store == "redis"
+    assert cached_roles(cluster, admin, "hal") == (("admin",) if caching else None)
+    assert cached_roles(cluster, ivy, "ivy") == (() if caching else None)
+    assert admin.get(cluster.two, "/admin/").status == 200
+    assert_account_page(ivy.get(cluster.two, "/account"), "ivy")
+
+    output = cluster.cli("users", "remove-role", "hal", "admin")
+    assert output.strip() == "hal no longer has role admin"
+    assert admin.get(cluster.two, "/admin/").status == 403
+    assert_account_page(admin.get(cluster.two, "/account"), "hal")  # still signed in
+    assert admin.get(cluster.one, "/admin/").status == 403
+
+    cluster.cli("users", "deactivate", "ivy")
+    assert_sent_to_login(ivy.get(cluster.two, "/account"))
+    assert_sent_to_login(ivy.get(cluster.one, "/account"))
 
 
 # -- rate limits ---------------------------------------------------------------------------

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_portcullis.caches")
 
 STALE = b"-"  # the mark: "read the database, add nothing"
-STALE_SECONDS = 30  # outlives any transaction between the two marks
+STALE_SECONDS = 30  # the mark before a commit: outlives any transaction
+SETTLE_SECONDS = 2  # the mark after it: outlives any read that began before the commit
 USER_SECONDS = 60 * 60  # a user's entry, re-read at least hourly
 PENDING = "portcullis.stale"  # the ORM session's info key: marks to set again after commit
 WATCHED = (*IDENTITY_FIELDS, "roles")  # what a user's entry mirrors
@@ -45,7 +46,7 @@ class Cache(Protocol):
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
     def add(self, key: str, value: bytes, seconds: int) -> None: ...
-    def mark_stale(self, keys: Iterable[str]) -> None: ...
+    def mark_stale(self, keys: Iterable[str], seconds: int = STALE_SECONDS) -> None: ...
     def ping(self) -> None: ...
 
 
@@ -64,10 +65,10 @@ class RedisCache:
         with reachable():
             self.client.set(key, value, ex=seconds, nx=True)
 
-    def mark_stale(self, keys: Iterable[str]) -> None:
+    def mark_stale(self, keys: Iterable[str], seconds: int = STALE_SECONDS) -> None:
         with reachable(), self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.set(key, STALE, ex=STALE_SECONDS)
+                pipe.set(key, STALE, ex=seconds)
             pipe.execute()
 
     def ping(self) -> None:
@@ -91,9 +92,9 @@ class MemcachedCache:
         with reachable():
             self.client.add(key, value, expire=seconds, noreply=False)
 
-    def mark_stale(self, keys: Iterable[str]) -> None:
+    def mark_stale(self, keys: Iterable[str], seconds: int = STALE_SECONDS) -> None:
         with reachable():
-            self.client.set_many(dict.fromkeys(keys, STALE), expire=STALE_SECONDS, noreply=False)
+            self.client.set_many(dict.fromkeys(keys, STALE), expire=seconds, noreply=False)
 
     def ping(self) -> None:
         with reachable():
@@ -201,11 +202,12 @@ def mark_stale(cache: Cache, db: Session | Any, keys: Iterable[str]) -> None:
 
 
 def committed(cache: Cache, db: Session) -> None:
-    """Set the marks of the transaction that just committed once more (see the module)."""
+    """Set the marks of the transaction that just committed once more, now short-lived: a
+    read that began before the commit cannot outlast it (see the module)."""
     keys = db.info.pop(PENDING, None)
     if keys:
         try:
-            cache.mark_stale(keys)
+            cache.mark_stale(keys, SETTLE_SECONDS)
         except Unavailable:  # the first marks stand; they expire with the store's own entries
             logger.error("could not mark %d cache entries stale after a commit", len(keys))
 

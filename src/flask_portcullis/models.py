@@ -197,7 +197,9 @@ class UserMixin(UserChecks):
         return f"<User {self.id} {self.username!r}>"
 
 
-#: What a signed-in request reads of its user with its session, in one statement.
+#: What a signed-in request reads of its user with its session, in one statement. Not
+#: ``last_login_at``: every sign-in changes it, and a session store's cached user would go
+#: stale at each (no page of a signed-in user shows it; the entity has it).
 IDENTITY_FIELDS = (
     "id",
     "username",
@@ -205,7 +207,6 @@ IDENTITY_FIELDS = (
     "email_verified_at",
     "active",
     "created_at",
-    "last_login_at",
 )
 
 
@@ -237,7 +238,6 @@ class SignedInUser(UserChecks):
         email_verified_at: datetime | None
         active: bool
         created_at: datetime
-        last_login_at: datetime | None
 
     def __init__(
         self,

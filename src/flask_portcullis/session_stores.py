@@ -189,6 +189,10 @@ class MemcachedStore(SqlStore):
         self.users = self._users = users
         self._prefix = f"{cache.prefix}:s:"
 
+    def add(self, record: SessionRecord, seconds: int) -> None:
+        self.cache.ping()  # every page after a sign-in needs the cache: a 503 now, not then
+        super().add(record, seconds)
+
     def find(self, session_id: str, user_hint: int | None) -> Found | None:
         key = self._prefix + session_id
         if user_hint is None:
@@ -216,10 +220,12 @@ class MemcachedStore(SqlStore):
             self.cache.cas(key, encode(record), 60 * 60, token)
 
     def remove(self, session_ids: Sequence[str], user_id: int | None = None) -> list[str]:
+        mark_stale(self.cache, self._db, [self._prefix + id for id in session_ids])
         return super().remove(session_ids, user_id)
 
     def remove_user(self, user_id: int, keep: str | None = None) -> list[SessionView]:
         ended = super().remove_user(user_id, keep)
+        mark_stale(self.cache, self._db, [self._prefix + view.id for view in ended])
         return ended
 
     def user(self, user_id: int) -> SignedInUser | None:
