@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_login import user_logged_in, user_logged_out
+from sqlalchemy.exc import OperationalError
 
 from flask_portcullis import get_state
 
@@ -239,3 +242,73 @@ def test_no_silent_truncation_of_long_passwords(app: Flask, client: FlaskClient)
     make_user(app, password=long_password)
     assert login(client, password=long_password[:72] + "x" * 18).status_code == 422
     assert login(client, password=long_password).status_code == 302
+
+
+# -- a sign-in is one transaction ----------------------------------------------------------------
+
+
+def sign_in_rows(app: Flask, user_id: int) -> tuple[int, int, int]:
+    """The user's sessions, sign-in audit rows and trusted devices, from the database."""
+    return (
+        count(app, "user_sessions", user_id=user_id),
+        count(app, "audit_events", user_id=user_id, event="sign-in"),
+        count(app, "trusted_devices", user_id=user_id),
+    )
+
+
+def test_a_sign_in_stores_its_session_audit_row_and_device_together(
+    app: Flask, client: FlaskClient, user: int
+) -> None:
+    assert sign_in_rows(app, user) == (0, 0, 0)
+    assert login(client).status_code == 302
+    assert sign_in_rows(app, user) == (1, 1, 1)
+
+
+def test_a_sign_in_that_fails_to_store_its_session_stores_nothing(
+    app: Flask, client: FlaskClient, user: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session is the last write of the sign-in's one transaction: when it fails, the
+    audit row and the trusted device staged before it go too, and the visitor gets the
+    outage page (not a 500) and no session."""
+    state = get_state(app)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OperationalError("INSERT INTO user_sessions", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(state.sessions.store, "add", broken)
+    response = login(client)
+    assert response.status_code == 503
+    assert sign_in_rows(app, user) == (0, 0, 0)
+    monkeypatch.undo()
+    assert "You are not signed in." in home_text(client)
+
+
+def test_the_sign_out_button_reuses_its_signed_csrf_token_for_a_minute(
+    auth_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every signed-in page carries the sign-out form; its token is signed once a minute per
+    browser, not on every page, and still signs the browser out."""
+    from flask_portcullis.web import csrf
+
+    def token() -> str:
+        page = auth_client.get("/account").get_data(as_text=True)
+        found = re.search(
+            r'portcullis-sign-out">\s*<input type="hidden" name="csrf_token" '
+            r'value="([^"]+)"',
+            page,
+        )
+        assert found, page
+        return found.group(1)
+
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    first = token()
+    now[0] += csrf.REUSE_SECONDS - 1
+    assert token() == first
+    now[0] += 2
+    time.sleep(1.1)  # the token's own timestamp (whole seconds) moves on
+    second = token()
+    assert second != first
+    response = auth_client.post("/logout", data={"csrf_token": first})  # older: still valid
+    assert response.status_code == 302
+    assert auth_client.get("/account").status_code == 302

@@ -21,6 +21,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 import jwt
@@ -100,6 +101,9 @@ def _unverified_kid(token: str) -> str:
     return str(header.get("kid"))
 
 
+CHECKED_TOKENS = 1024  # valid tokens whose signature a process remembers having checked
+
+
 class AccessTokens:
     """Issue and verify access tokens; publish the public keys."""
 
@@ -121,6 +125,9 @@ class AccessTokens:
         self.audience = audience
         self.lifetime = lifetime
         self._clock = clock
+        # A client sends one token with every call until it expires: its signature is checked
+        # once per process, its times on every call. Only valid tokens are kept.
+        self._checked = lru_cache(maxsize=CHECKED_TOKENS)(self._check_signature)
 
     def issue(self, user_id: int, session: str) -> str:
         """Sign a token for ``user_id`` in API session ``session`` (a session record id)."""
@@ -140,6 +147,17 @@ class AccessTokens:
 
     def verify(self, token: str) -> dict[str, Any]:
         """Return the claims of a valid token, or raise TokenInvalid / TokenExpired."""
+        claims = dict(self._checked(token))
+        now = int(self._clock().timestamp())
+        if claims["exp"] <= now:
+            raise TokenExpired("The access token has expired.")
+        if claims["nbf"] > now:
+            raise TokenInvalid("The access token is not valid yet.")
+        return claims
+
+    def _check_signature(self, token: str) -> dict[str, Any]:
+        """The claims of a token signed by one of our keys, for our audience, with every
+        claim present; not its times (see verify)."""
         key = self._by_kid.get(_unverified_kid(token))
         if key is None:
             raise TokenInvalid("The access token was signed with an unknown key.")
@@ -160,14 +178,9 @@ class AccessTokens:
             )
         except jwt.PyJWTError as exc:
             raise TokenInvalid("The access token is not valid.") from exc
-        now = int(self._clock().timestamp())
         times = (claims["exp"], claims["nbf"], claims["iat"])
         if not all(isinstance(value, int) for value in times):
             raise TokenInvalid("The access token is not valid.")
-        if claims["exp"] <= now:
-            raise TokenExpired("The access token has expired.")
-        if claims["nbf"] > now:
-            raise TokenInvalid("The access token is not valid yet.")
         return claims
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:

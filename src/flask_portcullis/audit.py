@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +62,27 @@ class AuditLog:
         **detail: Any,
     ) -> None:
         """Write one event (in its own transaction) and send its signals."""
+        announce = self.stage(event, user_id=user_id, ip=ip, user_agent=user_agent, **detail)
+        try:
+            self._db.commit()
+        except SQLAlchemyError:
+            # The action itself is done; losing its log row must not turn it into an error.
+            self._db.rollback()
+            logger.error("could not write audit event %s for user %s", event, user_id)
+        announce()
+
+    def stage(
+        self,
+        event: Event,
+        *,
+        user_id: int | None = None,
+        ip: str = "",
+        user_agent: str = "",
+        **detail: Any,
+    ) -> Callable[[], None]:
+        """Add one event to the caller's transaction, to commit with the change it records
+        (neither lands without the other); return what sends its signals, for after the
+        commit."""
         safe = _without_secrets(detail)
         ip, user_agent = stored_client(ip, user_agent)
         row = self._models.AuditEvent(
@@ -73,12 +94,6 @@ class AuditLog:
             detail=_detail_json(safe),
         )
         self._db.add(row)
-        try:
-            self._db.commit()
-        except SQLAlchemyError:
-            # The action itself is done; losing its log row must not turn it into an error.
-            self._db.rollback()
-            logger.error("could not write audit event %s for user %s", event, user_id)
         sender = self._sender
         payload: dict[str, Any] = {
             "user_id": user_id,
@@ -86,8 +101,12 @@ class AuditLog:
             "user_agent": user_agent,
             "detail": safe,
         }
-        signals.BY_EVENT[event].send(sender, **payload)
-        signals.security_event.send(sender, event=event, **payload)
+
+        def announce() -> None:
+            signals.BY_EVENT[event].send(sender, **payload)
+            signals.security_event.send(sender, event=event, **payload)
+
+        return announce
 
     def recent(self, user_id: int, limit: int = 50) -> Sequence[AuditEventMixin]:
         """Return a user's latest events, newest first."""

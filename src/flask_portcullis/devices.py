@@ -57,8 +57,11 @@ class DeviceService:
 
     # -- tokens ----------------------------------------------------------------
 
-    def make(self, user: UserMixin, *, kind: str, ip: str, user_agent: str) -> Trust:
-        """Trust a new device of ``user`` and return its token (shown to the client once)."""
+    def make(
+        self, user: UserMixin, *, kind: str, ip: str, user_agent: str, commit: bool = True
+    ) -> Trust:
+        """Trust a new device of ``user`` and return its token (shown to the client once).
+        Without ``commit``, the row joins the caller's transaction."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
         nonce = secrets.token_urlsafe(32)
@@ -74,7 +77,8 @@ class DeviceService:
             kind=kind,
         )
         self._db.add(device)
-        self._db.commit()
+        if commit:
+            self._db.commit()
         return Trust(self._signer.sign(f"{user.id}.{nonce}").decode(), device, new=True)
 
     def get(self, user_id: int | None, tokens: Iterable[str]) -> TrustedDeviceMixin | None:
@@ -114,13 +118,20 @@ class DeviceService:
         return int(found[0]) if found is not None else None
 
     def trust(
-        self, user: UserMixin, tokens: Iterable[str], *, kind: str, ip: str, user_agent: str
+        self,
+        user: UserMixin,
+        tokens: Iterable[str],
+        *,
+        kind: str,
+        ip: str,
+        user_agent: str,
+        commit: bool = True,
     ) -> Trust:
         """After a sign-in: refresh the device one of ``tokens`` names for ``user``, or trust
         a new one. Returns the token the client keeps (unchanged for a known device)."""
         found = self._find(user.id, tokens)
         if found is None:
-            return self.make(user, kind=kind, ip=ip, user_agent=user_agent)
+            return self.make(user, kind=kind, ip=ip, user_agent=user_agent, commit=commit)
         device, token = found
         self.touch(device, ip=ip, user_agent=user_agent)
         return Trust(token, device, new=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,3 +36,14 @@ def record(state: State, event: Event, user_id: int | None, client: Client, **de
     if client.via:
         detail.setdefault("via", client.via)
     state.audit.record(event, user_id=user_id, ip=client.ip, user_agent=client.user_agent, **detail)
+
+
+def stage_record(
+    state: State, event: Event, user_id: int | None, client: Client, **detail: Any
+) -> Callable[[], None]:
+    """Like record, in the caller's transaction; returns what sends the signals after it."""
+    if client.via:
+        detail.setdefault("via", client.via)
+    return state.audit.stage(
+        event, user_id=user_id, ip=client.ip, user_agent=client.user_agent, **detail
+    )

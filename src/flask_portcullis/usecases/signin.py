@@ -19,23 +19,39 @@ from ..models import UserMixin
 from ..passkeys import RelyingParty
 from ..refresh_tokens import Grant
 from ..state import State
-from .client import Client, record
+from .client import Client, record, stage_record
 
 
 def signed_in(state: State, client: Client, user: UserMixin, **detail: Any) -> None:
-    """Record a completed sign-in (after the caller started the session or tokens).
+    """Record a completed sign-in (after the caller started the session or tokens)."""
+    announce = stage_signed_in(state, client, user, **detail)
+    state.db.session.commit()
+    announce()
 
-    The owner is told first about a sign-in from a new device, or one after a
-    run of failures: the check compares with the earlier sign-ins in the
-    audit log, which this one's row would otherwise join.
+
+def stage_signed_in(
+    state: State, client: Client, user: UserMixin, **detail: Any
+) -> Callable[[], None]:
+    """Add a sign-in's audit row to the caller's transaction, which starts its session (so
+    neither is stored without the other); return what tells the owner and sends the
+    signals, for after the commit.
+
+    The owner is told about a sign-in from a new device, or one after a run of
+    failures: the check compares with the earlier sign-ins in the audit log,
+    which this one's row would otherwise join.
     """
     failures = state.audit.failures_since_sign_in(user.id)
     new_device = state.settings.new_device_notice and state.audit.is_new_device(
         user.id, client.ip, client.user_agent
     )
-    if new_device or failures >= state.settings.login_free_failures:
-        state.notifier.sign_in_notice(user, client.device, failures=failures)
-    record(state, Event.SIGN_IN, user.id, client, **detail)
+    send_signals = stage_record(state, Event.SIGN_IN, user.id, client, **detail)
+
+    def announce() -> None:
+        if new_device or failures >= state.settings.login_free_failures:
+            state.notifier.sign_in_notice(user, client.device, failures=failures)
+        send_signals()
+
+    return announce
 
 
 def sign_in_failed(

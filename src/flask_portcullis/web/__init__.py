@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Flask, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, current_user
-from flask_wtf.csrf import generate_csrf
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..caller import this_client
@@ -26,6 +25,7 @@ from . import (  # noqa: F401  (registers the routes)
     two_factor,
 )
 from .blueprints import admin_bp, bp
+from .csrf import csrf_token
 from .field_attrs import render_kw_attributes, widget_attributes
 from .login_bridge import init_login_manager
 from .urls import cached_url_for
@@ -66,7 +66,7 @@ def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:
     # and needs a CSRF token; only the token: error pages render the nav too, and must not
     # parse the request body.
     app.jinja_env.globals.update(
-        portcullis_csrf_token=generate_csrf,
+        portcullis_csrf_token=csrf_token,
         portcullis_settings=state.settings,
         portcullis_current_user=current_user,
         # For _macros.html's field(): a field's render_kw, the macro's own attributes winning.

@@ -31,9 +31,12 @@ def complete_sign_in(
     Linking without asking would let whoever left it waiting in this browser in.
     """
     pending = session.get(PENDING_IDENTITY)
+    # One transaction: the trusted device and the audit row commit with the session, so a
+    # sign-in that succeeds has all three stored and one that fails none of them.
+    trust_this_browser(user, commit=False)
+    announce = signin.stage_signed_in(get_state(), this_client(), user, remember=remember, **detail)
     sign_in(user, remember=remember)
-    signin.signed_in(get_state(), this_client(), user, remember=remember, **detail)
-    trust_this_browser(user)
+    announce()
     flash(greeting or f"Signed in as {user.username}.", "success")
     identity = _fresh_identity(pending, user)
     if identity is None:

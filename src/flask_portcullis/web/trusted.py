@@ -38,14 +38,20 @@ def current_device_id(user: UserMixin) -> str | None:
     return None
 
 
-def trust_this_browser(user: UserMixin) -> None:
+def trust_this_browser(user: UserMixin, *, commit: bool = True) -> None:
     """After a sign-in: refresh this browser's device for ``user`` (or trust it anew) and
     put its token first in the cookie, beside the other accounts' (ASVS 3.4 attributes).
-    Not audited on its own: the sign-in event says when and where."""
+    Not audited on its own: the sign-in event says when and where. Without ``commit``,
+    the device joins the caller's transaction (the sign-in's)."""
     state = get_state()
     presented = presented_tokens()
     trust = state.devices.trust(
-        user, presented, kind=BROWSER, ip=client_ip(), user_agent=request.user_agent.string
+        user,
+        presented,
+        kind=BROWSER,
+        ip=client_ip(),
+        user_agent=request.user_agent.string,
+        commit=commit,
     )
     others = [t for t in presented if state.devices.user_id_of(t) not in (user.id, None)]
     value = SEPARATOR.join([trust.token, *others][:MAX_TOKENS])
