@@ -28,6 +28,7 @@ from .blueprints import admin_bp, bp
 from .csrf import csrf_token
 from .field_attrs import render_kw_attributes, widget_attributes
 from .login_bridge import init_login_manager
+from .macros import PRIVATE, PUBLIC
 from .urls import cached_url_for
 
 
@@ -74,4 +75,7 @@ def init_app(app: Flask, state: State, login_manager: LoginManager) -> None:
         portcullis_widget_attributes=widget_attributes,
         # The layout's and the nav's fixed links, built once per mount point (web/urls.py).
         portcullis_url=cached_url_for,
+        # The macro templates, imported once (web/macros.py): portcullis_macros.account_nav().
+        portcullis_macros=PUBLIC,
+        portcullis_forms=PRIVATE,
     )
