@@ -11,24 +11,32 @@ instead; a host's own layout still imports ``portcullis/macros.html``.
 from __future__ import annotations
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from flask import current_app
+from jinja2 import Environment, Template
 
 
 class Macros:
     """The macros of one template (``macros.account_nav()``), as its module exports them.
 
-    Looked up on the app's Jinja environment at each call, so an app that
-    overrides the template, or reloads templates in debug, gets its own.
+    The template comes from the app's Jinja environment, so an app that overrides it
+    gets its own; it is looked up once per environment, and again only when Jinja
+    reloads templates (``TEMPLATES_AUTO_RELOAD``, debug) and the file changed.
     """
 
     def __init__(self, template: str) -> None:
         self._template = template
+        self._loaded: WeakKeyDictionary[Environment, Template] = WeakKeyDictionary()
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return getattr(current_app.jinja_env.get_template(self._template).module, name)
+        environment = current_app.jinja_env
+        template = self._loaded.get(environment)
+        if template is None or (environment.auto_reload and not template.is_up_to_date):
+            template = self._loaded[environment] = environment.get_template(self._template)
+        return getattr(template.module, name)
 
 
 PUBLIC = Macros("portcullis/macros.html")
