@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
+import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -51,6 +55,7 @@ from .conftest import (
 )
 from .databases import database_server
 from .doctor_report import run_doctor
+from .services import service_unavailable
 from .stores import STORES, free_port, memcached_server, same_store, store_config
 from .test_health import TcpProxy, assert_unavailable
 
@@ -558,6 +563,107 @@ def test_a_sign_in_elsewhere_leaves_the_cached_user_alone(
     assert run == [], run
 
 
+@pytest.mark.parametrize("kind", CACHING)
+def test_a_reader_that_read_before_a_change_never_caches_what_it_read(
+    make_store_app: StoreAppFactory, cache_server: Callable[[Flask], CacheServer], kind: str
+) -> None:
+    """The race a cache invites: a request misses, reads the user (an admin) from the
+    database, and stalls; meanwhile the role is removed and committed, and its marks lapse.
+    When the stalled request goes on, what it read must not land in the cache: it filled
+    through a lease, which the mark replaced, so nothing later acts on the old role."""
+    app = make_store_app(kind)
+    user_id = make_user(app, roles=("admin",))
+    cache = cache_server(app)
+    users = cache.users
+    key = users.key(user_id)
+    cache.delete(key)
+    read_done, go_on = threading.Event(), threading.Event()
+    real_read = users._read
+
+    def slow_read(wanted: int) -> Any:
+        user = real_read(wanted)
+        read_done.set()
+        assert go_on.wait(10)
+        return user
+
+    users._read = slow_read
+    seen: list[Any] = []
+
+    def stalled_request() -> None:
+        with app.app_context():
+            seen.append(users.load(user_id, None))
+
+    reader = threading.Thread(target=stalled_request)
+    reader.start()
+    try:
+        assert read_done.wait(10)
+        users._read = real_read
+        with app.app_context():
+            state = get_state(app)
+            user = state.accounts.get(user_id)
+            assert user is not None
+            state.roles.remove_from_user(user, "admin")
+        time.sleep(SETTLE_SECONDS + 0.5)  # the marks lapse before the reader goes on
+    finally:
+        go_on.set()
+        reader.join(10)
+    assert [role.name for role in seen[0].roles] == ["admin"]  # it did read the old row
+    assert cache.get(key) is None or cache.get(key) == STALE, cache.get(key)
+    with app.app_context():
+        fresh = users.get(user_id)
+    assert fresh is not None
+    assert not fresh.roles
+    browser = app.test_client()
+    login(browser)
+    assert browser.get("/admin/").status_code == 403
+
+
+def test_a_memcached_session_whose_row_went_is_not_kept_alive_by_its_touch(
+    make_store_app: StoreAppFactory, cache_server: Callable[[Flask], CacheServer], clock: FakeClock
+) -> None:
+    """Once a minute the page writes last-seen; when the row is gone (however the cache came
+    to hold it), that write finds nothing, the cached copy is marked stale and the browser
+    is signed out, instead of the cache's copy living on."""
+    app = make_store_app("memcached")
+    make_user(app)
+    browser = app.test_client()
+    login(browser)
+    assert signed_in(browser)
+    with app.app_context():  # the row goes behind the cache's back
+        state = get_state(app)
+        Session = state.models.Session
+        state.db.session.execute(sa.delete(Session))
+        state.db.session.commit()
+    assert signed_in(browser)  # the cached copy, until the next write of last-seen
+    clock.advance(seconds=61)
+    assert not signed_in(browser)
+    assert not signed_in(browser)
+
+
+def test_the_doctor_refuses_a_redis_that_may_evict_any_key(
+    make_store_app: StoreAppFactory, tmp_path: Path
+) -> None:
+    """An allkeys-* eviction policy could drop a user's set of sessions, and "sign out
+    everywhere" would miss some: the doctor fails it (a Redis of the test's own)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        service_unavailable("redis-server", "127.0.0.1", "no redis-server binary")
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    command += ["--appendonly", "no", "--maxmemory-policy", "allkeys-lru", "--dir", str(tmp_path)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        until(lambda: answers(url), f"redis-server on {port}")
+        app = make_store_app("redis", PORTCULLIS_SESSION_STORE=url)
+        line = run_doctor(app).findings["session store"]
+        assert line.status == "FAIL", line
+        assert "allkeys-lru" in line.message
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 # -- 3. a change made by another instance takes effect on the very next request ---------------
 
 
@@ -679,6 +785,16 @@ def test_memcached_losing_the_user_entry_changes_nothing(
 # -- 5. the store goes away and comes back ----------------------------------------------------
 
 
+def answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.2)
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+    finally:
+        client.close()
+
+
 def until(check: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
     """Wait (bounded) for ``check``: a client may need a try or two to reconnect."""
     deadline = time.monotonic() + seconds
@@ -779,7 +895,7 @@ def test_healthz_and_doctor_report_the_session_store(app: Flask) -> None:
     assert_health(app.test_client(), 200, checks)
     line = run_doctor(app).findings["session store"]
     assert line.status == "PASS", line
-    assert line.message == f"{kind}, reachable"
+    assert line.message.startswith(f"{kind}, reachable"), line
 
 
 @pytest.mark.parametrize("scheme", ["redis", "memcached"])

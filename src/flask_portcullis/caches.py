@@ -1,22 +1,26 @@
 """Key-value caches beside the database (Redis or Memcached), and the one rule that keeps
 what they hold of a user or a session from outliving a change.
 
-The rule: a cache entry is only ever *added* (``SET NX``, Memcached ``add``),
-never overwritten by a reader, and a writer that changes what an entry
-mirrors replaces it with a short-lived mark, *stale*, once before its
-transaction commits and once after. While the mark stands every reader goes
-to the database and adds nothing, so a reader that read the old row just
-before the commit cannot put it back, and an entry that is evicted only
-costs one database read. No request ever acts on a role, flag or session
-that the database no longer has.
+The rule has two halves. A reader that misses fills the entry only through a
+*lease*: before it reads the database it puts a token of its own in the empty
+key, and afterwards it replaces the token with the value only if the token is
+still there (compare-and-set). A writer that changes what an entry mirrors
+overwrites it with a *stale* mark once before its transaction commits and
+once after. While a mark stands every reader goes to the database and fills
+nothing; a lease that a mark overwrote, or that expired, fills nothing
+either, however long its reader paused. So no request acts on a role, flag or
+session that the database no longer has, and an evicted entry only costs one
+database read.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -32,22 +36,54 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flask_portcullis.caches")
 
-STALE = b"-"  # the mark: "read the database, add nothing"
+STALE = b"-"  # the mark: "read the database, fill nothing"
+LEASE = b"lease:"  # a reader's token in an empty key, until it fills it
 STALE_SECONDS = 30  # the mark before a commit: outlives any transaction
-SETTLE_SECONDS = 2  # the mark after it: outlives any read that began before the commit
+SETTLE_SECONDS = 2  # the mark after it: caching resumes soon after
+LEASE_SECONDS = 5  # a reader slower than this fills nothing
 USER_SECONDS = 60 * 60  # a user's entry, re-read at least hourly
 PENDING = "portcullis.stale"  # the ORM session's info key: marks to set again after commit
 WATCHED = (*IDENTITY_FIELDS, "roles")  # what a user's entry mirrors
-DOWN = "Signing in is paused for a moment: the session store does not answer."
+DOWN = "The session store does not answer. Please try again in a moment."
+
+
+def usable(raw: bytes | None) -> bool:
+    """Whether a cache value is an entry (not a miss, a mark or another reader's lease)."""
+    return raw is not None and raw != STALE and not raw.startswith(LEASE)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A reader's claim on an empty key (see the module)."""
+
+    key: str
+    token: bytes  # what the reader put in the key
+    cas: bytes | None = None  # Memcached's version of the key with the token in it
 
 
 class Cache(Protocol):
-    """The four operations the stores need, on keys already prefixed."""
+    """What the stores need of a cache, on keys already prefixed."""
+
+    prefix: str
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
-    def add(self, key: str, value: bytes, seconds: int) -> None: ...
+    def lease(self, key: str) -> Lease | None:
+        """Claim the empty ``key`` for a fill; None when it is not empty (a mark, a lease)."""
+
+    def fill(self, lease: Lease, value: bytes, seconds: int) -> None:
+        """Put ``value`` in the leased key if the lease is still there; else nothing."""
+
     def mark_stale(self, keys: Iterable[str], seconds: int = STALE_SECONDS) -> None: ...
     def ping(self) -> None: ...
+
+
+# Replace a reader's lease with its value, unless the key changed since (a mark came).
+_FILL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+return false
+"""
 
 
 class RedisCache:
@@ -56,14 +92,21 @@ class RedisCache:
     def __init__(self, client: Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
+        self._fill = client.register_script(_FILL)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         with reachable():
             return cast(list[bytes | None], self.client.mget(keys))
 
-    def add(self, key: str, value: bytes, seconds: int) -> None:
+    def lease(self, key: str) -> Lease | None:
+        token = LEASE + secrets.token_hex(8).encode()
         with reachable():
-            self.client.set(key, value, ex=seconds, nx=True)
+            taken = self.client.set(key, token, ex=LEASE_SECONDS, nx=True)
+        return Lease(key, token) if taken else None
+
+    def fill(self, lease: Lease, value: bytes, seconds: int) -> None:
+        with reachable():
+            self._fill(keys=[lease.key], args=[lease.token, value, seconds])
 
     def mark_stale(self, keys: Iterable[str], seconds: int = STALE_SECONDS) -> None:
         with reachable(), self.client.pipeline(transaction=False) as pipe:
@@ -88,9 +131,17 @@ class MemcachedCache:
             found = self.client.get_many(keys)
         return [found.get(key) for key in keys]
 
-    def add(self, key: str, value: bytes, seconds: int) -> None:
+    def lease(self, key: str) -> Lease | None:
+        token = LEASE + secrets.token_hex(8).encode()
         with reachable():
-            self.client.add(key, value, expire=seconds, noreply=False)
+            if not self.client.add(key, token, expire=LEASE_SECONDS, noreply=False):
+                return None
+            value, version = self.client.gets(key)
+        return Lease(key, token, version) if value == token else None
+
+    def fill(self, lease: Lease, value: bytes, seconds: int) -> None:
+        if lease.cas is not None:
+            self.cas(lease.key, value, seconds, lease.cas)
 
     def mark_stale(self, keys: Iterable[str], seconds: int = STALE_SECONDS) -> None:
         with reachable():
@@ -102,13 +153,13 @@ class MemcachedCache:
 
     def gets(self, key: str) -> tuple[bytes | None, bytes | None]:
         with reachable():
-            value, token = self.client.gets(key)
-        return value, token
+            value, version = self.client.gets(key)
+        return value, version
 
-    def cas(self, key: str, value: bytes, seconds: int, token: bytes) -> None:
+    def cas(self, key: str, value: bytes, seconds: int, version: bytes) -> None:
         """Replace ``key`` only if nobody wrote it since ``gets`` (never over a mark)."""
         with reachable():
-            self.client.cas(key, value, token, expire=seconds, noreply=False)
+            self.client.cas(key, value, version, expire=seconds, noreply=False)
 
 
 @contextmanager
@@ -124,14 +175,16 @@ def reachable() -> Iterator[None]:
 
 
 def is_outage(exc: BaseException) -> bool:
-    """A server down, unreachable or failing; not a bug of ours (an illegal key, say)."""
+    """A server down, unreachable, full or overwhelmed; not a bug of ours (an illegal key)."""
     if isinstance(exc, OSError):  # refused, reset, timed out (pymemcache raises these as is)
         return True
     names = {kind.__name__ for kind in type(exc).__mro__}
-    return bool(
-        names & {"ConnectionError", "TimeoutError", "BusyLoadingError", "ReadOnlyError"}
-        or names & {"MemcacheUnexpectedCloseError", "MemcacheServerError"}
-    )
+    if names & {"ConnectionError", "TimeoutError", "BusyLoadingError", "ReadOnlyError"}:
+        return True  # redis-py
+    if names & {"OutOfMemoryError", "MemcacheUnexpectedCloseError", "MemcacheServerError"}:
+        return True  # Redis at maxmemory with noeviction; Memcached
+    # pymemcache's pool, every client busy waiting on a slow server
+    return isinstance(exc, RuntimeError) and "Too many objects" in str(exc)
 
 
 # -- what a user's entry holds -------------------------------------------------------------
@@ -177,17 +230,16 @@ class UserCache:
         return self.load(user_id, self.cache.get_many([self.key(user_id)])[0])
 
     def load(self, user_id: int, raw: bytes | None) -> SignedInUser | None:
-        """The user from ``raw`` (what the cache held for them), else from the database."""
-        if raw is not None and raw != STALE:
+        """The user from ``raw`` (what the cache held for them), else from the database,
+        filling the cache through a lease when the key was empty."""
+        if usable(raw):
+            assert raw is not None
             return self._make(*decode_user(raw))
+        lease = self.cache.lease(self.key(user_id)) if raw is None else None
         user = self._read(user_id)
-        if user is not None and raw is None:
-            self.cache.add(self.key(user_id), encode_user(user), USER_SECONDS)
+        if user is not None and lease is not None:
+            self.cache.fill(lease, encode_user(user), USER_SECONDS)
         return user
-
-    def remember(self, user: SignedInUser) -> None:
-        """Add ``user`` as just read from the database (never over a mark)."""
-        self.cache.add(self.key(user.id), encode_user(user), USER_SECONDS)
 
 
 # -- invalidation ----------------------------------------------------------------------------
@@ -202,14 +254,14 @@ def mark_stale(cache: Cache, db: Session | Any, keys: Iterable[str]) -> None:
 
 
 def committed(cache: Cache, db: Session) -> None:
-    """Set the marks of the transaction that just committed once more, now short-lived: a
-    read that began before the commit cannot outlast it (see the module)."""
+    """Set the marks of the transaction that just committed once more, short-lived now (see
+    the module). Never raises: the change is committed, and the first marks stand."""
     keys = db.info.pop(PENDING, None)
     if keys:
         try:
             cache.mark_stale(keys, SETTLE_SECONDS)
-        except Unavailable:  # the first marks stand; they expire with the store's own entries
-            logger.error("could not mark %d cache entries stale after a commit", len(keys))
+        except Exception:
+            logger.exception("could not mark %d cache entries stale after a commit", len(keys))
 
 
 def rolled_back(db: Session) -> None:

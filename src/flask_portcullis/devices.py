@@ -133,14 +133,17 @@ class DeviceService:
         if found is None:
             return self.make(user, kind=kind, ip=ip, user_agent=user_agent, commit=commit)
         device, token = found
-        self.touch(device, ip=ip, user_agent=user_agent)
+        self.touch(device, ip=ip, user_agent=user_agent, commit=commit)
         return Trust(token, device, new=False)
 
-    def touch(self, device: TrustedDeviceMixin, *, ip: str, user_agent: str) -> None:
+    def touch(
+        self, device: TrustedDeviceMixin, *, ip: str, user_agent: str, commit: bool = True
+    ) -> None:
         """Note that ``device`` was used just now, from this address and browser."""
         device.last_used_at = self._clock()
         device.ip, device.user_agent = stored_client(ip, user_agent)
-        self._db.commit()
+        if commit:
+            self._db.commit()
 
     # -- the owner's list --------------------------------------------------------
 

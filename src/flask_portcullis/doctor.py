@@ -13,6 +13,7 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import health
+from .session_stores import RedisStore
 from .settings import OWASP_ARGON2
 from .state import State
 
@@ -180,18 +181,29 @@ def examine(app: Flask, state: State) -> list[Finding]:
             "operations",
             severe=True,
         ),
-        _check(
-            health.store_ok(state.sessions.store),
-            "session store",
-            f"{state.sessions.store.kind}, reachable",
-            f"{state.sessions.store.kind} at PORTCULLIS_SESSION_STORE does not answer: "
-            "nobody can sign in",
-            "operations",
-            severe=True,
-        ),
+        _session_store(state),
         _look_alikes(state),
         _adopted_duplicates(state),
     ]
+
+
+def _session_store(state: State) -> Finding:
+    """Reachable, and for Redis an eviction policy that can never drop a user's set of
+    sessions (then "sign out everywhere" would miss some: session_stores.RedisStore)."""
+    store = state.sessions.store
+    item, standard = "session store", "operations"
+    if not health.store_ok(store):
+        bad = f"{store.kind} at PORTCULLIS_SESSION_STORE does not answer: nobody can sign in"
+        return _check(False, item, "", bad, standard, severe=True)
+    policy = store.eviction_policy() if isinstance(store, RedisStore) else None
+    if policy is not None and policy.startswith("allkeys"):
+        bad = (
+            f"Redis evicts any key (maxmemory-policy {policy}): it could drop a user's set of "
+            "sessions and 'sign out everywhere' would miss some; use noeviction or volatile-lru"
+        )
+        return _check(False, item, "", bad, standard, severe=True)
+    good = f"{store.kind}, reachable" + (f", maxmemory-policy {policy}" if policy else "")
+    return _check(True, item, good, "", standard, severe=True)
 
 
 LOOK_ALIKES_SHOWN = 10

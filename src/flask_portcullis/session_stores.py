@@ -27,7 +27,18 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, Select, bindparam, delete, select, update
 
-from .caches import STALE, MemcachedCache, RedisCache, UserCache, mark_stale, reachable
+from .caches import (
+    USER_SECONDS,
+    Cache,
+    MemcachedCache,
+    RedisCache,
+    UserCache,
+    encode_user,
+    mark_stale,
+    reachable,
+    usable,
+)
+from .exceptions import Unavailable
 from .identities import Identities
 from .models import DbSession, Models, SignedInUser
 from .settings import Settings
@@ -66,7 +77,10 @@ class SessionStore(Protocol):
     the caller's transaction; the other stores write at once."""
 
     kind: str  # "sql", "redis" or "memcached": /healthz and the doctor name it
-    users: UserCache | None  # the cache of users beside the sessions, if any
+
+    @property
+    def users(self) -> UserCache | None:
+        """The cache of users beside the sessions, if any."""
 
     def add(self, record: SessionRecord, seconds: int) -> None: ...
 
@@ -74,14 +88,14 @@ class SessionStore(Protocol):
         """The session and its user (None when the user is gone), expired or not; ``user_hint``
         is the user the client claims (signed in its cookie or token), to read both at once."""
 
-    def touch(self, record: SessionView, seconds: int) -> None:
-        """Store ``record``'s new last-seen time, and its TTL, unless it has ended meanwhile."""
+    def touch(self, record: SessionView, seconds: int) -> bool:
+        """Store ``record``'s new last-seen time, and its TTL; False when it has ended."""
 
-    def remove(self, session_ids: Sequence[str], user_id: int | None = None) -> list[str]:
-        """End these sessions (only ``user_id``'s when given); return the ids that were there."""
+    def remove(self, session_ids: Sequence[str], user_id: int | None = None) -> list[SessionView]:
+        """End these sessions (only ``user_id``'s when given); return those that were there."""
 
     def remove_user(self, user_id: int, keep: str | None = None) -> list[SessionView]:
-        """End every session of ``user_id`` but ``keep``, at once; return them."""
+        """End every session of ``user_id`` but ``keep``, in one step; return them."""
 
     def of_user(self, user_id: int) -> list[SessionRecord]: ...
 
@@ -96,12 +110,15 @@ class SqlStore:
     """Sessions as rows of ``user_sessions``, read with their user in one statement."""
 
     kind = "sql"
-    users: UserCache | None = None
 
     def __init__(self, db: DbSession, models: Models, identities: Identities) -> None:
         self._db = db
         self._models = models
         self._identities = identities
+
+    @property
+    def users(self) -> UserCache | None:
+        return None
 
     def add(self, record: SessionRecord, seconds: int) -> None:
         columns = {name: getattr(record, name) for name in RECORD_FIELDS}
@@ -126,33 +143,42 @@ class SqlStore:
         view = SessionView(*(first[f"s_{name}"] for name in VIEW_FIELDS))
         return view, self._identities.build(rows)
 
-    def touch(self, record: SessionView, seconds: int) -> None:
+    def touch(self, record: SessionView, seconds: int) -> bool:
         Session = self._models.Session
         touch = (
             update(Session).where(Session.id == record.id).values(last_seen_at=record.last_seen_at)
         )
         with self._identities.connection() as connection:
-            connection.execute(touch)
+            touched = connection.execute(touch).rowcount
             self._identities.commit(connection)
+        return bool(touched)
 
-    def remove(self, session_ids: Sequence[str], user_id: int | None = None) -> list[str]:
+    def remove(self, session_ids: Sequence[str], user_id: int | None = None) -> list[SessionView]:
         Session = self._models.Session
         condition: ColumnElement[bool] = Session.id.in_(session_ids)
         if user_id is not None:
             condition &= Session.user_id == user_id
-        ended = list(self._db.scalars(select(Session.id).where(condition)))
-        if ended:
-            self._db.execute(delete(Session).where(Session.id.in_(ended)))
-        return ended
+        return self._delete(condition) if session_ids else []
 
     def remove_user(self, user_id: int, keep: str | None = None) -> list[SessionView]:
         Session = self._models.Session
         condition: ColumnElement[bool] = Session.user_id == user_id
         if keep is not None:
             condition &= Session.id != keep
-        ended = self._db.execute(select(*self._view_columns).where(condition)).all()
+        return self._delete(condition)
+
+    def _delete(self, condition: ColumnElement[bool]) -> list[SessionView]:
+        """Delete the sessions ``condition`` selects and return exactly those: with RETURNING
+        where the database has it, else after locking them (and, on InnoDB, the gap a new
+        session of the same user would take), so none can slip between the two."""
+        Session = self._models.Session
+        columns = [getattr(Session, name) for name in VIEW_FIELDS]
+        if self._db.get_bind(mapper=Session).dialect.delete_returning:
+            ended = self._db.execute(delete(Session).where(condition).returning(*columns))
+            return [SessionView(*row) for row in ended]
+        rows = self._db.execute(select(*columns).where(condition).with_for_update()).all()
         self._db.execute(delete(Session).where(condition))
-        return [SessionView(*row) for row in ended]
+        return [SessionView(*row) for row in rows]
 
     def of_user(self, user_id: int) -> list[SessionRecord]:
         Session = self._models.Session
@@ -166,15 +192,23 @@ class SqlStore:
     def ping(self) -> None:
         pass
 
-    @cached_property
-    def _view_columns(self) -> list[Any]:
-        return [getattr(self._models.Session, name) for name in VIEW_FIELDS]
+
+def read_pair(
+    cache: Cache, users: UserCache, key: str, user_hint: int | None
+) -> tuple[bytes | None, bytes | None]:
+    """A session's cache value and its claimed user's, in one round trip when the client
+    names its user (the user's is None otherwise)."""
+    if user_hint is None:
+        return cache.get_many([key])[0], None
+    raw, raw_user = cache.get_many([key, users.key(user_hint)])
+    return raw, raw_user
 
 
 class MemcachedStore(SqlStore):
     """The SQL records behind a read-through cache of each session and its user."""
 
     kind = "memcached"
+    SECONDS = 60 * 60  # a cached session, re-read at least hourly
 
     def __init__(
         self,
@@ -186,8 +220,12 @@ class MemcachedStore(SqlStore):
     ) -> None:
         super().__init__(db, models, identities)
         self.cache = cache
-        self.users = self._users = users
+        self._users = users
         self._prefix = f"{cache.prefix}:s:"
+
+    @property
+    def users(self) -> UserCache:
+        return self._users
 
     def add(self, record: SessionRecord, seconds: int) -> None:
         self.cache.ping()  # every page after a sign-in needs the cache: a 503 now, not then
@@ -195,31 +233,39 @@ class MemcachedStore(SqlStore):
 
     def find(self, session_id: str, user_hint: int | None) -> Found | None:
         key = self._prefix + session_id
-        if user_hint is None:
-            raw, raw_user = self.cache.get_many([key])[0], None
-        else:
-            raw, raw_user = self.cache.get_many([key, self._users.key(user_hint)])
-        if raw is not None and raw != STALE:
+        raw, raw_user = read_pair(self.cache, self._users, key, user_hint)
+        if usable(raw):
+            assert raw is not None
             view = decode_view(raw)
             if view.user_id != user_hint:
                 raw_user = self.cache.get_many([self._users.key(view.user_id)])[0]
             return view, self._users.load(view.user_id, raw_user)
+        # A miss fills through leases taken before the database read (caches.py); a mark or
+        # another reader's lease: the database, and nothing filled.
+        lease = self.cache.lease(key) if raw is None else None
+        user_lease = None
+        if user_hint is not None and raw_user is None:
+            user_lease = self.cache.lease(self._users.key(user_hint))
         found = super().find(session_id, user_hint)
-        if found is not None and raw is None:  # a miss, not a mark: the rows may be cached
+        if found is not None:
             view, user = found
-            self.cache.add(key, encode(view), 60 * 60)
-            if user is not None and user_hint == view.user_id and raw_user is None:
-                self._users.remember(user)
+            if lease is not None:
+                self.cache.fill(lease, encode(view), self.SECONDS)
+            if user is not None and user_lease is not None and user.id == user_hint:
+                self.cache.fill(user_lease, encode_user(user), USER_SECONDS)
         return found
 
-    def touch(self, record: SessionView, seconds: int) -> None:
-        super().touch(record, seconds)
+    def touch(self, record: SessionView, seconds: int) -> bool:
         key = self._prefix + record.id
-        raw, token = self.cache.gets(key)
-        if raw is not None and raw != STALE and token is not None:
-            self.cache.cas(key, encode(record), 60 * 60, token)
+        if not super().touch(record, seconds):  # the row is gone: so is whatever was cached
+            mark_stale(self.cache, self._db, [key])
+            return False
+        raw, version = self.cache.gets(key)
+        if usable(raw) and version is not None:
+            self.cache.cas(key, encode(record), self.SECONDS, version)
+        return True
 
-    def remove(self, session_ids: Sequence[str], user_id: int | None = None) -> list[str]:
+    def remove(self, session_ids: Sequence[str], user_id: int | None = None) -> list[SessionView]:
         mark_stale(self.cache, self._db, [self._prefix + id for id in session_ids])
         return super().remove(session_ids, user_id)
 
@@ -234,6 +280,17 @@ class MemcachedStore(SqlStore):
     def ping(self) -> None:
         self.cache.ping()
 
+
+# Adds a session to its user's set, dropping the members whose session expired meanwhile.
+_ADD = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if redis.call('EXISTS', ARGV[4] .. id) == 0 then
+    redis.call('SREM', KEYS[2], id)
+  end
+end
+redis.call('SADD', KEYS[2], ARGV[3])
+"""
 
 # Ends every session of a user but one in one step: a session started meanwhile cannot slip
 # between reading the user's set and deleting its members.
@@ -256,35 +313,37 @@ return ended
 
 class RedisStore:
     """Sessions in Redis: ``<prefix>:s:<id>`` per session (expiring by TTL) and
-    ``<prefix>:us:<user id>``, the set of a user's session ids."""
+    ``<prefix>:us:<user id>``, the set of a user's session ids.
+
+    The sets have no TTL, so Redis's ``volatile-*`` eviction policies never drop one
+    (an ``allkeys-*`` policy could, and "sign out everywhere" would then miss sessions:
+    the doctor refuses it); members whose session expired go at the user's next sign-in.
+    """
 
     kind = "redis"
 
-    def __init__(self, cache: RedisCache, users: UserCache, longest: int) -> None:
+    def __init__(self, cache: RedisCache, users: UserCache) -> None:
         self.cache = cache
-        self.users: UserCache | None = users
         self._users = users
         self._client: Redis = cache.client
         self._prefix = f"{cache.prefix}:s:"
-        self._longest = longest  # the set lives as long as its longest session may
+        self._add = self._client.register_script(_ADD)
         self._remove_user = self._client.register_script(_REMOVE_USER)
+
+    @property
+    def users(self) -> UserCache:
+        return self._users
 
     def _set_key(self, user_id: int) -> str:
         return f"{self.cache.prefix}:us:{user_id}"
 
     def add(self, record: SessionRecord, seconds: int) -> None:
-        with reachable(), self._client.pipeline(transaction=True) as pipe:
-            pipe.set(self._prefix + record.id, encode(record), ex=seconds)
-            pipe.sadd(self._set_key(record.user_id), record.id)
-            pipe.expire(self._set_key(record.user_id), self._longest)
-            pipe.execute()
+        keys = [self._prefix + record.id, self._set_key(record.user_id)]
+        with reachable():
+            self._add(keys=keys, args=[encode(record), seconds, record.id, self._prefix])
 
     def find(self, session_id: str, user_hint: int | None) -> Found | None:
-        key = self._prefix + session_id
-        if user_hint is None:
-            raw, raw_user = self.cache.get_many([key])[0], None
-        else:
-            raw, raw_user = self.cache.get_many([key, self._users.key(user_hint)])
+        raw, raw_user = read_pair(self.cache, self._users, self._prefix + session_id, user_hint)
         if raw is None:
             return None
         record = decode_record(raw)
@@ -292,24 +351,24 @@ class RedisStore:
             raw_user = self.cache.get_many([self._users.key(record.user_id)])[0]
         return record, self._users.load(record.user_id, raw_user)
 
-    def touch(self, record: SessionView, seconds: int) -> None:
+    def touch(self, record: SessionView, seconds: int) -> bool:
         assert isinstance(record, SessionRecord)  # as find returned it, with a new last-seen
         with reachable():  # XX: a session ended meanwhile stays ended
-            self._client.set(self._prefix + record.id, encode(record), ex=seconds, xx=True)
+            key = self._prefix + record.id
+            return bool(self._client.set(key, encode(record), ex=seconds, xx=True))
 
-    def remove(self, session_ids: Sequence[str], user_id: int | None = None) -> list[str]:
+    def remove(self, session_ids: Sequence[str], user_id: int | None = None) -> list[SessionView]:
         if not session_ids:
             return []
         keys = [self._prefix + id for id in session_ids]
-        with reachable():
-            found = [decode_record(raw) for raw in self.cache.get_many(keys) if raw is not None]
-            ended = [r for r in found if user_id is None or r.user_id == user_id]
-            with self._client.pipeline(transaction=True) as pipe:
-                for record in ended:
-                    pipe.delete(self._prefix + record.id)
-                    pipe.srem(self._set_key(record.user_id), record.id)
-                pipe.execute()
-        return [record.id for record in ended]
+        found = [decode_record(raw) for raw in self.cache.get_many(keys) if raw is not None]
+        ended = [record for record in found if user_id is None or record.user_id == user_id]
+        with reachable(), self._client.pipeline(transaction=True) as pipe:
+            for record in ended:
+                pipe.delete(self._prefix + record.id)
+                pipe.srem(self._set_key(record.user_id), record.id)
+            pipe.execute()
+        return list(ended)
 
     def remove_user(self, user_id: int, keep: str | None = None) -> list[SessionView]:
         with reachable():
@@ -321,13 +380,10 @@ class RedisStore:
     def of_user(self, user_id: int) -> list[SessionRecord]:
         with reachable():
             members = cast(set[bytes], self._client.smembers(self._set_key(user_id)))
-            ids = sorted(member.decode() for member in members)
-            if not ids:
-                return []
-            values = self.cache.get_many([self._prefix + id for id in ids])
-            gone = [id for id, raw in zip(ids, values, strict=True) if raw is None]
-            if gone:  # expired by TTL: drop them from the set too
-                self._client.srem(self._set_key(user_id), *gone)
+        ids = sorted(member.decode() for member in members)
+        if not ids:
+            return []
+        values = self.cache.get_many([self._prefix + id for id in ids])
         return [decode_record(raw) for raw in values if raw is not None]
 
     def user(self, user_id: int) -> SignedInUser | None:
@@ -335,6 +391,17 @@ class RedisStore:
 
     def ping(self) -> None:
         self.cache.ping()
+
+    def eviction_policy(self) -> str | None:
+        """Redis's ``maxmemory-policy``, or None where CONFIG is not allowed (managed Redis)."""
+        try:
+            with reachable():
+                found = cast(dict[str, str], self._client.config_get("maxmemory-policy"))
+        except Unavailable:
+            raise
+        except Exception:
+            return None
+        return found.get("maxmemory-policy")
 
 
 # -- records as the caches hold them ----------------------------------------------------------
@@ -378,9 +445,9 @@ def open_store(
     if url.startswith("memcached://"):
         from pymemcache.client.base import PooledClient
 
-        parts = urlsplit(url)
+        parts = urlsplit(url)  # settings.store_url_ok made sure it has a host and a port
         client = PooledClient(
-            (parts.hostname or "", parts.port or 11211),
+            (parts.hostname or "", parts.port),
             connect_timeout=1,
             timeout=1,
             max_pool_size=64,
@@ -391,8 +458,7 @@ def open_store(
 
     client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
     cache = RedisCache(client, prefix)
-    longest = max(settings.remember_lifetime, settings.session_lifetime)
-    return RedisStore(cache, user_cache(cache, identities), longest)
+    return RedisStore(cache, user_cache(cache, identities))
 
 
 def user_cache(cache: RedisCache | MemcachedCache, identities: Identities) -> UserCache:

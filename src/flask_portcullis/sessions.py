@@ -121,7 +121,8 @@ class SessionService:
             return None
         if now - record.last_seen_at >= TOUCH_INTERVAL:
             record = replace(record, last_seen_at=now)
-            self.store.touch(record, self._ttl(record, now))
+            if not self.store.touch(record, self._ttl(record, now)):
+                return None  # ended meanwhile (a cache that still held it has heard now)
         return ActiveSession(record, user)
 
     def user(self, user_id: int) -> SignedInUser | None:
@@ -137,15 +138,14 @@ class SessionService:
         if users is not None:
             mark_stale(users.cache, self._db, [users.key(user_id) for user_id in user_ids])
 
-    def end(self, token: str) -> None:
+    def end(self, token: str, *, commit: bool = True) -> None:
         """End one session by the token the browser holds."""
-        self._end([digest(token)])
+        self._end([digest(token)], commit=commit)
 
     def end_id(self, session_id: str) -> int | None:
         """End one session by its id; return its user's id (None when it was gone)."""
-        found = self.store.find(session_id, None)
-        self._end([session_id])
-        return None if found is None else found[0].user_id
+        ended = self._end([session_id])
+        return ended[0].user_id if ended else None
 
     def end_all(self, user_id: int, *, keep: str | None = None) -> int:
         """End every session of a user at once (but the one of token ``keep``); count those
@@ -159,7 +159,7 @@ class SessionService:
         if not SESSION_ID.fullmatch(session_id):  # from a form or a URL: nothing to end
             return False
         ended = self.store.remove([session_id], user_id)
-        self._forget_refresh_tokens(ended)
+        self._forget_refresh_tokens([view.id for view in ended])
         self._db.commit()
         return bool(ended)
 
@@ -196,9 +196,12 @@ class SessionService:
             until = min(until, record.last_seen_at + self._idle)
         return seconds_left(until, now)
 
-    def _end(self, session_ids: Sequence[str]) -> None:
-        self._forget_refresh_tokens(self.store.remove(session_ids))
-        self._db.commit()
+    def _end(self, session_ids: Sequence[str], *, commit: bool = True) -> list[SessionView]:
+        ended = self.store.remove(session_ids)
+        self._forget_refresh_tokens([view.id for view in ended])
+        if commit:
+            self._db.commit()
+        return ended
 
     def _forget_refresh_tokens(self, session_ids: Sequence[str]) -> None:
         """An ended session's refresh tokens go with it (in the caller's transaction)."""

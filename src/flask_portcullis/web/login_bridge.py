@@ -59,8 +59,8 @@ def sign_in(user: UserMixin, *, remember: bool) -> None:
     """
     state = get_state()
     old = current_session_token()
-    if old:
-        state.sessions.end(old)
+    if old:  # in the new session's transaction: whatever the sign-in staged commits with it
+        state.sessions.end(old, commit=False)
     session.clear()
     token = state.sessions.start(
         user, remember=remember, ip=client_ip(), user_agent=request.user_agent.string
