@@ -432,6 +432,7 @@ def test_delete_asks_for_confirmation(app: Flask, user: int, runner: FlaskCliRun
 
 
 def test_add_and_remove_role(app: Flask, user: int, runner: FlaskCliRunner) -> None:
+    make_user(app, "root", "root@example.com", roles=("admin",))  # not the last admin
     assert_ok(invoke(runner, "users", "add-role", "ada", "admin"), "ada now has role admin")
     assert roles_of(app, "ada") == ["admin"]
     assert_ok(invoke(runner, "users", "add-role", "ada", "admin"), "ada already had role admin")
@@ -446,6 +447,7 @@ def test_add_and_remove_role(app: Flask, user: int, runner: FlaskCliRunner) -> N
 def test_add_role_grants_access_and_remove_role_takes_it_on_the_next_request(
     app: Flask, runner: FlaskCliRunner, auth_client: FlaskClient
 ) -> None:
+    make_user(app, "root", "root@example.com", roles=("admin",))  # not the last admin
     assert auth_client.get("/admin/").status_code == 403
     assert_ok(invoke(runner, "users", "add-role", "ada", "admin"))
     assert auth_client.get("/admin/").status_code == 200

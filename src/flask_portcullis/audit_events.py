@@ -31,6 +31,9 @@ class Event(StrEnum):
     DEVICE_REVOKED = "device-revoked"
     PROVIDER_LINKED = "provider-linked"
     PROVIDER_UNLINKED = "provider-unlinked"
+    ACCOUNT_UNLOCKED = "account-unlocked"
+    PASSWORD_RESET_SENT = "password-reset-sent"
+    VERIFICATION_SENT = "verification-sent"
 
 
 LABELS: dict[Event, str] = {
@@ -59,4 +62,7 @@ LABELS: dict[Event, str] = {
     Event.DEVICE_REVOKED: "Trusted device removed",
     Event.PROVIDER_LINKED: "Sign-in provider linked",
     Event.PROVIDER_UNLINKED: "Sign-in provider unlinked",
+    Event.ACCOUNT_UNLOCKED: "Sign-in lock lifted",
+    Event.PASSWORD_RESET_SENT: "Password reset link sent",
+    Event.VERIFICATION_SENT: "Confirmation link sent",
 }

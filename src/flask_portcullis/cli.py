@@ -16,7 +16,7 @@ from .audit_events import Event
 from .exceptions import PasswordRejected, PortcullisError
 from .models import UserMixin
 from .state import get_state
-from .usecases import self_service
+from .usecases import admin
 from .usecases.client import Client, record
 
 CLI_AGENT = "flask cli"
@@ -137,8 +137,7 @@ def show_user(identity: str) -> None:
 def _set_active(identity: str, active: bool) -> None:
     state = get_state()
     user = state.accounts.require_by_identity(identity)
-    state.accounts.set_active(user, active)
-    _audit(Event.ACCOUNT_ACTIVATED if active else Event.ACCOUNT_DEACTIVATED, user.id)
+    admin.set_active(state, _client(), None, user, active)
     click.echo(f"{user.username} is now {'active' if active else 'inactive'}")
 
 
@@ -165,9 +164,8 @@ def delete_user(identity: str, yes: bool) -> None:
     user = state.accounts.require_by_identity(identity)
     if not yes:
         click.confirm(f"Delete {user.username} <{user.email}>?", abort=True)
-    name, user_id = user.username, user.id
-    state.accounts.delete(user)
-    _audit(Event.ACCOUNT_DELETED, user_id)
+    name = user.username
+    admin.delete(state, _client(), None, user)
     click.echo(f"deleted {name}")
 
 
@@ -178,9 +176,7 @@ def add_role(identity: str, role: str) -> None:
     """Give a user a role."""
     state = get_state()
     user = state.accounts.require_by_identity(identity)
-    changed = state.roles.add_to_user(user, role)
-    if changed:
-        _audit(Event.ROLE_GRANTED, user.id, role=role)
+    changed = admin.grant_role(state, _client(), None, user, role)
     click.echo(f"{user.username} {'now has' if changed else 'already had'} role {role}")
 
 
@@ -191,9 +187,7 @@ def remove_role(identity: str, role: str) -> None:
     """Take a role from a user."""
     state = get_state()
     user = state.accounts.require_by_identity(identity)
-    changed = state.roles.remove_from_user(user, role)
-    if changed:
-        _audit(Event.ROLE_REMOVED, user.id, role=role)
+    changed = admin.remove_role(state, _client(), None, user, role)
     click.echo(f"{user.username} {'no longer has' if changed else 'did not have'} role {role}")
 
 
@@ -203,7 +197,7 @@ def revoke_sessions(identity: str) -> None:
     """Sign a user out everywhere, at once, and stop trusting every device of theirs."""
     state = get_state()
     user = state.accounts.require_by_identity(identity)
-    count = self_service.end_sessions(state, _client(), user.id, actor="cli")
+    count = admin.end_sessions(state, _client(), None, user)
     click.echo(f"ended {count} session(s) of {user.username}")
 
 
@@ -214,12 +208,52 @@ def reset_two_factor(identity: str) -> None:
     they enrol again (an admin never learns or sets a secret)."""
     state = get_state()
     user = state.accounts.require_by_identity(identity)
-    state.two_factor.reset(user)
-    count = state.sessions.end_all(user.id)
-    _audit(Event.TWO_FACTOR_DISABLED, user.id, reset=True)
+    count = admin.reset_second_factors(state, _client(), None, user)
     click.echo(
         f"two-factor sign-in of {user.username} is off, passkeys removed; ended {count} session(s)"
     )
+
+
+@users.command("unlock")
+@click.argument("identity")
+def unlock(identity: str) -> None:
+    """Lift a user's sign-in lock (after a run of failed sign-ins)."""
+    state = get_state()
+    user = state.accounts.require_by_identity(identity)
+    admin.unlock(state, _client(), None, user)
+    click.echo(f"{user.username} may sign in again now")
+
+
+@users.command("send-reset")
+@click.argument("identity")
+def send_reset(identity: str) -> None:
+    """Mail a user a password reset link (needs SERVER_NAME for the link's address)."""
+    state = get_state()
+    user = state.accounts.require_by_identity(identity)
+    _needs_server_name()
+    admin.send_password_reset(state, _client(), None, user)
+    click.echo(f"sent a password reset link to {user.email}")
+
+
+@users.command("resend-verification")
+@click.argument("identity")
+def resend_verification(identity: str) -> None:
+    """Mail a user a new link to confirm their address (needs SERVER_NAME)."""
+    state = get_state()
+    user = state.accounts.require_by_identity(identity)
+    _needs_server_name()
+    sent = admin.resend_verification(state, _client(), None, user)
+    click.echo(f"sent a confirmation link to {user.email}" if sent else "already confirmed")
+
+
+def _needs_server_name() -> None:
+    from flask import current_app
+
+    if not current_app.config.get("SERVER_NAME"):
+        raise click.ClickException(
+            "links in mail need the site's address: set SERVER_NAME (e.g. "
+            "FLASK_SERVER_NAME=accounts.example.com) for this command"
+        )
 
 
 @roles.command("create")

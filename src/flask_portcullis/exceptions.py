@@ -128,6 +128,16 @@ class Conflict(PortcullisError):
     code: ClassVar[ErrorCode] = ErrorCode.CONFLICT
 
 
+class LastAdmin(Conflict):
+    """The change would leave the site without an active administrator."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "That is the site's last active administrator: give another account the admin "
+            "role first."
+        )
+
+
 class EmailNotVerified(PortcullisError):
     """The password was right, but sign-in waits for the address to be confirmed."""
 

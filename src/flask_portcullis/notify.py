@@ -35,6 +35,7 @@ SUBJECTS = {
     "new_sign_in": "New sign-in to your account",
     "registration_attempt": "Someone tried to sign up with your address",
     "factor_changed": "Your sign-in settings changed",
+    "changed_by_admin": "An administrator changed your account",
 }
 
 
@@ -73,7 +74,7 @@ class Notifier:
         password reset page ("not you? reset your password")."""
         context = {
             "site_name": self._settings.site_name,
-            "reset_link": url_for("portcullis.forgot_password", _external=True),
+            "reset_link": self._reset_link(),
             **context,
         }
         return Message(
@@ -82,6 +83,15 @@ class Notifier:
             text=render_template(f"portcullis/email/{name}.txt", **context),
             html=render_template(f"portcullis/email/{name}.html", **context),
         )
+
+    @staticmethod
+    def _reset_link() -> str:
+        """The reset page's address; none from the shell without SERVER_NAME (the mails sent
+        from there do not point to it)."""
+        try:
+            return url_for("portcullis.forgot_password", _external=True)
+        except RuntimeError:
+            return ""
 
     def send(self, name: str, to: str, **context: Any) -> None:
         """Send now; DeliveryFailed reaches the caller, who can tell the user to try again."""
@@ -180,6 +190,10 @@ class Notifier:
             device=device,
             change=change,
         )
+
+    def changed_by_admin(self, user: UserMixin, *, change: str) -> None:
+        """Tell the owner what a site administrator did to their account."""
+        self.send_quietly("changed_by_admin", user.email, user=user, change=change)
 
     def shutdown(self) -> None:
         """Wait for background mail (tests; a clean process exit)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .exceptions import Conflict, FieldError, NotFound
 from .models import DbSession, Models, PermissionMixin, RoleMixin, UserMixin
@@ -82,6 +82,18 @@ class RoleService:
             role.permissions.append(perm)
         self._db.commit()
         return perm
+
+    def other_active_holders(self, role_name: str, user_id: int) -> int:
+        """How many active accounts but ``user_id`` hold ``role_name``."""
+        User, Role, links = self._models.User, self._models.Role, self._models.user_roles
+        query = (
+            select(func.count())
+            .select_from(User)
+            .join(links, links.c.user_id == User.id)
+            .join(Role, Role.id == links.c.role_id)
+            .where(Role.name == role_name, User.active.is_(True), User.id != user_id)
+        )
+        return int(self._db.scalar(query) or 0)
 
     def add_to_user(self, user: UserMixin, role_name: str) -> bool:
         """Give ``user`` a role; return False when they had it already."""

@@ -46,6 +46,9 @@ passkey_removed = _signals.signal(f"portcullis.{Event.PASSKEY_REMOVED}")
 device_revoked = _signals.signal(f"portcullis.{Event.DEVICE_REVOKED}")
 provider_linked = _signals.signal(f"portcullis.{Event.PROVIDER_LINKED}")
 provider_unlinked = _signals.signal(f"portcullis.{Event.PROVIDER_UNLINKED}")
+account_unlocked = _signals.signal(f"portcullis.{Event.ACCOUNT_UNLOCKED}")
+password_reset_sent = _signals.signal(f"portcullis.{Event.PASSWORD_RESET_SENT}")
+verification_sent = _signals.signal(f"portcullis.{Event.VERIFICATION_SENT}")
 
 BY_EVENT: dict[Event, NamedSignal] = {
     Event(name.removeprefix("portcullis.")): signal
