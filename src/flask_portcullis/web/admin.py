@@ -33,6 +33,12 @@ RECENT_EVENTS = 20
 
 
 @admin_bp.route("/")
+@roles_required(ADMIN_ROLE)
+def index() -> ResponseReturnValue:
+    """The console's front page: the accounts, until the dashboard comes."""
+    return users()
+
+
 @admin_bp.route("/users")
 @roles_required(ADMIN_ROLE)
 def users() -> ResponseReturnValue:
