@@ -187,3 +187,49 @@ def test_deleting_an_account(app: Flask, console: FlaskClient, root: int, user: 
     assert events(app, Event.ACCOUNT_DELETED) == [(user, {"actor": root})]
     listing = html.unescape(console.get("/admin/users").get_data(as_text=True))
     assert "ada's account is deleted." in listing
+
+
+# -- finer permissions: support staff ------------------------------------------------------
+
+
+def staff(app: Flask, *permissions: str) -> FlaskClient:
+    """A signed-in account whose only role grants ``permissions``."""
+    with app.app_context():
+        roles = get_state(app).roles
+        roles.ensure("support")
+        for permission in permissions:
+            roles.grant_permission("support", permission)
+    make_user(app, "sam", "sam@example.com", roles=("support",))
+    client = app.test_client()
+    login(client, "sam")
+    return client
+
+
+def test_users_read_gives_a_read_only_view(app: Flask, root: int, user: int) -> None:
+    sam = staff(app, "users.read")
+    assert sam.get("/admin/users").status_code == 200
+    page = sam.get(f"/admin/users/{user}").get_data(as_text=True)
+    assert "ada@example.com" in page
+    assert "Actions" not in page
+    token = csrf_token(sam, "/account")
+    for action in EVERY_ACTION:
+        response = sam.post(f"/admin/users/{user}/{action}", data={"csrf_token": token})
+        assert response.status_code == 403, action
+    assert sam.get("/admin/audit").status_code == 403
+    assert sam.get("/admin/audit.csv").status_code == 403
+    ada = get_user(app, user)
+    assert ada is not None
+    assert ada.active
+
+
+def test_users_write_lets_staff_act_and_audit_read_shows_the_log(
+    app: Flask, root: int, user: int
+) -> None:
+    sam = staff(app, "users.read", "users.write", "audit.read")
+    assert "ada is deactivated" in act(sam, user, "deactivate")
+    assert sam.get("/admin/audit", query_string={"user": "ada"}).status_code == 200
+    actor = events(app, Event.ACCOUNT_DEACTIVATED)[-1][1]["actor"]
+    with app.app_context():
+        found = get_state(app).accounts.get_by_identity("sam")
+        assert found is not None
+        assert actor == found.id

@@ -8,7 +8,7 @@ errors they raise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -70,6 +70,15 @@ class AccountService:
         self._clock = clock
 
     # -- lookups ---------------------------------------------------------------
+
+    def names_of(self, user_ids: Iterable[int]) -> dict[int, str]:
+        """The usernames of these accounts (the deleted ones have none), in one query."""
+        User = self._models.User
+        wanted = set(user_ids)
+        if not wanted:
+            return {}
+        query = select(User.id, User.username).where(User.id.in_(wanted))
+        return {row.id: row.username for row in self._db.execute(query)}
 
     def get(self, user_id: int) -> UserMixin | None:
         """Return the user with ``user_id``, or None."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -114,12 +115,32 @@ class AuditLog:
         query = select(AuditEvent).where(AuditEvent.user_id == user_id)
         return self._db.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)).all()
 
-    def search(self, *, event: str = "", limit: int = 100) -> Sequence[AuditEventMixin]:
-        """Return the latest events of every user, optionally of one kind (admin use)."""
+    def search(
+        self,
+        where: LogFilter | None = None,
+        *,
+        event: str = "",
+        before: int | None = None,
+        limit: int = 100,
+    ) -> Sequence[AuditEventMixin]:
+        """The latest events of every user matching ``where`` (or just of kind ``event``),
+        newest first; ``before``: only events older than that id (the next page: keyset
+        pagination stays as fast on the millionth row as on the first)."""
         AuditEvent = self._models.AuditEvent
+        where = where or LogFilter(event=event)
         query = select(AuditEvent)
-        if event:
-            query = query.where(AuditEvent.event == event)
+        if where.user_id is not None:
+            query = query.where(AuditEvent.user_id == where.user_id)
+        if where.event:
+            query = query.where(AuditEvent.event == where.event)
+        if where.ip:
+            query = query.where(AuditEvent.ip == where.ip)
+        if where.since is not None:
+            query = query.where(AuditEvent.at >= where.since)
+        if where.until is not None:
+            query = query.where(AuditEvent.at < where.until)
+        if before is not None:
+            query = query.where(AuditEvent.id < before)
         return self._db.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)).all()
 
     def is_new_device(self, user_id: int, ip: str, user_agent: str) -> bool:
@@ -178,6 +199,26 @@ def _without_secrets(detail: dict[str, Any]) -> dict[str, Any]:
             continue
         clean[key] = _without_secrets(value) if isinstance(value, dict) else value
     return clean
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """What the security log is narrowed to; each part optional."""
+
+    user_id: int | None = None
+    event: str = ""
+    ip: str = ""
+    since: datetime | None = None  # from this moment
+    until: datetime | None = None  # up to, not including, this one
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """A CSV cell a spreadsheet shows as text, never runs as a formula (OWASP CSV injection):
+    a value that starts like one gets a leading apostrophe."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def activity_row(event: AuditEventMixin) -> dict[str, str]:

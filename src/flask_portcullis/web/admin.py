@@ -1,4 +1,8 @@
-"""The admin console (role ``admin``): the users, one user, and the actions on an account.
+"""The admin console: the users, one user, the actions on an account, the security log.
+
+The ``admin`` role opens all of it. A site can give support staff part of it through a
+role granting ``users.read`` (the user pages), ``users.write`` (their actions) or
+``audit.read`` (the security log).
 
 Every action is a POST with its CSRF token, wants a recent password (``/reauthenticate``),
 and runs the use case the CLI runs too (``usecases/admin.py``): audited with the acting
@@ -8,16 +12,30 @@ active administrator.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import csv
+import io
+import re
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from ..audit import activity_row
+from ..audit import LogFilter, activity_row, spreadsheet_safe
+from ..audit_events import LABELS, Event
 from ..caller import this_client
-from ..decorators import roles_required
+from ..decorators import access_required
 from ..exceptions import LastAdmin, NotFound
 from ..models import UserMixin
 from ..rbac import ADMIN_ROLE
@@ -27,27 +45,50 @@ from .blueprints import admin_bp
 from .forms import ConfirmForm
 from .login_bridge import is_fresh
 
+USERS_READ, USERS_WRITE, AUDIT_READ = "users.read", "users.write", "audit.read"
 PAGE_SIZE = 50
 MAX_PAGE = 100_000  # keeps the OFFSET within every database's integer range
 RECENT_EVENTS = 20
 
 
+def allowed(user: Any, permission: str) -> bool:
+    """Admins may do everything in the console; others what their roles grant."""
+    return bool(user.has_role(ADMIN_ROLE) or user.has_permission(permission))
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def console(permission: str) -> Callable[[F], F]:
+    """The view needs the admin role or ``permission`` (403 otherwise; anonymous: sign in)."""
+    return access_required(lambda user: allowed(user, permission))
+
+
+CSV_MAX = 100_000  # rows in one download; narrow the filter for more
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 @admin_bp.route("/")
-@roles_required(ADMIN_ROLE)
+@console(USERS_READ)
 def index() -> ResponseReturnValue:
     """The console's front page: the accounts, until the dashboard comes."""
     return users()
 
 
 @admin_bp.route("/users")
-@roles_required(ADMIN_ROLE)
+@console(USERS_READ)
 def users() -> ResponseReturnValue:
     search = request.args.get("q", "")[:254]
     page = min(max(request.args.get("page", 1, type=int) or 1, 1), MAX_PAGE)
     rows = get_state().accounts.search(search, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     more = len(rows) == PAGE_SIZE
     return render_template(
-        "portcullis/admin/users.html", users=rows, q=search, page=page, more=more
+        "portcullis/admin/users.html",
+        users=rows,
+        q=search,
+        page=page,
+        more=more,
+        can_read_log=allowed(current_user, AUDIT_READ),
     )
 
 
@@ -59,7 +100,7 @@ def _account(user_id: int) -> UserMixin:
 
 
 @admin_bp.route("/users/<int:user_id>")
-@roles_required(ADMIN_ROLE)
+@console(USERS_READ)
 def user(user_id: int) -> ResponseReturnValue:
     """One account: profile, roles, devices, factors (never a secret), providers, events."""
     state = get_state()
@@ -76,6 +117,8 @@ def user(user_id: int) -> ResponseReturnValue:
         providers=state.federation.links_of(account.id),
         events=[activity_row(event) for event in state.audit.recent(account.id, RECENT_EVENTS)],
         form=ConfirmForm(formdata=None),
+        can_act=allowed(current_user, USERS_WRITE),
+        can_read_log=allowed(current_user, AUDIT_READ),
     )
 
 
@@ -133,7 +176,7 @@ ACTIONS: dict[str, Callable[[State, UserMixin], str]] = {
 
 
 @admin_bp.route("/users/<int:user_id>/<action>", methods=["POST"])
-@roles_required(ADMIN_ROLE)
+@console(USERS_WRITE)
 def act(user_id: int, action: str) -> ResponseReturnValue:
     """One action on one account (ACTIONS, or delete)."""
     if action not in ACTIONS and action != "delete":
@@ -158,3 +201,113 @@ def act(user_id: int, action: str) -> ResponseReturnValue:
     except NotFound:
         flash("There is no such role.", "error")
     return redirect(page)
+
+
+# -- the security log ---------------------------------------------------------------------
+
+
+def _log_filter(args: Mapping[str, str]) -> tuple[LogFilter, list[str]]:
+    """The filter the form asks for, and what is wrong with it (shown next to the form)."""
+    problems: list[str] = []
+    user_id: int | None = None
+    who = args.get("user", "").strip()[:254]
+    if who:
+        found = get_state().accounts.get_by_identity(who)
+        if found is not None:
+            user_id = found.id
+        elif who.isdigit() and len(who) < 19:
+            user_id = int(who)  # a deleted account's events keep its id
+        else:
+            problems.append("No account has that username or email.")
+    event = args.get("event", "")
+    if event and event not in {str(e) for e in Event}:
+        problems.append("Choose an event from the list.")
+    ip = args.get("ip", "").strip()[:45]
+    since, until = _day(args.get("from", ""), problems), _day(args.get("to", ""), problems)
+    if since is not None and until is not None and until < since:
+        problems.append("The end date is before the start date.")
+    return LogFilter(user_id, event, ip, since, until and until + timedelta(days=1)), problems
+
+
+def _day(text: str, problems: list[str]) -> datetime | None:
+    if not text:
+        return None
+    try:
+        if not DAY.fullmatch(text):
+            raise ValueError(text)
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        problems.append(f"{text[:20]!r} is not a date like 2026-12-31.")
+        return None
+
+
+@admin_bp.route("/audit")
+@console(AUDIT_READ)
+def audit() -> ResponseReturnValue:
+    """Every account's security events, newest first, filtered and a page at a time."""
+    state = get_state()
+    where, problems = _log_filter(request.args)
+    before = request.args.get("before", type=int)
+    rows = [] if problems else state.audit.search(where, before=before, limit=PAGE_SIZE)
+    names = state.accounts.names_of(row.user_id for row in rows if row.user_id is not None)
+    query = {k: v for k, v in request.args.items() if k != "before" and v}
+    page = render_template(
+        "portcullis/admin/audit.html",
+        rows=[{**activity_row(row), "user_id": row.user_id, "id": row.id} for row in rows],
+        names=names,
+        events=sorted(LABELS.items(), key=lambda item: item[1]),
+        args=request.args,
+        problems=problems,
+        query=query,
+        next_before=rows[-1].id if len(rows) == PAGE_SIZE else None,
+    )
+    return page, 400 if problems else 200
+
+
+@admin_bp.route("/audit.csv")
+@console(AUDIT_READ)
+def audit_csv() -> ResponseReturnValue:
+    """The filtered events as CSV (at most CSV_MAX rows), each cell spreadsheet-safe."""
+    where, problems = _log_filter(request.args)
+    if problems:
+        abort(400)
+    state = get_state()
+
+    def lines() -> Iterator[str]:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["at", "event", "user_id", "username", "ip", "user_agent", "detail"])
+        before, sent = None, 0
+        while sent < CSV_MAX:
+            rows = state.audit.search(where, before=before, limit=min(1000, CSV_MAX - sent))
+            if not rows:
+                break
+            names = state.accounts.names_of(r.user_id for r in rows if r.user_id is not None)
+            for row in rows:
+                cells = [
+                    row.at.isoformat(),
+                    row.event,
+                    "" if row.user_id is None else str(row.user_id),
+                    names.get(row.user_id, "") if row.user_id is not None else "",
+                    row.ip,
+                    row.user_agent,
+                    row.detail,
+                ]
+                writer.writerow([spreadsheet_safe(cell) for cell in cells])
+            sent += len(rows)
+            before = rows[-1].id
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+        if not sent:
+            yield out.getvalue()
+
+    stamp = state.clock().strftime("%Y%m%d-%H%M")
+    return Response(
+        stream_with_context(lines()),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="security-log-{stamp}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
