@@ -106,7 +106,7 @@ def paths(app: Flask, method: str, live_token: Callable[[str], str]) -> list[str
     configured provider."""
     found = []
     for rule in rules(app, method):
-        arguments = {"token", "provider", "user_id", "action"}
+        arguments = {"token", "provider", "user_id", "invitation_id", "action"}
         assert rule.arguments <= arguments, f"give {rule.rule} its arguments here"
         if rule.arguments == {"provider"}:
             found.append(rule.rule.replace("<provider>", "github"))
@@ -116,6 +116,11 @@ def paths(app: Flask, method: str, live_token: Callable[[str], str]) -> list[str
                 [first] = get_state(app).accounts.search("", limit=1)
             path = rule.rule.replace("<int:user_id>", str(first.id))
             found.append(path.replace("<action>", "unlock"))  # the one that changes nothing
+            continue
+        if "invitation_id" in rule.arguments:  # none is made: the console's 404
+            found.append(
+                rule.rule.replace("<int:invitation_id>", "1").replace("<action>", "resend")
+            )
             continue
         if not rule.arguments:
             found.append(rule.rule)
@@ -140,6 +145,8 @@ def live_token(app: Flask, portcullis_user: UserFactory) -> Callable[[str], str]
                 return state.links.verification_token(stored)
             if endpoint == "portcullis.reset_password":
                 return state.links.reset_token(stored)
+            if endpoint == "portcullis.accept_invitation":
+                return state.invitations.create(f"invited-{user.email}", [], by=None)[1]
             assert endpoint == "portcullis.confirm_email", f"no live token for {endpoint}"
             new_address = f"new-{user.email}"
             return state.links.email_change_token(stored, new_address)[1]

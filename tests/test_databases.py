@@ -59,9 +59,11 @@ PORTCULLIS_TABLES = {
     "passkeys",
     "trusted_devices",
     "provider_links",
+    "invitations",
 }
 # Children before parents, so the foreign keys never object (MariaDB checks them per row).
 CLEANUP_ORDER = (
+    "invitations",
     "provider_links",
     "trusted_devices",
     "refresh_tokens",
@@ -169,7 +171,7 @@ def test_upgrade_creates_every_table_and_matches_the_models(fresh_app: Flask) ->
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
-            assert context.get_current_revision() == "0011_refresh_tokens_unbound"
+            assert context.get_current_revision() == "0012_invitations"
             differences = compare_metadata(context, db.metadata)
             dialect = conn.dialect.name
             stored = _constraint_names(conn, dialect)

@@ -221,4 +221,4 @@ def test_the_demo_migrates_with_the_command_make_run_uses(tmp_path: Path) -> Non
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         [(revision,)] = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     assert {"users", "user_sessions", "audit_events", "passkeys"} <= tables
-    assert revision == "0011_refresh_tokens_unbound"
+    assert revision == "0012_invitations"

@@ -34,6 +34,8 @@ class Event(StrEnum):
     ACCOUNT_UNLOCKED = "account-unlocked"
     PASSWORD_RESET_SENT = "password-reset-sent"
     VERIFICATION_SENT = "verification-sent"
+    INVITATION_SENT = "invitation-sent"
+    INVITATION_REVOKED = "invitation-revoked"
 
 
 LABELS: dict[Event, str] = {
@@ -65,4 +67,6 @@ LABELS: dict[Event, str] = {
     Event.ACCOUNT_UNLOCKED: "Sign-in lock lifted",
     Event.PASSWORD_RESET_SENT: "Password reset link sent",
     Event.VERIFICATION_SENT: "Confirmation link sent",
+    Event.INVITATION_SENT: "Invitation sent",
+    Event.INVITATION_REVOKED: "Invitation withdrawn",
 }

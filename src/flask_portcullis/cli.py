@@ -16,7 +16,7 @@ from .audit_events import Event
 from .exceptions import PasswordRejected, PortcullisError
 from .models import UserMixin
 from .state import get_state
-from .usecases import admin
+from .usecases import admin, invitations
 from .usecases.client import Client, record
 
 CLI_AGENT = "flask cli"
@@ -244,6 +244,16 @@ def resend_verification(identity: str) -> None:
     _needs_server_name()
     sent = admin.resend_verification(state, _client(), None, user)
     click.echo(f"sent a confirmation link to {user.email}" if sent else "already confirmed")
+
+
+@users.command("invite")
+@click.argument("email")
+@click.option("--role", "role_names", multiple=True, help="Give this role (repeatable).")
+def invite(email: str, role_names: tuple[str, ...]) -> None:
+    """Mail EMAIL an invitation to make an account (needs SERVER_NAME for the link)."""
+    _needs_server_name()
+    invitation = invitations.invite(get_state(), _client(), None, email, role_names)
+    click.echo(f"invited {invitation.email}")
 
 
 def _needs_server_name() -> None:

@@ -27,6 +27,7 @@ from .export import AccountExport
 from .federation import Federation
 from .hosts import TrustedHosts, trusted_hosts
 from .identities import Identities
+from .invitations import Invitations
 from .mail import MailSender, sender_from_config
 from .migrating import enforce_sqlite_foreign_keys
 from .models import UserMixin, build_models
@@ -164,6 +165,10 @@ class Portcullis:
         audit = AuditLog(session, self.models, clock, sender=app)
         passkeys = PasskeyService(session, self.models, two_factor, clock)
         federation = Federation(session, self.models, clock)
+        roles = RoleService(session, self.models)
+        invitations = Invitations(
+            session, self.models, accounts, roles, settings.invitation_lifetime, clock
+        )
         state = State(
             settings=settings,
             models=self.models,
@@ -176,7 +181,7 @@ class Portcullis:
             sessions=sessions,
             identities=identities,
             devices=devices,
-            roles=RoleService(session, self.models),
+            roles=roles,
             notifier=Notifier(
                 self._mail_sender or sender_from_config(app.config), throttle, settings
             ),
@@ -194,6 +199,7 @@ class Portcullis:
             two_factor=two_factor,
             passkeys=passkeys,
             federation=federation,
+            invitations=invitations,
             export=AccountExport(sessions, devices, audit, passkeys, federation),
             debug=app.debug,
             clock=clock,

@@ -496,6 +496,35 @@ class ProviderLinkMixin:
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
+class InvitationMixin:
+    """An address an administrator invited, with the roles its account will have.
+
+    The link carries a random token (256 bits); only its SHA-256 digest is
+    stored, so the table cannot be replayed. Accepting or revoking it, or a
+    newer link (resend), ends the old one.
+    """
+
+    if TYPE_CHECKING:
+
+        def __init__(self, **columns: Any) -> None: ...
+
+        invited_by: Mapped[int | None]  # mapped by build_models, with the foreign key
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320))
+    roles: Mapped[str] = mapped_column(String(1000), default="")  # role names, comma-separated
+    token_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    @property
+    def role_names(self) -> list[str]:
+        return [name for name in self.roles.split(",") if name]
+
+
 class AuditEventMixin:
     """One security event. Append-only: rows are added, and pruned by age, never edited.
 
@@ -567,6 +596,7 @@ class Models:
     Passkey: type[PasskeyMixin]
     TrustedDevice: type[TrustedDeviceMixin]
     ProviderLink: type[ProviderLinkMixin]
+    Invitation: type[InvitationMixin]
     user_roles: Table
     role_permissions: Table
 
@@ -646,6 +676,16 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         )
         user_id: Mapped[int] = mapped_column(ForeignKey(user_fk, ondelete="CASCADE"))
 
+    class Invitation(InvitationMixin, base):
+        __tablename__ = "invitations"
+        __table_args__ = (
+            UniqueConstraint("token_digest", name="uq_invitations_token_digest"),
+            Index("ix_invitations_email_key", "email_key"),
+        )
+        invited_by: Mapped[int | None] = mapped_column(
+            ForeignKey(user_fk, ondelete="SET NULL"), default=None
+        )
+
     user_roles = Table(
         "user_roles",
         db.metadata,
@@ -661,7 +701,12 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
     # A user's roles come with the per-request session lookup (one query; see
     # SessionService.resolve_id); a role's permissions only when a check needs them.
     own = (Role, Permission, Session, AuditEvent, RefreshToken, TwoFactor, RecoveryCode, Passkey)
-    tables = [*(model.__table__ for model in own), TrustedDevice.__table__, ProviderLink.__table__]
+    tables = [
+        *(model.__table__ for model in own),
+        TrustedDevice.__table__,
+        ProviderLink.__table__,
+        Invitation.__table__,
+    ]
     for table in tables:
         name_constraints(table, None)
     name_constraints(user_roles)
@@ -684,6 +729,7 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
         Passkey,
         TrustedDevice,
         ProviderLink,
+        Invitation,
         user_roles,
         role_permissions,
     )

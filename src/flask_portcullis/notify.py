@@ -36,6 +36,7 @@ SUBJECTS = {
     "registration_attempt": "Someone tried to sign up with your address",
     "factor_changed": "Your sign-in settings changed",
     "changed_by_admin": "An administrator changed your account",
+    "invitation": "You are invited",
 }
 
 
@@ -190,6 +191,11 @@ class Notifier:
             device=device,
             change=change,
         )
+
+    def invitation(self, email: str, token: str, *, roles: list[str]) -> None:
+        """Send an invitation's link (DeliveryFailed reaches the admin, who can resend)."""
+        link = url_for("portcullis.accept_invitation", token=token, _external=True)
+        self.send("invitation", email, link=link, roles=roles)
 
     def changed_by_admin(self, user: UserMixin, *, change: str) -> None:
         """Tell the owner what a site administrator did to their account."""

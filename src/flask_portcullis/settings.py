@@ -87,6 +87,7 @@ class Settings:
     email_verification: str = "optional"
     verify_email_lifetime: int = 24 * 60 * 60
     reset_password_lifetime: int = 60 * 60
+    invitation_lifetime: int = 7 * 24 * 60 * 60
     # Mail throttles, in the notation of the ``limits`` package ("3/hour", "10 per day").
     mail_limit_per_address: str = "3/hour"
     mail_limit_per_client: str = "10/hour"
@@ -267,6 +268,7 @@ class Settings:
             "remember_lifetime",
             "verify_email_lifetime",
             "reset_password_lifetime",
+            "invitation_lifetime",
             "audit_retention_days",
             "access_token_lifetime",
             "fresh_login_window",

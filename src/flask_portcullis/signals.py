@@ -49,6 +49,8 @@ provider_unlinked = _signals.signal(f"portcullis.{Event.PROVIDER_UNLINKED}")
 account_unlocked = _signals.signal(f"portcullis.{Event.ACCOUNT_UNLOCKED}")
 password_reset_sent = _signals.signal(f"portcullis.{Event.PASSWORD_RESET_SENT}")
 verification_sent = _signals.signal(f"portcullis.{Event.VERIFICATION_SENT}")
+invitation_sent = _signals.signal(f"portcullis.{Event.INVITATION_SENT}")
+invitation_revoked = _signals.signal(f"portcullis.{Event.INVITATION_REVOKED}")
 
 BY_EVENT: dict[Event, NamedSignal] = {
     Event(name.removeprefix("portcullis.")): signal

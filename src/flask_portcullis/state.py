@@ -24,6 +24,7 @@ from .export import AccountExport
 from .federation import Federation
 from .hosts import TrustedHosts
 from .identities import Identities
+from .invitations import Invitations
 from .models import Models
 from .notify import Notifier
 from .passkeys import PasskeyService
@@ -58,6 +59,7 @@ class State:
     two_factor: TwoFactorService
     passkeys: PasskeyService
     federation: Federation  # accounts' links to sign-in providers
+    invitations: Invitations  # addresses an administrator invited
     export: AccountExport  # a user's own data, for /account/export
     debug: bool  # as configured when the app was set up (the CLI resets app.debug later)
     clock: Clock

@@ -18,6 +18,7 @@ from . import (  # noqa: F401  (registers the routes)
     headers,
     health,
     hosts,
+    invitation,
     links,
     oauth,
     passkeys,

@@ -36,13 +36,14 @@ from ..audit import LogFilter, activity_row, spreadsheet_safe
 from ..audit_events import LABELS, Event
 from ..caller import this_client
 from ..decorators import access_required
-from ..exceptions import LastAdmin, NotFound
+from ..exceptions import DeliveryFailed, EmailTaken, FieldError, LastAdmin, NotFound, TokenInvalid
 from ..models import UserMixin
 from ..rbac import ADMIN_ROLE
 from ..state import State, get_state
-from ..usecases import admin
+from ..usecases import admin, invitations
 from .blueprints import admin_bp
-from .forms import ConfirmForm
+from .feedback import render_form, show_error
+from .forms import ConfirmForm, InviteForm
 from .login_bridge import is_fresh
 
 USERS_READ, USERS_WRITE, AUDIT_READ = "users.read", "users.write", "audit.read"
@@ -160,6 +161,12 @@ def _simple(run: Callable[..., Any], done: str) -> Callable[[State, UserMixin], 
     return act
 
 
+def reauthenticate(back_to: str) -> ResponseReturnValue:
+    """A recent password before acting on accounts (ASVS 3.7.1): ask, then come back."""
+    flash("Confirm your password, then press the button again.", "info")
+    return redirect(url_for("portcullis.reauthenticate", next=back_to))
+
+
 ACTIONS: dict[str, Callable[[State, UserMixin], str]] = {
     "grant-role": _role(grant=True),
     "remove-role": _role(grant=False),
@@ -184,9 +191,8 @@ def act(user_id: int, action: str) -> ResponseReturnValue:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     page = url_for("portcullis_admin.user", user_id=user_id)
-    if not is_fresh():  # a recent password before acting on accounts (ASVS 3.7.1)
-        flash("Confirm your password, then press the button again.", "info")
-        return redirect(url_for("portcullis.reauthenticate", next=page))
+    if not is_fresh():
+        return reauthenticate(page)
     state = get_state()
     account = _account(user_id)
     try:
@@ -311,3 +317,77 @@ def audit_csv() -> ResponseReturnValue:
             "Cache-Control": "no-store",
         },
     )
+
+
+# -- invitations ------------------------------------------------------------------------------
+
+
+def _invite_form(state: State) -> InviteForm:
+    form = InviteForm()
+    form.roles.choices = [(name, name) for name in sorted(r.name for r in state.roles.list())]
+    return form
+
+
+@admin_bp.route("/invitations", methods=["GET", "POST"])
+@console(USERS_READ)
+def invitations_page() -> ResponseReturnValue:
+    """Pending invitations, and (with users.write) a form to invite an address with roles."""
+    state = get_state()
+    form = _invite_form(state)
+    can_act = allowed(current_user, USERS_WRITE)
+    if request.method == "POST":
+        if not can_act:
+            abort(403)
+        if not is_fresh():
+            return reauthenticate(url_for("portcullis_admin.invitations_page"))
+        if form.validate_on_submit():
+            email = form.email.data or ""
+            try:
+                invitations.invite(
+                    state, this_client(), current_user.id, email, form.roles.data or []
+                )
+            except EmailTaken:
+                form.email.errors = ["An account already has this address."]
+            except FieldError as exc:
+                show_error(form, exc)
+            except DeliveryFailed:
+                flash("The invitation is saved but the mail did not go: press Resend.", "error")
+                return redirect(url_for("portcullis_admin.invitations_page"))
+            else:
+                flash(f"Invited {email}.", "success")
+                return redirect(url_for("portcullis_admin.invitations_page"))
+    return render_form(
+        "portcullis/admin/invitations.html",
+        form,
+        pending=state.invitations.pending(),
+        now=state.clock(),
+        can_act=can_act,
+    )
+
+
+@admin_bp.route("/invitations/<int:invitation_id>/<action>", methods=["POST"])
+@console(USERS_WRITE)
+def invitation_action(invitation_id: int, action: str) -> ResponseReturnValue:
+    """Resend or withdraw a pending invitation."""
+    if action not in ("resend", "revoke"):
+        abort(404)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    page = url_for("portcullis_admin.invitations_page")
+    if not is_fresh():
+        return reauthenticate(page)
+    state = get_state()
+    invitation = state.invitations.get(invitation_id)
+    if invitation is None:
+        abort(404)
+    run = invitations.resend if action == "resend" else invitations.revoke
+    try:
+        run(state, this_client(), current_user.id, invitation)
+    except TokenInvalid:
+        flash("That invitation was used or withdrawn already.", "info")
+    except DeliveryFailed:
+        flash("The mail did not go; try again.", "error")
+    else:
+        done = "sent again" if action == "resend" else "withdrawn"
+        flash(f"The invitation to {invitation.email} is {done}.", "success")
+    return redirect(page)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import Response, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 
-from ..exceptions import FieldError, PasswordRejected, PortcullisError
+from ..exceptions import FieldError, PasswordRejected, PortcullisError, TokenExpired, TokenInvalid
 
 
 def show_error(
@@ -37,3 +37,23 @@ def _field_errors(form: FlaskForm, name: str) -> list[str]:
 
 # The words of every page that asks for the current password again.
 WRONG_PASSWORD = "That is not your current password."
+
+
+def no_referrer(response: ResponseReturnValue) -> Response:
+    """A page whose address holds a token: no Referer header may carry it elsewhere."""
+    response = make_response(response)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def link_problem(error: TokenInvalid, *, again: str, again_label: str) -> Response:
+    """The page of a link that cannot be used: 410 when it expired, else 400."""
+    expired = isinstance(error, TokenExpired)
+    page = render_template(
+        "portcullis/link_invalid.html",
+        expired=expired,
+        message=str(error),
+        again=again,
+        again_label=again_label,
+    )
+    return no_referrer((page, 410 if expired else 400))

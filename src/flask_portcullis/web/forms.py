@@ -7,7 +7,14 @@ problem at once.
 
 from __future__ import annotations
 
-from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    SelectMultipleField,
+    StringField,
+)
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from ..forms import Form, new_password_rules, required_field
@@ -108,3 +115,17 @@ class ProviderSignupForm(Form):
 
 class UnlinkForm(Form):
     provider = HiddenField(validators=[DataRequired(), Length(max=32)])
+
+
+class InviteForm(Form):
+    email = EmailField("Email address", validators=required_field("email address"))
+    roles = SelectMultipleField("Roles", choices=[], validate_choice=True)
+
+
+class AcceptInvitationForm(Form):
+    username = StringField("Username", validators=required_field("username"))
+    password = PasswordField("Password", validators=new_password_rules())
+    password_confirm = PasswordField(
+        "Repeat password",
+        validators=[DataRequired("Repeat the password."), EqualTo("password", "Passwords differ.")],
+    )

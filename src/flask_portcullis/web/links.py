@@ -8,7 +8,7 @@ their URL never leaks to another site.
 
 from __future__ import annotations
 
-from flask import Response, flash, make_response, redirect, render_template, session, url_for
+from flask import flash, redirect, render_template, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
@@ -18,7 +18,6 @@ from ..exceptions import (
     EmailTaken,
     FieldError,
     PasswordRejected,
-    TokenExpired,
     TokenInvalid,
 )
 from ..identity import mask_email
@@ -26,28 +25,9 @@ from ..state import get_state
 from ..tokens import Purpose
 from ..usecases import passwords, self_service, signup
 from .blueprints import bp
-from .feedback import render_form, show_error
+from .feedback import link_problem, no_referrer, render_form, show_error
 from .forms import ConfirmForm, ForgotPasswordForm, ResetPasswordForm
 from .keys import PENDING_VERIFICATION
-
-
-def no_referrer(response: ResponseReturnValue) -> Response:
-    response = make_response(response)
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
-
-
-def link_problem(error: TokenInvalid, *, again: str, again_label: str) -> Response:
-    expired = isinstance(error, TokenExpired)
-    page = render_template(
-        "portcullis/link_invalid.html",
-        expired=expired,
-        message=str(error),
-        again=again,
-        again_label=again_label,
-    )
-    return no_referrer((page, 410 if expired else 400))
-
 
 # -- email verification ------------------------------------------------------------
 
