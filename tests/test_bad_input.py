@@ -607,14 +607,14 @@ def test_weird_paths_are_404(site: Flask, path: str) -> None:
     ],
 )
 def test_admin_console_weird_queries(admin: FlaskClient, query: str) -> None:
-    response = admin.get(f"/admin/?{query}")
+    response = admin.get(f"/admin/users?{query}")
     assert response.status_code == 200
     assert "<h1>Users</h1>" in response.get_data(as_text=True)
 
 
 def test_admin_console_far_page_is_empty(admin: FlaskClient) -> None:
     # (N - 1) * 50 just below 2**63: the largest offset SQLite takes.
-    response = admin.get("/admin/?page=184467440737095516")
+    response = admin.get("/admin/users?page=184467440737095516")
     assert response.status_code == 200
     assert "No users match." in response.get_data(as_text=True)
 

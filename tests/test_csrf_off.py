@@ -193,7 +193,7 @@ def test_every_page_renders_without_csrf(
             answers.setdefault(path, {})[who] = browser.get(path).status_code
     assert all(status < 500 for statuses in answers.values() for status in statuses.values())
     made_up = [path for path in answers if path.endswith("/made-up-token")]
-    assert len(made_up) == 3
+    assert len(made_up) == 4  # verify, reset, confirm-email and invitation links
     assert all(set(answers[path].values()) == {400} for path in made_up)  # "link invalid"
     # Every other page was seen at least once (not only redirects), its forms and all.
     # A provider's pages answer only within its round trip (they send a browser without

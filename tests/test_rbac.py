@@ -244,7 +244,7 @@ def test_admin_console_lists_users_for_admins(app: Flask) -> None:
     make_user(app, "grace", "grace@example.com", verified=True)
     make_user(app, "linus", "linus@example.org")
     client = client_with_roles(app, "admin", username="root")
-    response = client.get("/admin/")
+    response = client.get("/admin/users")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     for name in ("grace@example.com", "linus@example.org", "root@example.com"):
@@ -272,7 +272,7 @@ def test_admin_search_filters(app: Flask, query: str, shown: list[str], hidden: 
     make_user(app, "a_b", "ab@example.net")
     make_user(app, "percy", "100%real@example.net")
     client = client_with_roles(app, "admin", username="root")
-    response = client.get("/admin/", query_string={"q": query})
+    response = client.get("/admin/users", query_string={"q": query})
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     names = re.findall(r'<td><a href="/admin/users/\d+">([^<]*)</a></td>', page)

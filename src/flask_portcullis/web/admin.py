@@ -35,6 +35,8 @@ from flask_login import current_user
 from ..audit import LogFilter, activity_row, spreadsheet_safe
 from ..audit_events import LABELS, Event
 from ..caller import this_client
+from ..charts import Bar, bar_chart
+from ..dashboard import PER_DAY, Dashboard
 from ..decorators import access_required
 from ..exceptions import DeliveryFailed, EmailTaken, FieldError, LastAdmin, NotFound, TokenInvalid
 from ..models import UserMixin
@@ -72,8 +74,32 @@ DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 @admin_bp.route("/")
 @console(USERS_READ)
 def index() -> ResponseReturnValue:
-    """The console's front page: the accounts, until the dashboard comes."""
-    return users()
+    """The dashboard: counts, and charts of the last 30 days (SVG drawn here; no script)."""
+    state = get_state()
+    figures = Dashboard(state.db.session, state.models, state.clock).figures(
+        sessions_in_sql=state.sessions.store.kind != "redis"
+    )
+    labels = [day.isoformat() for day in figures.days]
+    charts = [
+        (title, bar_chart(title, [Bar(d, n) for d, n in zip(labels, counts, strict=True)]))
+        for title, counts in (
+            ("Sign-ins per day", figures.per_day[Event.SIGN_IN]),
+            ("Failed sign-ins per day", figures.per_day[Event.SIGN_IN_FAILED]),
+            ("Sign-ups per day", figures.per_day[Event.ACCOUNT_CREATED]),
+        )
+    ]
+    reasons = figures.failure_reasons
+    return render_template(
+        "portcullis/admin/dashboard.html",
+        figures=figures,
+        charts=charts,
+        table=list(zip(labels, *(figures.per_day[str(e)] for e in PER_DAY), strict=True)),
+        reasons=reasons,
+        reasons_chart=bar_chart(
+            "Failed sign-ins by reason, 30 days", [Bar(r, n) for r, n in reasons]
+        ),
+        can_read_log=allowed(current_user, AUDIT_READ),
+    )
 
 
 @admin_bp.route("/users")
