@@ -7,6 +7,8 @@ request left in its session.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,3 +90,20 @@ def recent_events(app: Flask, user_id: int) -> list[str]:
     """The kinds of the user's recent audit rows, as the service lists them (newest first)."""
     with app.app_context():
         return [row.event for row in get_state(app).audit.recent(user_id)]
+
+
+@contextmanager
+def sql_statements(app: Flask) -> Iterator[list[str]]:
+    """Every SQL statement the app's engine runs while the block runs."""
+    seen: list[str] = []
+    with app.app_context():
+        engine = get_state(app).db.engine
+
+    def record(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)

@@ -19,21 +19,14 @@ from flask.testing import FlaskClient
 from flask_portcullis import get_state
 
 from .conftest import FakeClock, login, make_app, make_user
+from .rows import sql_statements
 
 
 @pytest.fixture
 def statements(app: Flask) -> Iterator[list[str]]:
     """Every SQL statement the app's engine runs while the test watches."""
-    seen: list[str] = []
-    with app.app_context():
-        engine = get_state(app).db.engine
-
-    def record(*args: Any) -> None:
-        seen.append(str(args[2]))
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    yield seen
-    sa.event.remove(engine, "before_cursor_execute", record)
+    with sql_statements(app) as seen:
+        yield seen
 
 
 @pytest.mark.parametrize("path", ["/", "/account", "/logout"])

@@ -18,7 +18,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,6 +54,7 @@ from .conftest import (
 )
 from .databases import database_server
 from .doctor_report import run_doctor
+from .rows import sql_statements
 from .services import service_unavailable
 from .stores import STORES, free_port, memcached_server, same_store, store_config
 from .test_health import TcpProxy, assert_unavailable
@@ -442,23 +442,6 @@ def test_a_password_change_stops_api_refresh(app: Flask, user: int) -> None:
 
 
 # -- 2. SQL per signed-in request -------------------------------------------------------------
-
-
-@contextmanager
-def sql_statements(app: Flask) -> Iterator[list[str]]:
-    """Every SQL statement the app's engine runs while the block runs."""
-    seen: list[str] = []
-    with app.app_context():
-        engine = get_state(app).db.engine
-
-    def record(*args: Any) -> None:
-        seen.append(str(args[2]))
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
 
 
 def page_and_sql(seen: list[str], client: FlaskClient, path: str) -> tuple[str, list[str]]:
