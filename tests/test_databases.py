@@ -35,6 +35,8 @@ from flask_sqlalchemy import SQLAlchemy
 from werkzeug.test import TestResponse
 
 from flask_portcullis import InvalidCredentials, get_state
+from flask_portcullis.audit_events import Event
+from flask_portcullis.dashboard import Dashboard
 from flask_portcullis.demo import MIGRATIONS
 from flask_portcullis.exceptions import RefreshTokenReused, TokenInvalid
 from flask_portcullis.identity import identity_key, username_skeleton
@@ -351,9 +353,10 @@ def test_deleting_a_user_row_cascades_to_sessions_and_roles(app: Flask) -> None:
         assert state.sessions.resolve(session_id) is None
 
 
-def test_refresh_token_reuse_and_revocation_end_the_family_by_the_cascade(app: Flask) -> None:
-    """Ending an API session deletes only its user_sessions row; the refresh_tokens of the
-    family go by the foreign key's ON DELETE CASCADE, on every backend."""
+def test_refresh_token_reuse_and_revocation_end_the_family(app: Flask) -> None:
+    """Ending an API session deletes its user_sessions row and, in the same transaction, the
+    refresh_tokens of its family (no foreign key since 0011: a session may live in Redis),
+    on every backend."""
     state = get_state(app)
     with app.app_context():
         ada = state.accounts.register("ada", "ada@example.com", PASSWORD)
@@ -664,3 +667,24 @@ def test_migration_keeps_and_reports_existing_look_alikes(
         "\u0390\u0390\u0390": identity_key("\u0390\u0390\u0390"),
         "newcomer": "newcomer",
     }
+
+
+def test_the_dashboard_figures_on_every_backend(app: Flask) -> None:
+    """The console's aggregate queries (counts, per-day GROUP BY, failures by reason) are SQL
+    every backend runs: MariaDB has no aggregate FILTER, and dates come back differently."""
+    state = get_state(app)
+    with app.app_context():
+        ada = state.accounts.register("ada", "ada@example.com", PASSWORD)
+        state.accounts.register("bob", "bob@example.com", PASSWORD)
+        state.accounts.set_active(ada, False)
+        state.audit.record(Event.SIGN_IN_FAILED, user_id=ada.id, reason="password")
+        state.audit.record(Event.SIGN_IN, user_id=ada.id)
+        state.audit.record(Event.THROTTLED)
+        figures = Dashboard(state.db.session, state.models, state.clock).figures(
+            sessions_in_sql=True
+        )
+    assert (figures.users, figures.active_users, figures.sessions) == (2, 1, 0)
+    assert (figures.sign_ins_today, figures.failures_today, figures.throttled_today) == (1, 1, 1)
+    assert figures.per_day[str(Event.SIGN_IN)][-1] == 1
+    assert figures.failure_reasons == [("password", 1)]
+    assert figures.second_factor_users == 0

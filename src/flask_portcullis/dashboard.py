@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from .audit_events import Event
 from .clock import Clock
@@ -45,8 +45,10 @@ class Dashboard:
         today = now.date()
         midnight = datetime.combine(today, time(), tzinfo=now.tzinfo)
         first = today - timedelta(days=DAYS - 1)
+        # count(CASE ...), not an aggregate FILTER: MariaDB has none.
+        active_only = case((User.active.is_(True), 1))
         users, active = self._db.execute(
-            select(func.count(), func.count().filter(User.active.is_(True))).select_from(User)
+            select(func.count(), func.count(active_only)).select_from(User)
         ).one()
         sessions = None
         if sessions_in_sql:
