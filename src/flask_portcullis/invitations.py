@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from .accounts import AccountService
 from .clock import Clock
 from .exceptions import EmailTaken, TokenExpired, TokenInvalid
-from .identity import clean_email, identity_key
+from .identity import clean_email
 from .models import DbSession, InvitationMixin, Models, UserMixin
 from .rbac import RoleService
 from .sessions import digest
@@ -53,7 +53,6 @@ class Invitations:
         now = self._clock()
         invitation = self._models.Invitation(
             email=email,
-            email_key=identity_key(email),
             roles=",".join(dict.fromkeys(role_names)),
             token_digest=digest(token),
             created_at=now,

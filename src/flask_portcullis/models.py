@@ -512,7 +512,6 @@ class InvitationMixin:
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
-    email_key: Mapped[str] = mapped_column(String(320))
     roles: Mapped[str] = mapped_column(String(1000), default="")  # role names, comma-separated
     token_digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -678,10 +677,7 @@ def build_models(db: SQLAlchemy, user_model: type[UserMixin] | None = None) -> M
 
     class Invitation(InvitationMixin, base):
         __tablename__ = "invitations"
-        __table_args__ = (
-            UniqueConstraint("token_digest", name="uq_invitations_token_digest"),
-            Index("ix_invitations_email_key", "email_key"),
-        )
+        __table_args__ = (UniqueConstraint("token_digest", name="uq_invitations_token_digest"),)
         invited_by: Mapped[int | None] = mapped_column(
             ForeignKey(user_fk, ondelete="SET NULL"), default=None
         )

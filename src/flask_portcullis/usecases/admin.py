@@ -17,18 +17,14 @@ from ..exceptions import LastAdmin
 from ..models import UserMixin
 from ..rbac import ADMIN_ROLE
 from ..state import State
-from .client import Client, record
+from .client import Client, actor_name, record
 from .self_service import end_sessions as end_all_sessions
 
 
 def _record(
     state: State, client: Client, actor: int | None, event: Event, user_id: int, **detail: Any
 ) -> None:
-    record(state, event, user_id, client, actor=_named(actor), **detail)
-
-
-def _named(actor: int | None) -> int | str:
-    return actor if actor is not None else "cli"
+    record(state, event, user_id, client, actor=actor_name(actor), **detail)
 
 
 def _keep_an_admin(state: State, user: UserMixin) -> None:
@@ -78,7 +74,7 @@ def set_active(
 
 def end_sessions(state: State, client: Client, actor: int | None, user: UserMixin) -> int:
     """Sign the account out everywhere and forget its trusted devices; count the sessions."""
-    count = end_all_sessions(state, client, user.id, actor=_named(actor))
+    count = end_all_sessions(state, client, user.id, actor=actor_name(actor))
     state.notifier.changed_by_admin(user, change="every device of yours was signed out.")
     return count
 

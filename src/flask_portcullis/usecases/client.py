@@ -31,6 +31,11 @@ class Client:
         return Device(ip=self.ip, user_agent=self.user_agent[:NOTICE_AGENT_MAX], at=self.at)
 
 
+def actor_name(actor: int | None) -> int | str:
+    """Who acted, as an audit row names them: an administrator's user id, or the shell."""
+    return actor if actor is not None else "cli"
+
+
 def record(state: State, event: Event, user_id: int | None, client: Client, **detail: Any) -> None:
     """Audit ``event`` as done by ``client`` (its row, and so its signal)."""
     if client.via:

@@ -7,11 +7,7 @@ from collections.abc import Sequence
 from ..audit_events import Event
 from ..models import InvitationMixin, UserMixin
 from ..state import State
-from .client import Client, record
-
-
-def _named(actor: int | None) -> int | str:
-    return actor if actor is not None else "cli"
+from .client import Client, actor_name, record
 
 
 def invite(
@@ -20,32 +16,31 @@ def invite(
     """Invite ``email`` with ``roles`` and mail the link. EmailTaken tells the admin that an
     account has the address (only them: nothing is sent)."""
     invitation, token = state.invitations.create(email, roles, by=actor)
-    state.notifier.invitation(invitation.email, token, roles=invitation.role_names)
-    record(
-        state,
-        Event.INVITATION_SENT,
-        None,
-        client,
-        actor=_named(actor),
-        invitation=invitation.id,
-    )
+    _mail(state, client, actor, invitation, token)
     return invitation
 
 
 def resend(state: State, client: Client, actor: int | None, invitation: InvitationMixin) -> None:
     """A new link (the old one dies) for a pending invitation, mailed again."""
-    token = state.invitations.renew(invitation)
-    state.notifier.invitation(invitation.email, token, roles=invitation.role_names)
-    record(
-        state, Event.INVITATION_SENT, None, client, actor=_named(actor), invitation=invitation.id
-    )
+    _mail(state, client, actor, invitation, state.invitations.renew(invitation))
 
 
 def revoke(state: State, client: Client, actor: int | None, invitation: InvitationMixin) -> None:
     state.invitations.revoke(invitation)
-    record(
-        state, Event.INVITATION_REVOKED, None, client, actor=_named(actor), invitation=invitation.id
-    )
+    _record(state, client, actor, Event.INVITATION_REVOKED, invitation)
+
+
+def _mail(
+    state: State, client: Client, actor: int | None, invitation: InvitationMixin, token: str
+) -> None:
+    state.notifier.invitation(invitation.email, token, roles=invitation.role_names)
+    _record(state, client, actor, Event.INVITATION_SENT, invitation)
+
+
+def _record(
+    state: State, client: Client, actor: int | None, event: Event, invitation: InvitationMixin
+) -> None:
+    record(state, event, None, client, actor=actor_name(actor), invitation=invitation.id)
 
 
 def accept(state: State, client: Client, token: str, username: str, password: str) -> UserMixin:

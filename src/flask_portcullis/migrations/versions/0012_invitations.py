@@ -24,7 +24,6 @@ def upgrade() -> None:
         "invitations",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("email", sa.String(320), nullable=False),
-        sa.Column("email_key", sa.String(320), nullable=False),
         sa.Column("roles", sa.String(1000), nullable=False),
         sa.Column("token_digest", sa.String(64), nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
@@ -41,7 +40,6 @@ def upgrade() -> None:
         ),
         sa.UniqueConstraint("token_digest", name="uq_invitations_token_digest"),
     )
-    op.create_index("ix_invitations_email_key", "invitations", ["email_key"])
 
 
 def downgrade() -> None:
