@@ -444,6 +444,20 @@ def auth_client(client: FlaskClient, user: int) -> FlaskClient:
 
 
 @pytest.fixture
+def root(app: Flask) -> int:
+    """An administrator of the app (role admin): ``root``."""
+    return make_user(app, "root", "root@example.com", roles=("admin",))
+
+
+@pytest.fixture
+def console(app: Flask, root: int) -> FlaskClient:
+    """A browser signed in as ``root`` (so with a fresh password): the admin console."""
+    client = app.test_client()
+    login(client, "root")
+    return client
+
+
+@pytest.fixture
 def api(client: FlaskClient) -> FlaskClient:
     """A client that only speaks JSON to /api/v1 (never a form, never a cookie it was given)."""
     return client

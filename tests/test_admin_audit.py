@@ -18,14 +18,6 @@ from .conftest import FakeClock, login, make_user
 from .rows import events
 
 
-@pytest.fixture
-def console(app: Flask) -> FlaskClient:
-    make_user(app, "root", "root@example.com", roles=("admin",))
-    client = app.test_client()
-    login(client, "root")
-    return client
-
-
 def record(app: Flask, event: Event, user_id: int | None, ip: str, agent: str = "Test/1") -> None:
     with app.app_context():
         get_state(app).audit.record(event, user_id=user_id, ip=ip, user_agent=agent)

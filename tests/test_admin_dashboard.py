@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -14,14 +13,6 @@ from flask_portcullis.audit_events import Event
 from flask_portcullis.charts import Bar, bar_chart
 
 from .conftest import FakeClock, login, make_user
-
-
-@pytest.fixture
-def console(app: Flask) -> FlaskClient:
-    make_user(app, "root", "root@example.com", roles=("admin",))
-    client = app.test_client()
-    login(client, "root")
-    return client
 
 
 def record(app: Flask, event: Event, **detail: str) -> None:

@@ -24,13 +24,11 @@ LINK = re.compile(r"https?://[^/\s]+(/invitation/[A-Za-z0-9_-]+)")
 
 
 @pytest.fixture
-def console(app: Flask) -> FlaskClient:
-    make_user(app, "root", "root@example.com", roles=("admin",))
+def console(app: Flask, console: FlaskClient) -> FlaskClient:
+    """The admin console (conftest's), on a site that has an editor role to invite with."""
     with app.app_context():
         get_state(app).roles.ensure("editor")
-    client = app.test_client()
-    login(client, "root")
-    return client
+    return console
 
 
 def invite(client: FlaskClient, email: str, *roles: str) -> str:

@@ -530,6 +530,34 @@ def test_after_a_change_to_the_user_they_are_read_again_then_cached(
 
 
 @pytest.mark.parametrize("kind", CACHING)
+def test_a_core_update_announced_with_users_changed_reaches_the_next_request(
+    make_store_app: StoreAppFactory, kind: str
+) -> None:
+    """A host's own Core UPDATE bypasses the ORM's listeners: ``users_changed`` marks the
+    cached user, so the next page shows the new address (and without it, the old one)."""
+    app = make_store_app(kind)
+    user_id = make_user(app)
+    laptop = app.test_client()
+    login(laptop)
+    settle(app, laptop, user_id)
+
+    def rename(address: str, *, announce: bool) -> None:
+        with app.app_context():
+            state = get_state(app)
+            User = state.models.User
+            changed = sa.update(User).where(User.id == user_id).values(email=address)
+            state.db.session.execute(changed)
+            if announce:
+                state.sessions.users_changed([user_id])
+            state.db.session.commit()
+
+    rename("quiet@example.com", announce=False)
+    assert "ada@example.com" in text(laptop.get("/account"))  # the cache did not hear of it
+    rename("ada.new@example.com", announce=True)
+    assert "ada.new@example.com" in text(laptop.get("/account"))
+
+
+@pytest.mark.parametrize("kind", CACHING)
 def test_a_sign_in_elsewhere_leaves_the_cached_user_alone(
     make_store_app: StoreAppFactory, kind: str
 ) -> None:
